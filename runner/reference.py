@@ -1,0 +1,123 @@
+"""The notebook's algorithm in plain NumPy, line for line: the slow, obvious truth.
+
+Used by tests and benchmarks only. See DESIGN.md, "Numerics".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from runner import kernels as k  # constants of the shared exp only
+
+
+def exp(x: np.ndarray) -> np.ndarray:
+    """The kernel's exp, in NumPy, same operations in the same order (within 1 ulp of np.exp).
+
+    Chaotic runs amplify a last-bit difference, so kernel and reference share it.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    x = np.where(x > k.EXP_HI, k.EXP_HI, x)
+    x = np.where(x < k.EXP_LO, k.EXP_LO, x)
+    kf = np.floor(x * k.LOG2E + 0.5)
+    kf = np.where(kf == kf, kf, 0.0)
+    r = (x - kf * k.LN2_HI) - kf * k.LN2_LO
+    p = np.full_like(r, k.EXP_COEFFS[0])
+    for c in k.EXP_COEFFS[1:]:
+        p = p * r + c
+    n = kf.astype(np.int64)
+    n1 = n >> 1
+    n2 = n - n1
+    return (p * ((n1 + 1023) << 52).view(np.float64)) * ((n2 + 1023) << 52).view(np.float64)
+
+
+def dot(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """A @ B summed left to right with no fused multiply-add, as the kernel sums."""
+    out = A[:, 0:1] * B[0:1, :]
+    for i in range(1, A.shape[1]):
+        out = out + A[:, i : i + 1] * B[i : i + 1, :]
+    return out
+
+
+def mean(E2: np.ndarray) -> float:
+    """Mean summed left to right (cumsum is sequential; np.mean sums pairwise)."""
+    return float(np.cumsum(E2.ravel())[-1] / E2.size)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + exp(-x))
+
+
+def sigmoid_derivative(x: np.ndarray) -> np.ndarray:
+    return x * (1 - x)
+
+
+def init_weights(
+    seed: int, inputs: int, hidden: int, outputs: int, init: tuple[float, float] = (0.0, 1.0)
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded initial weights: Wh first, then Wz, from one default_rng(seed)."""
+    rng = np.random.default_rng(seed)
+    lo, hi = init
+    Wh = rng.uniform(lo, hi, size=(inputs, hidden))
+    Wz = rng.uniform(lo, hi, size=(hidden, outputs))
+    return Wh, Wz
+
+
+@dataclass
+class ReferenceResult:
+    loss: np.ndarray
+    Wh: np.ndarray
+    Wz: np.ndarray
+    diverged_epoch: int | None
+    converged_epoch: int | None
+
+
+def train_reference(
+    X: np.ndarray,
+    Y: np.ndarray,
+    Wh: np.ndarray,
+    Wz: np.ndarray,
+    alpha: float,
+    epochs: int,
+    output: str = "linear",
+    update: str = "sequential",
+    stop_below: float | None = None,
+    diverge_above: float | None = None,
+) -> ReferenceResult:
+    """Train one run from the given initial weights (copied, not modified)."""
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    Wh = np.array(Wh, dtype=np.float64)
+    Wz = np.array(Wz, dtype=np.float64)
+    losses = []
+    diverged = converged = None
+    with np.errstate(all="ignore"):
+        for epoch in range(1, epochs + 1):
+            H = sigmoid(dot(X, Wh))  # hidden layer results
+            if output == "linear":
+                Z = dot(H, Wz)  # output layer, no activation (notebook code)
+            else:
+                Z = sigmoid(dot(H, Wz))  # output layer, sigmoid (notebook prose)
+            E = Y - Z  # how much we missed
+            loss = mean(E**2)
+            losses.append(loss)
+            if not np.isfinite(loss) or (diverge_above is not None and loss > diverge_above):
+                diverged = epoch  # recorded, then stop before this epoch's update
+                break
+            if output == "linear":
+                dZ = E * alpha  # delta Z
+            else:
+                dZ = E * alpha * sigmoid_derivative(Z)
+            if update == "sequential":
+                Wz += dot(H.T, dZ)  # update output layer weights
+                dH = dot(dZ, Wz.T) * sigmoid_derivative(H)  # delta H, with the new Wz
+                Wh += dot(X.T, dH)  # update hidden layer weights
+            else:
+                dH = dot(dZ, Wz.T) * sigmoid_derivative(H)  # delta H, with the old Wz
+                Wz += dot(H.T, dZ)
+                Wh += dot(X.T, dH)
+            if stop_below is not None and loss < stop_below:
+                converged = epoch  # the epoch completes, then the run stops
+                break
+    return ReferenceResult(np.array(losses), Wh, Wz, diverged, converged)

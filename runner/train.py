@@ -1,0 +1,173 @@
+"""Plain-Python front of the kernels: validation, seeded weights, results."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from runner import kernels
+from runner.errors import RunnerError
+
+OUTPUTS = ("linear", "sigmoid")
+UPDATES = ("sequential", "simultaneous")
+
+
+@dataclass
+class TrainResult:
+    """One run's result. ``loss[i]`` is the loss of epoch ``i + 1``."""
+
+    loss: np.ndarray
+    Wh: np.ndarray
+    Wz: np.ndarray
+    diverged_epoch: int | None
+    converged_epoch: int | None
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.loss)
+
+
+@dataclass
+class BatchResult:
+    """A batch's per-run statistics and recorded losses (see kernels.train_batch)."""
+
+    loss: np.ndarray  # (slots, R), recorded epochs only
+    istats: np.ndarray  # (R, 3) epochs_run, min_epoch, status
+    fstats: np.ndarray  # (R, 2) final_loss, min_loss
+    Wh: np.ndarray  # (inputs, hidden, R)
+    Wz: np.ndarray  # (hidden, outputs, R)
+
+
+def init_weights(
+    seeds: Sequence[int], inputs: int, hidden: int, outputs: int,
+    init: tuple[float, float] = (0.0, 1.0),
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Initial weights of a batch, runs last: ``Wh[i, h, r]``, ``Wz[h, o, r]``.
+
+    Run r's weights come from ``numpy.random.default_rng(seeds[r])``: Wh first,
+    then Wz, uniform on ``[lo, hi)``; the same seed gives the same weights anywhere.
+    """
+    lo, hi = init
+    R = len(seeds)
+    Wh = np.empty((inputs, hidden, R))
+    Wz = np.empty((hidden, outputs, R))
+    for r, seed in enumerate(seeds):
+        rng = np.random.default_rng(int(seed))
+        Wh[:, :, r] = rng.uniform(lo, hi, size=(inputs, hidden))
+        Wz[:, :, r] = rng.uniform(lo, hi, size=(hidden, outputs))
+    return Wh, Wz
+
+
+def slots(epochs: int, every: int) -> int:
+    """Number of recorded epochs: epoch 1 and every multiple of ``every``."""
+    return epochs if every == 1 else epochs // every + 1
+
+
+def run_batch(
+    X: np.ndarray, Y: np.ndarray, Wh: np.ndarray, Wz: np.ndarray, alpha: np.ndarray,
+    epochs: int, output: str = "linear", update: str = "sequential", every: int = 1,
+    stop_below: float | None = None, diverge_above: float | None = None,
+    loss_dtype: type = np.float64,
+) -> BatchResult:  # fmt: skip
+    """Train a batch of runs of one shape in one kernel call (Wh, Wz are updated in place)."""
+    R = len(alpha)
+    loss = np.full((slots(epochs, every), R), np.nan, dtype=loss_dtype)
+    istats = np.zeros((R, 3), dtype=np.int64)
+    fstats = np.zeros((R, 2))
+    kernels.train_batch(
+        np.ascontiguousarray(X, dtype=np.float64),
+        np.ascontiguousarray(Y, dtype=np.float64),
+        Wh, Wz, np.ascontiguousarray(alpha, dtype=np.float64),
+        int(epochs), output == "sigmoid", update == "sequential", int(every),
+        -math.inf if stop_below is None else float(stop_below),
+        math.inf if diverge_above is None else float(diverge_above),
+        loss, istats, fstats,
+    )  # fmt: skip
+    return BatchResult(loss, istats, fstats, Wh, Wz)
+
+
+def check_data(X: object, Y: object, where: str = "data") -> tuple[np.ndarray, np.ndarray]:
+    """Return X, Y as 2-D finite float64 arrays with matching rows, or raise RunnerError."""
+    arrays = []
+    for name, value in (("X", X), ("Y", Y)):
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise RunnerError(f"{name} is not numeric", file=where, key=name) from None
+        if arr.ndim == 1:
+            arr = arr[:, None]
+        if arr.ndim != 2:
+            raise RunnerError(f"{name} must be 2-D, got {arr.ndim}-D", file=where, key=name)
+        if arr.shape[0] == 0 or arr.shape[1] == 0:
+            raise RunnerError(f"{name} is empty (shape {arr.shape})", file=where, key=name)
+        if not np.all(np.isfinite(arr)):
+            raise RunnerError(f"{name} holds NaN or infinite values", file=where, key=name)
+        arrays.append(np.ascontiguousarray(arr))
+    if arrays[0].shape[0] != arrays[1].shape[0]:
+        raise RunnerError(
+            f"X has {arrays[0].shape[0]} rows but Y has {arrays[1].shape[0]}", file=where, key="Y"
+        )
+    return arrays[0], arrays[1]
+
+
+def check_params(
+    alpha: float, hidden: int, seed: int, epochs: int, output: str, update: str,
+    init: Sequence[float], stop_below: float | None, diverge_above: float | None,
+) -> None:  # fmt: skip
+    """Raise ValueError for a parameter out of range."""
+    if not (isinstance(alpha, int | float) and math.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
+    for name, value, low in (("hidden", hidden, 1), ("epochs", epochs, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    if update not in UPDATES:
+        raise ValueError(f"update must be one of {UPDATES}, got {update!r}")
+    if len(init) != 2 or not all(math.isfinite(v) for v in init) or not init[0] < init[1]:
+        raise ValueError(f"init must be [lo, hi] with finite lo < hi, got {init!r}")
+    for name, value in (("stop_below", stop_below), ("diverge_above", diverge_above)):
+        if value is not None and not (isinstance(value, int | float) and value > 0):
+            raise ValueError(f"{name} must be a number > 0, got {value!r}")
+
+
+def train(
+    X: object,
+    Y: object,
+    *,
+    alpha: float = 0.1,
+    hidden: int = 4,
+    seed: int = 0,
+    epochs: int = 10000,
+    output: str = "linear",
+    update: str = "sequential",
+    init: Sequence[float] = (0.0, 1.0),
+    stop_below: float | None = None,
+    diverge_above: float | None = None,
+) -> TrainResult:
+    """Train one two-layer network on full-batch data (DESIGN.md, "Numerics").
+
+    >>> import runner
+    >>> res = runner.train([[1, 1], [1, 2], [2, 1], [2, 2]], [[0], [1], [2], [3]], epochs=100)
+    >>> res.loss.shape
+    (100,)
+    """
+    Xa, Ya = check_data(X, Y)
+    check_params(alpha, hidden, seed, epochs, output, update, init, stop_below, diverge_above)
+    Wh, Wz = init_weights([seed], Xa.shape[1], hidden, Ya.shape[1], (init[0], init[1]))
+    out = run_batch(
+        Xa, Ya, Wh, Wz, np.array([alpha], dtype=np.float64), epochs, output, update,
+        1, stop_below, diverge_above,
+    )  # fmt: skip
+    n = int(out.istats[0, kernels.EPOCHS_RUN])
+    status = int(out.istats[0, kernels.STATUS])
+    return TrainResult(
+        loss=out.loss[:n, 0].copy(),
+        Wh=out.Wh[:, :, 0].copy(),
+        Wz=out.Wz[:, :, 0].copy(),
+        diverged_epoch=n if status == kernels.DIVERGED else None,
+        converged_epoch=n if status == kernels.CONVERGED else None,
+    )
