@@ -1,8 +1,9 @@
 """runner: train many tiny neural networks fast and keep every result."""
 
+from runner.driver import sweep
 from runner.errors import RunnerError
 from runner.train import TrainResult, train
 
 __version__ = "0.1.0"
 
-__all__ = ["RunnerError", "TrainResult", "__version__", "train"]
+__all__ = ["RunnerError", "TrainResult", "__version__", "sweep", "train"]

@@ -23,7 +23,8 @@ def builtin(name: str) -> tuple[np.ndarray, np.ndarray]:
     """A built-in dataset by name ("seed", "xor", "and", "or")."""
     if name not in BUILTINS:
         raise RunnerError(
-            f"unknown builtin dataset {name!r}; choose one of {sorted(BUILTINS)}", key="data.builtin"
+            f"unknown builtin dataset {name!r}; choose one of {sorted(BUILTINS)}",
+            key="data.builtin",
         )
     X, Y = BUILTINS[name]
     return np.array(X, dtype=np.float64), np.array(Y, dtype=np.float64)
@@ -47,8 +48,9 @@ def load_file(
                 if missing:
                     raise RunnerError(
                         f"missing array {missing[0]!r} (has {sorted(npz.files)})",
-                        file=where, key=missing[0],
-                    )  # fmt: skip
+                        file=where,
+                        key=missing[0],
+                    )
                 X, Y = npz["X"], npz["Y"]
         except RunnerError:
             raise
@@ -62,8 +64,9 @@ def load_file(
     if not features or not targets:
         raise RunnerError(
             "a .csv or .parquet file needs data.features and data.targets column lists",
-            file=where, key="data.features" if not features else "data.targets",
-        )  # fmt: skip
+            file=where,
+            key="data.features" if not features else "data.targets",
+        )
     import pandas as pd
 
     try:
@@ -82,16 +85,19 @@ def load_file(
             if col not in frame.columns:
                 raise RunnerError(
                     f"no column {col!r} (columns: {list(map(str, frame.columns))})",
-                    file=where, key=key,
-                )  # fmt: skip
+                    file=where,
+                    key=key,
+                )
             values = pd.to_numeric(frame[col], errors="coerce")
             bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
             if bad.any():
                 row = int(np.flatnonzero(bad.to_numpy())[0])
                 raise RunnerError(
-                    f"column {col!r} row {row + 1}: {frame[col].iloc[row]!r} is not a finite number",
-                    file=where, key=key,
-                )  # fmt: skip
+                    f"column {col!r} row {row + 1}: {frame[col].iloc[row]!r} is not a finite "
+                    "number",
+                    file=where,
+                    key=key,
+                )
     X = frame[list(features)].to_numpy(dtype=np.float64)
     Y = frame[list(targets)].to_numpy(dtype=np.float64)
     return check_data(X, Y, where)

@@ -91,9 +91,22 @@ def slot_of(epoch, every):
 
 @njit(**JIT)
 def _train_tile(
-    X, Y, wh, wz, a, epochs, sigmoid_out, sequential, every,
-    stop_below, diverge_above, loss_out, r0, istats, fstats,
-):  # fmt: skip
+    X,
+    Y,
+    wh,
+    wz,
+    a,
+    epochs,
+    sigmoid_out,
+    sequential,
+    every,
+    stop_below,
+    diverge_above,
+    loss_out,
+    r0,
+    istats,
+    fstats,
+):
     n, ni = X.shape
     no = Y.shape[1]
     nh = wh.shape[1]
@@ -225,9 +238,21 @@ def _hidden_delta(h, dz, wz, dh):
 
 @njit(**JIT)
 def train_batch(
-    X, Y, Wh, Wz, alpha, epochs, sigmoid_out, sequential, every,
-    stop_below, diverge_above, loss_out, istats, fstats,
-):  # fmt: skip
+    X,
+    Y,
+    Wh,
+    Wz,
+    alpha,
+    epochs,
+    sigmoid_out,
+    sequential,
+    every,
+    stop_below,
+    diverge_above,
+    loss_out,
+    istats,
+    fstats,
+):
     """Train R runs in place.
 
     X (n, inputs), Y (n, outputs), Wh (inputs, hidden, R), Wz (hidden, outputs, R),
@@ -242,8 +267,21 @@ def train_batch(
         wz = np.ascontiguousarray(Wz[:, :, r0:r1])
         a = np.ascontiguousarray(alpha[r0:r1])
         _train_tile(
-            X, Y, wh, wz, a, epochs, sigmoid_out, sequential, every,
-            stop_below, diverge_above, loss_out, r0, istats, fstats,
-        )  # fmt: skip
+            X,
+            Y,
+            wh,
+            wz,
+            a,
+            epochs,
+            sigmoid_out,
+            sequential,
+            every,
+            stop_below,
+            diverge_above,
+            loss_out,
+            r0,
+            istats,
+            fstats,
+        )
         Wh[:, :, r0:r1] = wh
         Wz[:, :, r0:r1] = wz

@@ -42,9 +42,12 @@ class BatchResult:
 
 
 def init_weights(
-    seeds: Sequence[int], inputs: int, hidden: int, outputs: int,
+    seeds: Sequence[int],
+    inputs: int,
+    hidden: int,
+    outputs: int,
     init: tuple[float, float] = (0.0, 1.0),
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+) -> tuple[np.ndarray, np.ndarray]:
     """Initial weights of a batch, runs last: ``Wh[i, h, r]``, ``Wz[h, o, r]``.
 
     Run r's weights come from ``numpy.random.default_rng(seeds[r])``: Wh first,
@@ -67,11 +70,19 @@ def slots(epochs: int, every: int) -> int:
 
 
 def run_batch(
-    X: np.ndarray, Y: np.ndarray, Wh: np.ndarray, Wz: np.ndarray, alpha: np.ndarray,
-    epochs: int, output: str = "linear", update: str = "sequential", every: int = 1,
-    stop_below: float | None = None, diverge_above: float | None = None,
+    X: np.ndarray,
+    Y: np.ndarray,
+    Wh: np.ndarray,
+    Wz: np.ndarray,
+    alpha: np.ndarray,
+    epochs: int,
+    output: str = "linear",
+    update: str = "sequential",
+    every: int = 1,
+    stop_below: float | None = None,
+    diverge_above: float | None = None,
     loss_dtype: type = np.float64,
-) -> BatchResult:  # fmt: skip
+) -> BatchResult:
     """Train a batch of runs of one shape in one kernel call (Wh, Wz are updated in place)."""
     R = len(alpha)
     loss = np.full((slots(epochs, every), R), np.nan, dtype=loss_dtype)
@@ -80,12 +91,19 @@ def run_batch(
     kernels.train_batch(
         np.ascontiguousarray(X, dtype=np.float64),
         np.ascontiguousarray(Y, dtype=np.float64),
-        Wh, Wz, np.ascontiguousarray(alpha, dtype=np.float64),
-        int(epochs), output == "sigmoid", update == "sequential", int(every),
+        Wh,
+        Wz,
+        np.ascontiguousarray(alpha, dtype=np.float64),
+        int(epochs),
+        output == "sigmoid",
+        update == "sequential",
+        int(every),
         -math.inf if stop_below is None else float(stop_below),
         math.inf if diverge_above is None else float(diverge_above),
-        loss, istats, fstats,
-    )  # fmt: skip
+        loss,
+        istats,
+        fstats,
+    )
     return BatchResult(loss, istats, fstats, Wh, Wz)
 
 
@@ -114,9 +132,16 @@ def check_data(X: object, Y: object, where: str = "data") -> tuple[np.ndarray, n
 
 
 def check_params(
-    alpha: float, hidden: int, seed: int, epochs: int, output: str, update: str,
-    init: Sequence[float], stop_below: float | None, diverge_above: float | None,
-) -> None:  # fmt: skip
+    alpha: float,
+    hidden: int,
+    seed: int,
+    epochs: int,
+    output: str,
+    update: str,
+    init: Sequence[float],
+    stop_below: float | None,
+    diverge_above: float | None,
+) -> None:
     """Raise ValueError for a parameter out of range."""
     if not (isinstance(alpha, int | float) and math.isfinite(alpha) and alpha > 0):
         raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
@@ -159,9 +184,18 @@ def train(
     check_params(alpha, hidden, seed, epochs, output, update, init, stop_below, diverge_above)
     Wh, Wz = init_weights([seed], Xa.shape[1], hidden, Ya.shape[1], (init[0], init[1]))
     out = run_batch(
-        Xa, Ya, Wh, Wz, np.array([alpha], dtype=np.float64), epochs, output, update,
-        1, stop_below, diverge_above,
-    )  # fmt: skip
+        Xa,
+        Ya,
+        Wh,
+        Wz,
+        np.array([alpha], dtype=np.float64),
+        epochs,
+        output,
+        update,
+        1,
+        stop_below,
+        diverge_above,
+    )
     n = int(out.istats[0, kernels.EPOCHS_RUN])
     status = int(out.istats[0, kernels.STATUS])
     return TrainResult(

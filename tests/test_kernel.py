@@ -24,8 +24,9 @@ def rel_err(a, b):
 @pytest.mark.parametrize("alpha", [0.01, 0.03, 0.1])
 def test_seed_data_10000_epochs_matches_reference(alpha, output, update):
     X, Y = builtin("seed")
-    res = runner.train(X, Y, alpha=alpha, hidden=4, seed=0, epochs=10000,
-                       output=output, update=update)  # fmt: skip
+    res = runner.train(
+        X, Y, alpha=alpha, hidden=4, seed=0, epochs=10000, output=output, update=update
+    )
     Wh, Wz = reference.init_weights(0, 2, 4, 1)
     ref = reference.train_reference(X, Y, Wh, Wz, alpha, 10000, output, update)
     assert res.loss.shape == ref.loss.shape == (10000,)
@@ -122,8 +123,13 @@ def test_random_shapes_and_mixed_alpha_batches(
 
 def test_exp_within_one_ulp_of_numpy_over_the_whole_range():
     rng = np.random.default_rng(0)
-    x = np.concatenate([rng.uniform(-746, 710, 400_000), rng.uniform(-1, 1, 100_000),
-                        [0.0, -0.0, 709.782712893384, -745.1, 1e-300, -1e-300]])  # fmt: skip
+    x = np.concatenate(
+        [
+            rng.uniform(-746, 710, 400_000),
+            rng.uniform(-1, 1, 100_000),
+            [0.0, -0.0, 709.782712893384, -745.1, 1e-300, -1e-300],
+        ]
+    )
     with np.errstate(all="ignore"):
         ours = reference.exp(x)
         ulps = np.abs(ours.view(np.int64) - np.exp(x).view(np.int64))

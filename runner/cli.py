@@ -1,0 +1,140 @@
+"""The command line: a thin layer over the library. Exit codes: 0 ok, 1 failure, 2 bad input."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from runner.errors import RunnerError
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, no usage dump
+        raise RunnerError(" ".join(message.split()), key=self.prog)
+
+
+def command(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    COMMANDS[func.__name__.removeprefix("cmd_")] = func
+    return func
+
+
+def _parser() -> Parser:
+    p = Parser(
+        prog="runner", description="Train many tiny neural networks fast; keep every result."
+    )
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    s = sub.add_parser(
+        "sweep",
+        help="run or resume a sweep",
+        description="Run (or resume) every run of a spec's grid; results go to OUT/<name>/.",
+        epilog="example: runner sweep experiments/seed-sweep.toml --jobs 2 "
+        "--set grid.alpha=0.01,0.1 --set train.epochs=500",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument("spec", help="experiment spec (TOML)")
+    s.add_argument("--out", default="results", help="results root (default: results)")
+    s.add_argument("--jobs", type=int, default=None, help="parallel workers (default: all cores)")
+    s.add_argument(
+        "--backend",
+        choices=("loky", "threading", "dask"),
+        default=None,
+        help="joblib backend (default: threading)",
+    )
+    s.add_argument("--scheduler", default=None, help="Dask scheduler address (backend dask)")
+    s.add_argument("--shard", default=None, help="I/N: run chunks c with c mod N == I; or auto")
+    s.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec key, e.g. grid.alpha=0.01,0.1 (repeatable)",
+    )
+    s.add_argument("--fresh", action="store_true", help="delete earlier results of this name")
+    s.add_argument("--quiet", action="store_true", help="no progress bar, plain log lines")
+    s.add_argument("--yes", action="store_true", help="allow a grid of over a million runs")
+
+    st = sub.add_parser(
+        "status",
+        help="done and pending chunks of a results folder",
+        description="Done / pending chunks and runs; exit 0 only when the sweep is complete.",
+        epilog="example: runner status results/seed-sweep",
+    )
+    st.add_argument("dir", help="results folder, e.g. results/seed-sweep")
+    st.add_argument("--shards", type=int, default=None, help="also show progress per shard of N")
+    return p
+
+
+def _version() -> str:
+    import runner
+
+    return f"runner {runner.__version__}"
+
+
+@command
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from runner.driver import sweep
+
+    report = sweep(
+        args.spec,
+        out=args.out,
+        jobs=args.jobs,
+        backend=args.backend,
+        scheduler=args.scheduler,
+        shard=args.shard,
+        overrides=args.overrides,
+        fresh=args.fresh,
+        quiet=args.quiet,
+        yes=args.yes,
+    )
+    if report.chunks_run == 0:
+        print(
+            f"{report.out}: complete, nothing to train "
+            f"({report.chunks_done_before} of {report.chunks} chunks already done)"
+        )
+        return 0
+    rate = report.rows / report.seconds if report.seconds > 0 else float("nan")
+    print(
+        f"done: {report.runs_trained} runs ({report.diverged} diverged) in {report.seconds:.1f} s,"
+        f" {report.rows:,} loss rows, {rate / 1e6:.1f}M rows/s -> {report.out}"
+    )
+    return 0
+
+
+@command
+def cmd_status(args: argparse.Namespace) -> int:
+    from runner.status import status
+
+    st = status(args.dir)
+    print("\n".join(st.lines(args.shards)))
+    return 0 if st.complete else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except RunnerError as exc:
+        print(f"runner: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("runner: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a failure while running: one line, exit 1
+        if os.environ.get("RUNNER_DEBUG"):
+            raise
+        print(
+            f"runner: failed: {type(exc).__name__}: {exc} (RUNNER_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""What a results folder holds: done and pending chunks, runs, divergence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from runner import store
+from runner.errors import RunnerError
+
+
+@dataclass
+class Status:
+    folder: Path
+    name: str
+    chunks: int
+    runs: int
+    done: list[int] = field(default_factory=list)
+    runs_done: int = 0
+    diverged: int = 0
+    bad: list[str] = field(default_factory=list)  # unreadable files
+
+    @property
+    def pending(self) -> int:
+        return self.chunks - len(self.done)
+
+    @property
+    def complete(self) -> bool:
+        return self.pending == 0 and not self.bad
+
+    def lines(self, shards: int | None = None) -> list[str]:
+        pct = 100.0 * self.runs_done / self.runs if self.runs else 100.0
+        out = [
+            f"{self.folder}: {self.name}",
+            f"chunks: {len(self.done)} done, {self.pending} pending, {self.chunks} in all",
+            f"runs:   {self.runs_done} done ({pct:.1f}%), {self.diverged} diverged, "
+            f"{self.runs} in all",
+        ]
+        if shards:
+            done = set(self.done)
+            for i in range(shards):
+                mine = range(i, self.chunks, shards)
+                k = sum(c in done for c in mine)
+                out.append(f"shard {i}/{shards}: {k}/{len(mine)} chunks done")
+        out.extend(f"damaged: {b} (run the sweep again to recompute it)" for b in self.bad)
+        out.append(
+            "complete" if self.complete else "incomplete: run the same sweep command to resume"
+        )
+        return out
+
+
+def status(folder: str | Path) -> Status:
+    """Read sweep.json and the runs files; damaged files are listed, not counted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RunnerError("no such results folder", file=str(folder))
+    meta = store.read_meta(folder)
+    st = Status(folder, meta["spec"]["name"], int(meta["chunks"]), int(meta["runs"]))
+    for c in sorted(store.done_chunks(folder)):
+        if c >= st.chunks:
+            continue
+        path = folder / store.RUNS / store.chunk_name(c)
+        try:
+            table = pq.read_table(path, columns=["diverged"])
+        except Exception:
+            st.bad.append(str(path))
+            continue
+        st.done.append(c)
+        st.runs_done += table.num_rows
+        st.diverged += int(table.column("diverged").to_numpy().sum())
+    return st

@@ -1,0 +1,319 @@
+"""Parquet results: tables built from a chunk's kernel output, files written whole.
+
+Layout (DESIGN.md, "Result layout"): ``sweep.json``, ``losses/`` and ``runs/``,
+one file per chunk in each. A file appears whole or not at all (temporary name
+in the same folder, fsync, ``os.replace``); the ``runs`` file is written last and
+marks its chunk done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from runner import kernels
+from runner.errors import RunnerError
+
+LOSSES, RUNS, META = "losses", "runs", "sweep.json"
+INT32_COLS = ("hidden", "epochs")
+STRING_COLS = ("output", "update")
+FLOAT_COLS = ("alpha", "stop_below", "diverge_above", "init_lo", "init_hi")
+PARAM_ORDER = (
+    "epochs",
+    "output",
+    "update",
+    "hidden",
+    "stop_below",
+    "diverge_above",
+    "init_lo",
+    "init_hi",
+    "alpha",
+    "seed",
+)
+
+
+def chunk_name(c: int) -> str:
+    return f"chunk-{c:06d}.parquet"
+
+
+def chunk_of(name: str) -> int | None:
+    if name.startswith("chunk-") and name.endswith(".parquet"):
+        try:
+            return int(name[6:-8])
+        except ValueError:
+            return None
+    return None
+
+
+# ----- columns -----
+def param_columns(params: dict[str, Any], n: int, keys: list[str]) -> dict[str, pa.Array]:
+    """Arrow columns for parameters ``keys`` (init becomes init_lo, init_hi), ``n`` runs."""
+    cols: dict[str, Any] = {}
+    for key in keys:
+        value = params[key]
+        if key == "init":
+            if isinstance(value, list) and value and isinstance(value[0], list):
+                pairs = np.array(value, dtype=np.float64).reshape(-1, 2)
+            else:
+                pairs = np.tile(np.array(value, dtype=np.float64), (n, 1))
+            cols["init_lo"], cols["init_hi"] = pairs[:, 0], pairs[:, 1]
+            continue
+        cols[key] = value
+    out: dict[str, pa.Array] = {}
+    for key in [k for k in PARAM_ORDER if k in cols]:
+        out[key] = _column(key, cols[key], n)
+    return out
+
+
+def _column(key: str, value: Any, n: int) -> pa.Array:
+    if key in STRING_COLS:
+        values = value if isinstance(value, list) else [value] * n
+        return pa.array(values, pa.string()).dictionary_encode()
+    if key in INT32_COLS:
+        return pa.array(np.broadcast_to(np.asarray(value, dtype=np.int32), (n,)))
+    if key == "seed":
+        return pa.array(np.broadcast_to(np.asarray(value, dtype=np.int64), (n,)))
+    if isinstance(value, list):  # a float axis holding None
+        return pa.array(value, pa.float64())
+    if value is None:
+        return pa.nulls(n, pa.float64())
+    return pa.array(np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)))
+
+
+def losses_table(
+    run_ids: np.ndarray,
+    axis_cols: dict[str, pa.Array],
+    loss: np.ndarray,
+    istats: np.ndarray,
+    fstats: np.ndarray,
+    every: int,
+) -> pa.Table:
+    """Tidy rows (run_id, axes..., epoch, loss) in run, then epoch, order.
+
+    Kept: epoch 1, every multiple of ``every``, and each run's last epoch.
+    """
+    R = len(run_ids)
+    S = loss.shape[0]
+    rec = np.arange(S, dtype=np.int64) * every if every > 1 else np.arange(1, S + 1)
+    if every > 1:
+        rec[0] = 1
+    last = istats[:, kernels.EPOCHS_RUN]
+    keep = rec[None, :] <= last[:, None]  # (R, S)
+    extra = ~np.isin(last, rec) & (last > 0)  # last epoch not on the record grid
+    if keep.all() and not extra.any():
+        values = np.ascontiguousarray(loss.T).ravel()
+        epochs = np.tile(rec.astype(np.int32), R)
+        counts = np.full(R, S)
+    else:
+        vals = np.concatenate([loss.T, fstats[:, kernels.FINAL_LOSS, None].astype(loss.dtype)], 1)
+        eps = np.concatenate([np.broadcast_to(rec, (R, S)), last[:, None]], 1)
+        mask = np.concatenate([keep, extra[:, None]], 1)
+        values = vals[mask]
+        epochs = eps[mask].astype(np.int32)
+        counts = mask.sum(1)
+    cols = {"run_id": pa.array(np.repeat(run_ids.astype(np.int32), counts))}
+    for key, col in axis_cols.items():
+        cols[key] = col.take(pa.array(np.repeat(np.arange(R, dtype=np.int32), counts)))
+    cols["epoch"] = pa.array(epochs)
+    cols["loss"] = pa.array(values)
+    return pa.table(cols)
+
+
+def runs_table(
+    run_ids: np.ndarray, param_cols: dict[str, pa.Array], istats: np.ndarray, fstats: np.ndarray
+) -> pa.Table:
+    status = istats[:, kernels.STATUS]
+    run = istats[:, kernels.EPOCHS_RUN]
+    diverged = status == kernels.DIVERGED
+    converged = status == kernels.CONVERGED
+    cols: dict[str, pa.Array] = {"run_id": pa.array(run_ids.astype(np.int32))}
+    cols.update(param_cols)
+    cols["epochs_run"] = pa.array(run.astype(np.int32))
+    cols["final_loss"] = pa.array(fstats[:, kernels.FINAL_LOSS])
+    cols["min_loss"] = pa.array(fstats[:, kernels.MIN_LOSS])
+    cols["min_loss_epoch"] = pa.array(istats[:, kernels.MIN_EPOCH].astype(np.int32))
+    cols["diverged"] = pa.array(diverged)
+    cols["diverged_epoch"] = pa.array(run.astype(np.int32), mask=~diverged)
+    cols["converged_epoch"] = pa.array(run.astype(np.int32), mask=~converged)
+    return pa.table(cols)
+
+
+# ----- files -----
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+
+
+def write_atomic(table: pa.Table, path: Path, **options: Any) -> None:
+    """Write a Parquet file whole or not at all."""
+    tmp = _tmp_name(path)
+    try:
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh, **options)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+LOSS_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 1,
+    "use_dictionary": ["output", "update"],
+    "row_group_size": 1 << 20,
+    "write_statistics": ["run_id", "epoch"],
+}
+RUN_OPTIONS: dict[str, Any] = {"compression": "zstd"}
+
+
+def write_chunk(out: Path, c: int, losses: pa.Table, runs: pa.Table) -> None:
+    """Losses first, then runs: the runs file marks the chunk done."""
+    write_atomic(losses, out / LOSSES / chunk_name(c), **LOSS_OPTIONS)
+    write_atomic(runs, out / RUNS / chunk_name(c), **RUN_OPTIONS)
+
+
+def done_chunks(out: Path) -> set[int]:
+    """Chunks whose runs file exists (a chunk is done once its runs file is in place)."""
+    folder = out / RUNS
+    if not folder.is_dir():
+        return set()
+    found = (chunk_of(name) for name in os.listdir(folder))
+    return {c for c in found if c is not None}
+
+
+def clean_stale_tmp(out: Path) -> None:
+    """Remove temporary files left by dead processes of this host."""
+    host = socket.gethostname()
+    for sub in (LOSSES, RUNS, ""):
+        folder = out / sub
+        if not folder.is_dir():
+            continue
+        for name in os.listdir(folder):
+            parts = name.rsplit(".", 3)
+            if not (name.startswith(".") and name.endswith(".tmp") and len(parts) == 4):
+                continue
+            if parts[1] == host and not _alive(int(parts[2]) if parts[2].isdigit() else -1):
+                with contextlib.suppress(OSError):
+                    (folder / name).unlink()
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ----- sweep.json -----
+def versions() -> dict[str, str]:
+    import numba
+
+    import runner
+
+    return {
+        "runner": runner.__version__,
+        "numba": numba.__version__,
+        "numpy": np.__version__,
+        "pyarrow": pa.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def read_meta(out: Path) -> dict[str, Any]:
+    path = out / META
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunnerError("not a sweep results folder (no sweep.json)", file=str(out)) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunnerError(f"unreadable sweep.json ({exc})", file=str(path)) from None
+
+
+def prepare(out: Path, meta: dict[str, Any], fresh: bool) -> dict[str, Any]:
+    """Create ``out`` and its sweep.json once (whoever comes first), or check it matches.
+
+    Raises RunnerError when ``out`` holds a different sweep (unless ``fresh``) or is
+    not writable. Returns the sweep.json in force.
+    """
+    where = str(out)
+    if out.exists() and not out.is_dir():
+        raise RunnerError("results path exists and is not a folder", file=where)
+    if fresh and out.is_dir():
+        if not (out / META).is_file() and any(out.iterdir()):
+            raise RunnerError("--fresh refuses to delete a folder that is not a sweep", file=where)
+        shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for sub in (LOSSES, RUNS):
+            (out / sub).mkdir(exist_ok=True)
+        probe = out / f".write-test.{socket.gethostname()}.{os.getpid()}.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise RunnerError(f"results folder is not writable ({exc.strerror})", file=where) from None
+    path = out / META
+    if not path.exists():
+        tmp = path.with_name(f".{META}.{socket.gethostname()}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+        try:
+            os.link(tmp, path)  # atomic: fails if another process created it first
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    found = read_meta(out)
+    if found.get("spec_hash") != meta["spec_hash"]:
+        raise RunnerError(
+            f"holds a different sweep (spec hash {found.get('spec_hash')}, this spec "
+            f"{meta['spec_hash']}); use --fresh to replace it or choose another name",
+            file=where,
+        )
+    return found
+
+
+def new_meta(resolved: dict[str, Any], spec_hash: str, n_runs: int, n_chunks: int) -> dict:
+    return {
+        "spec": resolved,
+        "spec_hash": spec_hash,
+        "runs": n_runs,
+        "chunks": n_chunks,
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "host": socket.gethostname(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "argv": sys.argv,
+    }
