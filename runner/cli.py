@@ -65,6 +65,7 @@ def _parser() -> Parser:
         help="done and pending chunks of a results folder",
         description="Done / pending chunks and runs; exit 0 only when the sweep is complete.",
         epilog="example: runner status results/seed-sweep",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     st.add_argument("dir", help="results folder, e.g. results/seed-sweep")
     st.add_argument("--shards", type=int, default=None, help="also show progress per shard of N")

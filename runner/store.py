@@ -118,7 +118,9 @@ def losses_table(
         epochs = np.tile(rec.astype(np.int32), R)
         counts = np.full(R, S)
     else:
-        vals = np.concatenate([loss.T, fstats[:, kernels.FINAL_LOSS, None].astype(loss.dtype)], 1)
+        with np.errstate(over="ignore"):  # a huge float64 loss is inf in float32
+            final = fstats[:, kernels.FINAL_LOSS, None].astype(loss.dtype)
+        vals = np.concatenate([loss.T, final], 1)
         eps = np.concatenate([np.broadcast_to(rec, (R, S)), last[:, None]], 1)
         mask = np.concatenate([keep, extra[:, None]], 1)
         values = vals[mask]
@@ -148,7 +150,11 @@ def runs_table(
     cols["diverged"] = pa.array(diverged)
     cols["diverged_epoch"] = pa.array(run.astype(np.int32), mask=~diverged)
     cols["converged_epoch"] = pa.array(run.astype(np.int32), mask=~converged)
-    return pa.table(cols)
+    # through pandas, so that pandas reads the nullable epochs back as Int32
+    frame = pa.table(cols).to_pandas()
+    for key in ("diverged_epoch", "converged_epoch"):
+        frame[key] = frame[key].astype("Int32")
+    return pa.Table.from_pandas(frame, preserve_index=False)
 
 
 # ----- files -----

@@ -96,3 +96,17 @@ def test_bad_data_raises_value_error(Xb, Yb, message):
 def test_one_dimensional_targets_are_a_column():
     res = runner.train(X, [0, 1, 2, 3], epochs=5)
     assert res.Wz.shape == (4, 1)
+
+
+def test_readme_train_example_runs(capsys):
+    from helpers import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Train one network", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "runner.train(" in code
+    assert len(code.strip().splitlines()) <= 6
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.split()
+    assert float(printed[0]) < 0.5  # the notebook's run learns
+    assert printed[1] == "None"
