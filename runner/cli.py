@@ -117,17 +117,31 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if st.complete else 1
 
 
+def _sigterm(signum, frame):  # SLURM and kill send SIGTERM: stop as on Ctrl-C
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _sigterm)
     try:
         args = _parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except RunnerError as exc:
         print(f"runner: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("runner: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"runner: {exc or 'interrupted'}", file=sys.stderr)
         return 130
     except Exception as exc:  # a failure while running: one line, exit 1
+        from runner.driver import ChunkFailed
+
+        if isinstance(exc, ChunkFailed):
+            print(f"runner: failed: {exc}", file=sys.stderr)
+            return 1
         if os.environ.get("RUNNER_DEBUG"):
             raise
         print(

@@ -90,8 +90,39 @@ def _scalar(value: Any) -> Any:
     return value
 
 
+class ChunkFailed(RuntimeError):
+    """A chunk could not be trained or written; names the chunk."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM: finished chunks are kept."""
+
+    def __init__(self, done: int, total: int):
+        self.done, self.total = done, total
+        super().__init__(
+            f"interrupted: {done} of {total} chunks done, run the same command to resume"
+        )
+
+
 def run_chunk(task: ChunkTask) -> ChunkDone:
-    """Train one chunk in one kernel call and write its files. Top-level and picklable."""
+    """Train one chunk in one kernel call and write its files. Top-level and picklable.
+
+    While it runs, a claim file names the chunk and this process, so that a parent
+    whose worker died can say which chunk was lost.
+    """
+    out = Path(task.out)
+    claim = store.claim(out, task.index)
+    try:
+        return _train_and_write(task)
+    except OSError as exc:
+        raise ChunkFailed(f"chunk {task.index}: {store.describe_os_error(exc)}") from None
+    except Exception as exc:
+        raise ChunkFailed(f"chunk {task.index}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        store.release(claim)
+
+
+def _train_and_write(task: ChunkTask) -> ChunkDone:
     t0 = time.perf_counter()
     p = task.params
     n = task.run_stop - task.run_start
@@ -260,7 +291,16 @@ def sweep(
     store.prepare(folder, meta, fresh)
     store.clean_stale_tmp(folder)
 
-    done = store.done_chunks(folder)
+    done = set()
+    for c in store.done_chunks(folder):
+        if c >= spec.n_chunks:
+            continue
+        problem = store.check_chunk(folder, c, spec.chunk_range(c))
+        if problem is None:
+            done.add(c)
+        else:  # damaged (e.g. a crash on a filesystem without atomic rename): recompute
+            sys.stderr.write(f"runner: {problem}; recomputing chunk {c}\n")
+            store.remove_chunk(folder, c)
     mine = range(spec.n_chunks)
     if shard_ is not None:
         mine = range(shard_[0], spec.n_chunks, shard_[1])
@@ -282,6 +322,19 @@ def sweep(
             report.diverged += res.diverged
             report.rows += res.rows
             bar.update(res.runs)
+    except KeyboardInterrupt:
+        bar.close()
+        finished = len(set(mine) & store.done_chunks(folder))
+        raise Interrupted(finished, len(mine)) from None
+    except ChunkFailed:
+        raise
+    except Exception as exc:  # a worker died: name the chunks it held
+        lost = store.orphaned_claims(folder)
+        which = f"chunk {', '.join(map(str, lost))}" if lost else "a chunk"
+        raise ChunkFailed(
+            f"{which} failed: worker lost ({type(exc).__name__}); "
+            "finished chunks are kept, run the same command to resume"
+        ) from exc
     finally:
         bar.close()
         report.seconds = time.perf_counter() - t0

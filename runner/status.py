@@ -44,7 +44,7 @@ class Status:
                 mine = range(i, self.chunks, shards)
                 k = sum(c in done for c in mine)
                 out.append(f"shard {i}/{shards}: {k}/{len(mine)} chunks done")
-        out.extend(f"damaged: {b} (run the sweep again to recompute it)" for b in self.bad)
+        out.extend(f"damaged: {b} (the same sweep command recomputes it)" for b in self.bad)
         out.append(
             "complete" if self.complete else "incomplete: run the same sweep command to resume"
         )
@@ -61,12 +61,11 @@ def status(folder: str | Path) -> Status:
     for c in sorted(store.done_chunks(folder)):
         if c >= st.chunks:
             continue
-        path = folder / store.RUNS / store.chunk_name(c)
-        try:
-            table = pq.read_table(path, columns=["diverged"])
-        except Exception:
-            st.bad.append(str(path))
+        problem = store.check_chunk(folder, c)
+        if problem is not None:
+            st.bad.append(problem)
             continue
+        table = pq.read_table(folder / store.RUNS / store.chunk_name(c), columns=["diverged"])
         st.done.append(c)
         st.runs_done += table.num_rows
         st.diverged += int(table.column("diverged").to_numpy().sum())

@@ -193,6 +193,80 @@ def write_chunk(out: Path, c: int, losses: pa.Table, runs: pa.Table) -> None:
     write_atomic(runs, out / RUNS / chunk_name(c), **RUN_OPTIONS)
 
 
+def check_chunk(out: Path, c: int, run_range: tuple[int, int] | None = None) -> str | None:
+    """None if chunk c's files are whole and agree with each other, else what is wrong."""
+    runs_path, loss_path = out / RUNS / chunk_name(c), out / LOSSES / chunk_name(c)
+    try:
+        runs = pq.read_table(runs_path, columns=["run_id", "epochs_run"])
+    except Exception as exc:
+        return f"{runs_path}: unreadable ({type(exc).__name__})"
+    ids = runs.column("run_id").to_numpy()
+    if run_range is not None:
+        start, stop = run_range
+        if len(ids) != stop - start or ids.min() != start or ids.max() != stop - 1:
+            return f"{runs_path}: holds the wrong runs"
+    try:
+        meta = pq.read_metadata(loss_path)
+    except Exception as exc:
+        return f"{loss_path}: unreadable ({type(exc).__name__})"
+    if meta.num_rows == 0:
+        return f"{loss_path}: empty"
+    return None
+
+
+def remove_chunk(out: Path, c: int) -> None:
+    """Remove a chunk's files: the runs file (its done mark) first."""
+    for sub in (RUNS, LOSSES):
+        with contextlib.suppress(FileNotFoundError):
+            (out / sub / chunk_name(c)).unlink()
+
+
+CLAIMS = ".claims"
+
+
+def claim(out: Path, c: int) -> Path | None:
+    """Mark chunk c as being trained by this process (diagnostics only)."""
+    path = out / CLAIMS / f"{c}.{socket.gethostname()}.{os.getpid()}"
+    try:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"")
+    except OSError:
+        return None
+    return path
+
+
+def release(path: Path | None) -> None:
+    if path is not None:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def orphaned_claims(out: Path) -> list[int]:
+    """Chunks claimed by processes of this host that no longer exist (and drop the claims)."""
+    folder = out / CLAIMS
+    host = socket.gethostname()
+    lost = []
+    with contextlib.suppress(OSError):
+        for name in os.listdir(folder):
+            c, _, rest = name.partition(".")
+            claim_host, _, pid = rest.rpartition(".")
+            if claim_host == host and pid.isdigit() and not _alive(int(pid)):
+                lost.append(int(c))
+                release(folder / name)
+    return sorted(lost)
+
+
+def describe_os_error(exc: OSError) -> str:
+    import errno
+
+    where = exc.filename or ""
+    if exc.errno == errno.ENOSPC:
+        return f"{where}: disk full ({exc.strerror}); free space and run the same command"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"{where}: cannot write ({exc.strerror})"
+    return f"{where}: {exc.strerror or exc}"
+
+
 def done_chunks(out: Path) -> set[int]:
     """Chunks whose runs file exists (a chunk is done once its runs file is in place)."""
     folder = out / RUNS

@@ -51,8 +51,8 @@ def read_results(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 def assert_same_results(a: Path, b: Path) -> None:
     la, ra = read_results(a)
     lb, rb = read_results(b)
-    pd.testing.assert_frame_equal(la, lb)
-    pd.testing.assert_frame_equal(ra, rb)
+    pd.testing.assert_frame_equal(la, lb, check_exact=True)  # bit for bit
+    pd.testing.assert_frame_equal(ra, rb, check_exact=True)
 
 
 def runner_cmd(*args: str, **kw) -> subprocess.CompletedProcess:
