@@ -114,10 +114,13 @@ def test_bad_data_file_in_spec(tmp_path, capsys, content, data, message):
 
 @pytest.mark.parametrize(
     ("arrays", "message"),
-    [({"X": np.ones((2, 2))}, "missing array 'Y'"), ({"Y": np.ones((2, 1))}, "missing array 'X'"),
-     ({"X": np.ones((3, 2)), "Y": np.ones((2, 1))}, "X has 3 rows but Y has 2"),
-     ({"X": np.array([[1.0, np.nan]]), "Y": np.ones((1, 1))}, "NaN")],
-)  # fmt: skip
+    [
+        ({"X": np.ones((2, 2))}, "missing array 'Y'"),
+        ({"Y": np.ones((2, 1))}, "missing array 'X'"),
+        ({"X": np.ones((3, 2)), "Y": np.ones((2, 1))}, "X has 3 rows but Y has 2"),
+        ({"X": np.array([[1.0, np.nan]]), "Y": np.ones((1, 1))}, "NaN"),
+    ],
+)
 def test_bad_npz(tmp_path, capsys, arrays, message):
     np.savez(tmp_path / "d.npz", **arrays)
     spec = tmp_path / "s.toml"
@@ -164,16 +167,31 @@ def test_results_path_that_is_a_file(tmp_path, capsys):
 
 # ----- fuzzing: the loader accepts a spec or raises RunnerError, nothing else -----
 scalars = st.one_of(
-    st.integers(-5, 10**7), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
-    st.text(max_size=8), st.none(),
-)  # fmt: skip
+    st.integers(-5, 10**7),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.text(max_size=8),
+    st.none(),
+)
 values = st.one_of(
     scalars,
     st.lists(scalars, max_size=4),
     st.dictionaries(st.text(max_size=6), scalars, max_size=3),
 )
-keys = st.sampled_from(["epochs", "alpha", "hidden", "seed", "output", "update", "init",
-                        "stop_below", "diverge_above", "bogus"])  # fmt: skip
+keys = st.sampled_from(
+    [
+        "epochs",
+        "alpha",
+        "hidden",
+        "seed",
+        "output",
+        "update",
+        "init",
+        "stop_below",
+        "diverge_above",
+        "bogus",
+    ]
+)
 
 
 @given(

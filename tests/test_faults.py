@@ -17,8 +17,17 @@ ENV = dict(os.environ, PYTHONPATH=str(ROOT))
 
 
 def sweep_cmd(spec, out, *extra):
-    return [sys.executable, "-m", "runner", "sweep", str(spec), "--out", str(out), "--quiet",
-            *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "runner",
+        "sweep",
+        str(spec),
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +49,12 @@ def test_sigkill_at_20_moments_then_resume(tmp_path, baseline):
     landed = []
     for i, delay in enumerate(moments):
         jobs = "2" if i % 2 else "1"
-        proc = subprocess.Popen(sweep_cmd(spec, out, "--jobs", jobs, "--backend",
-                                          ("threading", "loky")[i % 4 // 2]),
-                                env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        proc = subprocess.Popen(
+            sweep_cmd(spec, out, "--jobs", jobs, "--backend", ("threading", "loky")[i % 4 // 2]),
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(delay)
         proc.kill()
         proc.wait()
@@ -79,9 +91,15 @@ def test_sigint_sigterm_stop_cleanly_with_resume_hint(tmp_path, baseline, sig):
 def test_two_identical_sweeps_at_once(tmp_path, baseline):
     spec, base, _ = baseline
     out = tmp_path / "out"
-    procs = [subprocess.Popen(sweep_cmd(spec, out, "--jobs", "1"), env=ENV,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-             for _ in range(2)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            sweep_cmd(spec, out, "--jobs", "1"),
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
     for p in procs:
         assert p.wait(timeout=300) == 0, p.stderr.read()
     assert_same_results(out / "small", base)
@@ -112,8 +130,9 @@ def mounted_tmpfs(path, options):
     if os.geteuid() != 0:
         need_service("mounting a tmpfs needs root")
     path.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
-                       capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True
+    )
     if r.returncode != 0:
         need_service(f"cannot mount a tmpfs here: {r.stderr.strip()}")
     try:
@@ -150,7 +169,7 @@ def test_read_only_results_folder_exits_2_before_training(tmp_path, baseline):
 def test_killed_worker_names_the_chunk_and_rerun_completes(tmp_path, baseline):
     import psutil
 
-    spec, _, _ = baseline
+    _spec, _, _ = baseline
     slow = write_spec(tmp_path, chunk_runs=18, name="slow.toml")
     out = tmp_path / "out"
     cmd = sweep_cmd(slow, out, "--jobs", "2", "--backend", "loky", "--set", "train.epochs=40000")
@@ -174,5 +193,5 @@ def test_killed_worker_names_the_chunk_and_rerun_completes(tmp_path, baseline):
     assert "worker lost" in last
     r = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    losses, runs = read_results(out / "small")
+    _losses, runs = read_results(out / "small")
     assert len(runs) == 36

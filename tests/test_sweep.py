@@ -44,12 +44,31 @@ def test_columns_dtypes_and_row_counts(sequential):
     assert len(losses) == runs["epochs_run"].sum()  # every=1: every epoch run is a row
     assert list(losses.columns) == ["run_id", "hidden", "alpha", "seed", "epoch", "loss"]
     assert losses.dtypes.to_dict() == {
-        "run_id": np.int32, "hidden": np.int32, "alpha": np.float64, "seed": np.int64,
-        "epoch": np.int32, "loss": np.float32,
-    }  # fmt: skip
-    for col in ["run_id", "epochs", "output", "update", "hidden", "init_lo", "init_hi",
-                "alpha", "seed", "epochs_run", "final_loss", "min_loss", "min_loss_epoch",
-                "diverged", "diverged_epoch", "converged_epoch"]:  # fmt: skip
+        "run_id": np.int32,
+        "hidden": np.int32,
+        "alpha": np.float64,
+        "seed": np.int64,
+        "epoch": np.int32,
+        "loss": np.float32,
+    }
+    for col in [
+        "run_id",
+        "epochs",
+        "output",
+        "update",
+        "hidden",
+        "init_lo",
+        "init_hi",
+        "alpha",
+        "seed",
+        "epochs_run",
+        "final_loss",
+        "min_loss",
+        "min_loss_epoch",
+        "diverged",
+        "diverged_epoch",
+        "converged_epoch",
+    ]:
         assert col in runs.columns
     assert runs["diverged"].dtype == bool
     assert str(runs["diverged_epoch"].dtype) == "Int32"
@@ -151,8 +170,20 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(tmp_path, sequential):
     spec, seq = sequential
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "runner", "sweep", str(spec), "--out", str(out), "--jobs", "1",
-           "--quiet", "--set", "train.epochs=300"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "runner",
+        "sweep",
+        str(spec),
+        "--out",
+        str(out),
+        "--jobs",
+        "1",
+        "--quiet",
+        "--set",
+        "train.epochs=300",
+    ]
     # kill as soon as a couple of chunks are on disk
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     runs_dir = out / "small" / "runs"
@@ -168,8 +199,12 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(tmp_path, sequential):
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert_same_results(out / "small", seq)
-    leftovers = [n for d in ("losses", "runs") for n in os.listdir(out / "small" / d)
-                 if not n.endswith(".parquet")]  # fmt: skip
+    leftovers = [
+        n
+        for d in ("losses", "runs")
+        for n in os.listdir(out / "small" / d)
+        if not n.endswith(".parquet")
+    ]
     assert leftovers == []
 
 
