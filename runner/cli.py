@@ -69,6 +69,17 @@ def _parser() -> Parser:
     )
     st.add_argument("dir", help="results folder, e.g. results/seed-sweep")
     st.add_argument("--shards", type=int, default=None, help="also show progress per shard of N")
+    b = sub.add_parser(
+        "bench",
+        help="side-by-side benchmark against the peers",
+        description="Times runner's kernel and a Parquet-writing sweep against the notebook's "
+        "NumPy loop, a plain @njit port and JAX (if installed), in one run; prints medians, "
+        "ratios and peak memory.",
+        epilog="example: runner bench --json > bench.json   (make bench installs JAX first)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    b.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    b.add_argument("--quick", action="store_true", help="smaller workloads (a smoke test)")
     return p
 
 
@@ -115,6 +126,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     st = status(args.dir)
     print("\n".join(st.lines(args.shards)))
     return 0 if st.complete else 1
+
+
+@command
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from runner import bench
+
+    result = bench.run(quick=args.quick, log=lambda m: print(f"bench: {m}", file=sys.stderr))
+    print(json.dumps(result, indent=2) if args.json else bench.table(result))
+    return 0
 
 
 def _sigterm(signum, frame):  # SLURM and kill send SIGTERM: stop as on Ctrl-C
