@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import ROOT
+
 from runner import bench
 
 
