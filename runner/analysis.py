@@ -193,7 +193,9 @@ class Results:
         out = out.reset_index().drop(columns="_all", errors="ignore")
         if sort is not None:
             if sort not in out.columns:
-                raise RunnerError(_suggest(sort, list(out.columns)), key="sort")
+                raise RunnerError(
+                    _suggest(sort, list(out.columns)), file=str(self.folder), key="sort"
+                )
             out = out.sort_values(sort, na_position="last", kind="stable", ignore_index=True)
         return out
 
