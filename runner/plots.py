@@ -29,7 +29,7 @@ from runner.errors import RunnerError
 
 FIGURES = ("curves", "final_loss", "divergence")
 MAX_ANNOTATED = 150  # heatmap cells beyond this are not labelled with their value
-CAP = 1e30  # colour and y scales stop here: larger losses have blown up
+CAP = 1e30  # colour scales stop here: larger losses have blown up
 
 
 # ----- axes, labels and facets -----
@@ -187,15 +187,15 @@ def curves_figure(res: Results, layout: Layout | None = None, max_points: int = 
                 ax.set_ylabel("loss (MSE)")
     seeds = res.axis_size("seed")
     fig.suptitle(
-        f"{res.name}: loss per epoch, median over {seeds} seed{'s' * (seeds > 1)} "
-        "(band: 25–75%; x: median diverged)",
+        f"{res.name}: loss per epoch\nmedian over {seeds} seed{'s' * (seeds > 1)}, "
+        "band 25–75%, × where the median diverges",
         fontsize=12,
     )
     if handles:
         fig.legend(
             list(handles.values()),
             list(handles.keys()),
-            loc="outside right upper",
+            loc="outside right center",
             fontsize=9,
             ncols=max(1, math.ceil(len(handles) / 20)),
         )
@@ -228,10 +228,9 @@ def heatmap_figure(res: Results, what: str, layout: Layout | None = None) -> Fig
     column = "final_loss_median" if what == "final_loss" else "diverged_share"
     if what == "final_loss":
         finite = df[column][np.isfinite(df[column]) & (df[column] > 0)]
-        # colours stop at the largest cell within 100x the upper quartile: blown-up cells
-        # (a run near overflow that did not diverge) show in the "over" colour
-        top = finite[finite <= 100 * finite.quantile(0.75)].max() if len(finite) else 1.0
-        norm = LogNorm(min(finite.min(), top), top) if len(finite) else Normalize(0, 1)
+        top = _colour_top(finite.to_numpy()) if len(finite) else 1.0
+        low = min(finite.min(), top / 10) if len(finite) and finite.min() >= top else None
+        norm = LogNorm(low or finite.min(), top) if len(finite) else Normalize(0, 1)
         extend = "max" if len(finite) and finite.max() > top else "neither"
         cmap = colormaps["viridis"].with_extremes(bad="0.85", over="tab:red")
         bar = "median final loss (runs that did not diverge)"
@@ -264,6 +263,15 @@ def heatmap_figure(res: Results, what: str, layout: Layout | None = None) -> Fig
     if image is not None:
         fig.colorbar(image, ax=list(axs), label=bar, shrink=0.9, extend=extend)
     return fig
+
+
+def _colour_top(values: np.ndarray) -> float:
+    """Top of the colour scale: the cells below the first gap of over 10 decades (and
+    1e30). Cells above it (runs blown up near overflow, yet finite) get the "over" colour."""
+    logs = np.sort(np.log10(values))
+    gaps = np.flatnonzero(np.diff(logs) > 10)
+    top = logs[gaps[0]] if len(gaps) else logs[-1]
+    return float(10 ** min(top, math.log10(CAP)))
 
 
 def _annotate(ax, x: int, y: int, v: float, what: str, norm) -> None:
