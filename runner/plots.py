@@ -138,6 +138,7 @@ def curves_figure(res: Results, layout: Layout | None = None, max_points: int = 
     grid = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)
     colours = _colours(len(levels["_colour"]), layout.colour, res.runs)
     top = int(df["epoch"].max())
+    shade = 0.2 if len(colours) <= 6 else 0.07  # many bands: fainter, so lines stay legible
     handles: dict[str, Any] = {}
     for i, row in enumerate(levels["_row"]):
         for j, col in enumerate(levels["_column"]):
@@ -155,7 +156,7 @@ def curves_figure(res: Results, layout: Layout | None = None, max_points: int = 
                 med = _drawable(c["median"])
                 (line,) = ax.plot(x, med, color=colour, lw=1.4, label=label)
                 ax.fill_between(
-                    x, _drawable(c["q25"]), _drawable(c["q75"]), color=colour, alpha=0.2, lw=0
+                    x, _drawable(c["q25"]), _drawable(c["q75"]), color=colour, alpha=shade, lw=0
                 )
                 end = np.flatnonzero(np.isfinite(med))
                 if div.any() and len(end) and end[-1] < len(x) - 1:  # median diverges here
