@@ -80,7 +80,43 @@ def _parser() -> Parser:
     )
     b.add_argument("--json", action="store_true", help="print JSON instead of tables")
     b.add_argument("--quick", action="store_true", help="smaller workloads (a smoke test)")
+    _analysis_parsers(sub)
     return p
+
+
+def _analysis_parsers(sub) -> None:
+    """summary, plot and report: read a results folder (runner.analysis)."""
+    su = sub.add_parser(
+        "summary",
+        help="per grid point, aggregated over seeds",
+        description="Runs, share diverged, final loss median and quartiles, best loss and "
+        "median convergence epoch per grid point (the grid axes other than seed).",
+        epilog="example: runner summary results/seed-sweep --by alpha --sort final_loss_median",
+    )
+    su.add_argument("dir", help="results folder, e.g. results/seed-sweep")
+    su.add_argument("--by", default=None, help="comma-separated axes (default: all but seed)")
+    su.add_argument("--sort", default=None, help="order by this column, ascending")
+    su.add_argument(
+        "--format", choices=("table", "csv", "markdown"), default="table", help="output format"
+    )
+    pl = sub.add_parser(
+        "plot",
+        help="PNG figures of a results folder",
+        description="Loss curves (median over seeds, quartile band), a heatmap of median "
+        "final loss and a map of the share diverged.",
+        epilog="example: runner plot results/seed-sweep --out figures",
+    )
+    pl.add_argument("dir", help="results folder, e.g. results/seed-sweep")
+    pl.add_argument("--out", default=None, help="folder for the PNG files (default: DIR/plots)")
+    rp = sub.add_parser(
+        "report",
+        help="one self-contained HTML report",
+        description="Figures, summary, best runs, spec and versions in one HTML file "
+        "that opens offline.",
+        epilog="example: runner report results/seed-sweep --out seed-sweep.html",
+    )
+    rp.add_argument("dir", help="results folder, e.g. results/seed-sweep")
+    rp.add_argument("--out", default=None, help="HTML file (default: DIR/report.html)")
 
 
 def _version() -> str:
@@ -136,6 +172,33 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     result = bench.run(quick=args.quick, log=lambda m: print(f"bench: {m}", file=sys.stderr))
     print(json.dumps(result, indent=2) if args.json else bench.table(result))
+    return 0
+
+
+@command
+def cmd_summary(args: argparse.Namespace) -> int:
+    from runner.analysis import load
+    from runner.report import format_table
+
+    table = load(args.dir).summary(by=args.by, sort=args.sort)
+    print(format_table(table, args.format).rstrip("\n"))
+    return 0
+
+
+@command
+def cmd_plot(args: argparse.Namespace) -> int:
+    from runner.plots import plot
+
+    for path in plot(args.dir, out=args.out):
+        print(path)
+    return 0
+
+
+@command
+def cmd_report(args: argparse.Namespace) -> int:
+    from runner.report import write_report
+
+    print(write_report(args.dir, out=args.out))
     return 0
 
 

@@ -13,3 +13,53 @@ def need_service(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"CI must provide this: {reason}")
     pytest.skip(reason)
+
+
+# ----- small real sweeps for the analysis, plot and report tests -----
+def make_sweep(root, name: str, grid: str, train: str = "epochs = 300", extra: str = ""):
+    """Run a tiny sweep into root/results/<name> and return that folder."""
+    import runner
+
+    spec = root / f"{name}.toml"
+    spec.write_text(f'name = "{name}"\n[train]\n{train}\n[grid]\n{grid}\n{extra}\n')
+    runner.sweep(spec, out=root / "results", jobs=1, quiet=True, progress=False)
+    return root / "results" / name
+
+
+@pytest.fixture(scope="session")
+def seed_results(tmp_path_factory):
+    """2 alphas x 2 hidden x 4 seeds; alpha 0.2 with hidden 8 diverges; 3 runs a chunk,
+    so grid points straddle loss files."""
+    root = tmp_path_factory.mktemp("seed")
+    grid = "alpha = [0.03, 0.2]\nhidden = [4, 8]\nseed = { start = 0, stop = 4 }"
+    return make_sweep(root, "seed-sweep", grid, extra="[sweep]\nchunk_runs = 3")
+
+
+@pytest.fixture(scope="session")
+def one_axis_results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("one")
+    grid = "alpha = [0.01, 0.1, 0.2]\nseed = { start = 0, stop = 3 }"
+    return make_sweep(root, "one-axis", grid, train="epochs = 200\nhidden = 8")
+
+
+@pytest.fixture(scope="session")
+def three_axis_results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("three")
+    grid = 'output = ["linear", "sigmoid"]\nhidden = [2, 4]\nalpha = [0.1, 0.2]\nseed = [0, 1, 2]'
+    return make_sweep(root, "three-axes", grid, train="epochs = 200")
+
+
+@pytest.fixture(scope="session")
+def init_results(tmp_path_factory):
+    """String axis `update` and the pair axis `init`, recorded every 7th epoch."""
+    root = tmp_path_factory.mktemp("init")
+    grid = (
+        'update = ["sequential", "simultaneous"]\ninit = [[0.0, 1.0], [-1.0, 1.0]]\n'
+        "seed = { start = 0, stop = 3 }"
+    )
+    return make_sweep(root, "init-axes", grid, train="epochs = 250", extra="[record]\nevery = 7")
+
+
+@pytest.fixture(scope="session")
+def no_grid_results(tmp_path_factory):
+    return make_sweep(tmp_path_factory.mktemp("none"), "single", "", train="epochs = 100")

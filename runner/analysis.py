@@ -1,0 +1,340 @@
+"""Reading a results folder: runs, filtered losses, summaries per grid point, loss curves.
+
+Memory stays bounded by one chunk file, never by the sweep: ``summary`` and
+``best`` use the ``runs`` table (one row per run), and ``curves`` reads the loss
+files one at a time, at most about ``max_points`` epochs per run.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from runner import store
+from runner.errors import RunnerError
+
+SUMMARY_COLUMNS = (
+    "runs",  # runs finished at this grid point
+    "diverged_share",  # share of those runs that diverged
+    "final_loss_median",  # final loss over the runs that did not diverge
+    "final_loss_q25",
+    "final_loss_q75",
+    "best_loss",  # smallest loss any run reached (min of min_loss)
+    "converged_share",  # share of runs that stopped below stop_below
+    "converged_epoch_median",  # median epoch of convergence over those runs
+)
+BEST_KEYS = ("final_loss", "min_loss")
+HUGE = 1e300  # quantiles run on finite numbers: +inf is stood in for by 1e308
+
+
+def _suggest(name: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"choose from {', '.join(valid)}"
+    return f"unknown column {name!r}; {hint}"
+
+
+def _names(value: str | list[str] | tuple[str, ...] | None) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return list(value)
+
+
+def axis_columns(axes: list[str]) -> list[str]:
+    """Table columns of grid axes: ``init`` is stored as ``init_lo`` and ``init_hi``."""
+    out: list[str] = []
+    for a in axes:
+        out.extend(("init_lo", "init_hi") if a == "init" else (a,))
+    return out
+
+
+@dataclass
+class Results:
+    """A results folder (DESIGN.md, "Result layout"), opened by :func:`load`."""
+
+    folder: Path
+    meta: dict[str, Any]  # sweep.json
+
+    # ----- what the sweep is -----
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The resolved spec (sweep.json "spec")."""
+        return self.meta["spec"]
+
+    @property
+    def name(self) -> str:
+        return self.spec["name"]
+
+    @property
+    def axes(self) -> list[str]:
+        """Grid axes in run order (seed last, varying fastest)."""
+        return list(self.spec.get("axis_order", []))
+
+    @property
+    def point_axes(self) -> list[str]:
+        """The axes that name a grid point: every grid axis but ``seed``."""
+        return [a for a in self.axes if a != "seed"]
+
+    def axis_size(self, axis: str) -> int:
+        """Number of values on a grid axis (1 if the axis is not on the grid)."""
+        value = self.spec["grid"].get(axis)
+        if value is None:
+            return 1
+        if isinstance(value, list):
+            return len(value)
+        if "num" in value:
+            return int(value["num"])
+        return len(range(value["start"], value["stop"], value.get("step", 1)))
+
+    # ----- tables -----
+    def _files(self, sub: str) -> list[Path]:
+        """Files of the done chunks (those with a runs file), in chunk (= run_id) order."""
+        return [
+            self.folder / sub / store.chunk_name(c) for c in sorted(store.done_chunks(self.folder))
+        ]
+
+    @cached_property
+    def runs(self) -> pd.DataFrame:
+        """One row per finished run (the ``runs`` dataset), in run_id order."""
+        files = self._files(store.RUNS)
+        if not files:
+            raise RunnerError("no finished runs yet (run the sweep first)", file=str(self.folder))
+        tables = []
+        for f in files:
+            try:
+                tables.append(pq.read_table(f))
+            except (OSError, pa.ArrowException) as exc:
+                raise RunnerError(f"unreadable Parquet file ({exc})", file=str(f)) from None
+        df = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+        return df.sort_values("run_id", ignore_index=True)
+
+    def losses(
+        self, columns: list[str] | None = None, filters: list[Any] | None = None
+    ) -> pd.DataFrame:
+        """The tidy loss table, or the part of it that ``filters`` selects.
+
+        ``filters`` take pyarrow's / pandas' list-of-tuples form, e.g.
+        ``[("alpha", "==", 0.1), ("epoch", "<=", 100)]``; they are pushed down to
+        the Parquet reader, so only matching row groups and rows are loaded.
+        """
+        files = self._files(store.LOSSES)
+        if not files:
+            raise RunnerError("no finished runs yet (run the sweep first)", file=str(self.folder))
+        dataset = ds.dataset([str(f) for f in files], format="parquet")
+        valid = dataset.schema.names
+        for col in list(columns or []) + _filter_columns(filters):
+            if col not in valid:
+                raise RunnerError(_suggest(col, valid), file=str(self.folder / store.LOSSES))
+        try:
+            expr = pq.filters_to_expression(filters) if filters else None
+            table = dataset.to_table(columns=columns, filter=expr)
+        except (TypeError, ValueError, pa.ArrowException) as exc:
+            raise RunnerError(f"bad filters {filters!r} ({exc})", key="filters") from None
+        return table.to_pandas()
+
+    # ----- summaries -----
+    def group_columns(self, by: str | list[str] | None) -> list[str]:
+        """Validated columns for ``by`` (default: the grid axes other than seed)."""
+        names = _names(by)
+        if names is None:
+            return axis_columns(self.point_axes)
+        valid = [c for c in store.PARAM_ORDER if c in self.runs.columns]
+        out: list[str] = []
+        for n in names:
+            cols = axis_columns([n])
+            for c in cols:
+                if c not in valid:
+                    raise RunnerError(
+                        _suggest(n, [*valid, "init"]), file=str(self.folder), key="by"
+                    )
+            out.extend(c for c in cols if c not in out)
+        return out
+
+    def summary(self, by: str | list[str] | None = None, sort: str | None = None) -> pd.DataFrame:
+        """One row per grid point (or per value of ``by``), aggregated over seeds.
+
+        Columns: the ``by`` columns, then ``SUMMARY_COLUMNS``. Final-loss
+        quantiles cover the runs that did not diverge (NaN if all diverged);
+        ``diverged_share`` says how many did. ``sort`` orders by one column,
+        ascending (NaN last).
+        """
+        cols = self.group_columns(by)
+        runs = self.runs
+        df = pd.DataFrame({c: runs[c] for c in cols})
+        df["_all"] = 0  # a key for the single group when there are no columns
+        df["diverged"] = runs["diverged"].astype(float)
+        df["final"] = runs["final_loss"].where(~runs["diverged"])
+        df["best"] = runs["min_loss"]
+        df["conv"] = runs["converged_epoch"].notna().astype(float)
+        df["conv_epoch"] = runs["converged_epoch"].astype(float)
+        g = df.groupby(cols or ["_all"], observed=True, dropna=False, sort=True)
+        out = pd.DataFrame(
+            {
+                "runs": g.size(),
+                "diverged_share": g["diverged"].mean(),
+                "final_loss_median": g["final"].median(),
+                "final_loss_q25": g["final"].quantile(0.25),
+                "final_loss_q75": g["final"].quantile(0.75),
+                "best_loss": g["best"].min(),
+                "converged_share": g["conv"].mean(),
+                "converged_epoch_median": g["conv_epoch"].median(),
+            }
+        )
+        out = out.reset_index().drop(columns="_all", errors="ignore")
+        if sort is not None:
+            if sort not in out.columns:
+                raise RunnerError(
+                    _suggest(sort, list(out.columns)), file=str(self.folder), key="sort"
+                )
+            out = out.sort_values(sort, na_position="last", kind="stable", ignore_index=True)
+        return out
+
+    def best(self, n: int = 10, key: str = "final_loss") -> pd.DataFrame:
+        """The ``n`` best runs by ``key`` ("final_loss": the network training ends
+        with, the default; or "min_loss"), smallest first; diverged runs last."""
+        if key not in BEST_KEYS:
+            raise RunnerError(f"must be one of {', '.join(BEST_KEYS)}, got {key!r}", key="key")
+        runs = self.runs
+        order = runs.assign(_div=runs["diverged"]).sort_values(
+            ["_div", key], na_position="last", kind="stable"
+        )
+        return order.drop(columns="_div").head(n).reset_index(drop=True)
+
+    # ----- loss curves (bounded memory) -----
+    def sample_epochs(self, max_points: int = 200) -> np.ndarray:
+        """Recorded epochs to draw curves at: all if few, else about ``max_points`` log-spaced."""
+        grid_epochs = self.spec["grid"].get("epochs") or [self.spec["train"]["epochs"]]
+        every = int(self.spec["record"]["every"])
+        top = max(grid_epochs)
+        if top // every + 1 <= max_points:
+            picks = np.arange(every, top + 1, every)
+        else:
+            picks = np.round(np.geomspace(1, top, max_points) / every) * every
+        picks = np.concatenate([[1], picks, grid_epochs]).astype(np.int64)
+        return np.unique(picks[(picks >= 1) & (picks <= top)]).astype(np.int32)
+
+    def curves(self, max_points: int = 200) -> pd.DataFrame:
+        """Loss per grid point and sampled epoch over seeds: ``runs``, ``median``, ``q25``, ``q75``.
+
+        A diverged run counts as +inf after it diverged; a run that converged
+        early keeps its final loss. Reads one loss file at a time: runs of a grid
+        point are contiguous in run_id (seed varies fastest), so a point open at
+        the end of a file is carried into the next one.
+        """
+        epochs = self.sample_epochs(max_points)
+        stats = self._run_stats()
+        n_seed = self.axis_size("seed")
+        parts: list[pd.DataFrame] = []
+        carry_ids = np.empty(0, np.int64)
+        carry = np.empty((0, len(epochs)))
+        for f in self._files(store.LOSSES):
+            table = pq.read_table(
+                f, columns=["run_id", "epoch", "loss"], filters=[("epoch", "in", epochs.tolist())]
+            )
+            ids, mat = _matrix(table, epochs)
+            mat = _fill_stopped(mat, stats.loc[ids], epochs)
+            ids, mat = np.concatenate([carry_ids, ids]), np.vstack([carry, mat])
+            if len(ids) == 0:
+                continue
+            point = ids // n_seed
+            open_ = point == point[-1]  # the last point may go on in the next file
+            parts.append(_aggregate(ids[~open_] // n_seed, mat[~open_], epochs))
+            carry_ids, carry = ids[open_], mat[open_]
+        if len(carry_ids):
+            parts.append(_aggregate(carry_ids // n_seed, carry, epochs))
+        if not parts:
+            raise RunnerError("no finished runs yet (run the sweep first)", file=str(self.folder))
+        curves = pd.concat(parts, ignore_index=True)
+        # the grid point's axis values, from its first run
+        runs = self.runs.set_index("run_id")
+        first = runs.loc[curves["point"].to_numpy() * n_seed]
+        for c in reversed(axis_columns(self.point_axes)):
+            curves.insert(0, c, first[c].to_numpy())
+        return curves.drop(columns="point")
+
+    def _run_stats(self) -> pd.DataFrame:
+        cols = ["run_id", "epochs", "epochs_run", "final_loss", "diverged"]
+        return self.runs[cols].set_index("run_id")
+
+
+def _filter_columns(filters: list[Any] | None) -> list[str]:
+    """Column names in a list-of-tuples (or list of lists of tuples) filter."""
+    out: list[str] = []
+    for item in filters or []:
+        if isinstance(item, tuple) and item and isinstance(item[0], str):
+            out.append(item[0])
+        elif isinstance(item, list):
+            out.extend(_filter_columns(item))
+    return out
+
+
+def _matrix(table: pa.Table, epochs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (run_id, epoch, loss) -> sorted run ids and a (runs, epochs) loss matrix."""
+    run_id = table["run_id"].to_numpy()
+    ids, row = np.unique(run_id, return_inverse=True)
+    mat = np.full((len(ids), len(epochs)), np.nan)
+    col = np.searchsorted(epochs, table["epoch"].to_numpy())
+    loss = table["loss"].to_numpy().astype(np.float64)
+    mat[row, col] = np.where(np.isnan(loss), np.inf, loss)  # a NaN loss: diverged
+    return ids.astype(np.int64), mat
+
+
+def _fill_stopped(mat: np.ndarray, stats: pd.DataFrame, epochs: np.ndarray) -> np.ndarray:
+    """After a run stopped: +inf if it diverged, its final loss if it converged early."""
+    after = epochs[None, :] > stats["epochs_run"].to_numpy()[:, None]
+    diverged = stats["diverged"].to_numpy()[:, None]
+    within = epochs[None, :] <= stats["epochs"].to_numpy()[:, None]
+    final = np.broadcast_to(stats["final_loss"].to_numpy()[:, None], mat.shape)
+    mat[after & diverged] = np.inf
+    early = after & ~diverged & within
+    mat[early] = final[early]
+    return mat
+
+
+def _aggregate(points: np.ndarray, mat: np.ndarray, epochs: np.ndarray) -> pd.DataFrame:
+    """Quantiles over the runs of each grid point (rows of ``mat`` grouped by ``points``)."""
+    if len(points) == 0:
+        return pd.DataFrame()
+    uniq, start = np.unique(points, return_index=True)
+    stops = [*start[1:], len(points)]
+    frames = []
+    for p, a, b in zip(uniq, start, stops, strict=True):
+        block = np.where(np.isinf(mat[a:b]), 1e308, mat[a:b])
+        count = (~np.isnan(block)).sum(0)
+        with np.errstate(all="ignore"):
+            q = np.full((3, len(epochs)), np.nan)
+            some = count > 0
+            if some.any():
+                q[:, some] = np.nanquantile(block[:, some], [0.25, 0.5, 0.75], axis=0)
+        q[q > HUGE] = np.inf
+        frames.append(
+            pd.DataFrame(
+                {
+                    "point": p,
+                    "epoch": epochs,
+                    "runs": count,
+                    "median": q[1],
+                    "q25": q[0],
+                    "q75": q[2],
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def load(folder: str | Path) -> Results:
+    """Open a results folder (``results/<name>``): spec, runs, losses, summaries."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RunnerError("no such results folder", file=str(folder))
+    return Results(folder, store.read_meta(folder))

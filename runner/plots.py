@@ -1,0 +1,320 @@
+"""PNG figures of a sweep: loss curves, a heatmap of final loss, a map of divergence.
+
+Figures are drawn on matplotlib's Agg canvas directly (no pyplot): no GUI
+backend, no global state, safe in threads and notebooks.
+
+Defaults follow the grid: the varying axes other than seed are taken in run
+order; the last one (usually alpha) is the colour (curves) or the x axis
+(heatmaps), the one before it the facet columns (curves) or the y axis
+(heatmaps), and any others the facet rows.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.figure import Figure
+
+from runner.analysis import Results, axis_columns, load
+from runner.errors import RunnerError
+
+FIGURES = ("curves", "final_loss", "divergence")
+MAX_ANNOTATED = 150  # heatmap cells beyond this are not labelled with their value
+CAP = 1e30  # colour scales stop here: larger losses have blown up
+
+
+# ----- axes, labels and facets -----
+def _fmt(v: Any) -> str:
+    if isinstance(v, tuple):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "none"
+    if isinstance(v, float | np.floating):
+        return f"{v:g}"
+    return str(v)
+
+
+def _sort_key(v: Any) -> tuple:
+    if isinstance(v, tuple | int | float | np.number) and not (
+        isinstance(v, float) and math.isnan(v)
+    ):
+        return (0, v)
+    return (1, str(v))
+
+
+def labels(df: pd.DataFrame, axis: str) -> tuple[pd.Series, list[str]]:
+    """Each row's label on ``axis`` and the labels in value order (numbers ascending)."""
+    if axis == "init":
+        raw = pd.Series(list(zip(df["init_lo"], df["init_hi"], strict=True)), index=df.index)
+    else:
+        raw = df[axis].astype(object)
+    table = {v: _fmt(v) for v in pd.unique(raw.to_numpy())}
+    levels = [table[v] for v in sorted(table, key=_sort_key)]
+    return raw.map(table), list(dict.fromkeys(levels))
+
+
+@dataclass
+class Layout:
+    """Which axis plays which role; any of them may be None (fewer axes)."""
+
+    colour: str | None
+    column: str | None
+    rows: list[str]
+
+    @classmethod
+    def of(cls, res: Results) -> Layout:
+        varying = [a for a in res.point_axes if res.axis_size(a) > 1]
+        colour = varying[-1] if varying else None
+        column = varying[-2] if len(varying) > 1 else None
+        return cls(colour, column, varying[:-2])
+
+    @property
+    def axes(self) -> list[str]:
+        return [*self.rows, *(a for a in (self.column, self.colour) if a)]
+
+
+def _roles(df: pd.DataFrame, layout: Layout) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """Add label columns _colour, _column, _row; return their levels."""
+    df = df.copy()
+    levels: dict[str, list[str]] = {}
+    for role, axis in (("_colour", layout.colour), ("_column", layout.column)):
+        if axis is None:
+            df[role], levels[role] = "", [""]
+        else:
+            df[role], levels[role] = labels(df, axis)
+    if layout.rows:
+        parts = [labels(df, a) for a in layout.rows]
+        df["_row"] = [
+            ", ".join(f"{a} = {v}" for a, v in zip(layout.rows, vals, strict=True))
+            for vals in zip(*(p[0] for p in parts), strict=True)
+        ]
+        combos = pd.MultiIndex.from_product([p[1] for p in parts])
+        present = set(df["_row"])
+        levels["_row"] = [
+            r
+            for r in (
+                ", ".join(f"{a} = {v}" for a, v in zip(layout.rows, c, strict=True)) for c in combos
+            )
+            if r in present
+        ]
+    else:
+        df["_row"], levels["_row"] = "", [""]
+    return df, levels
+
+
+def _colours(n: int, axis: str | None, df: pd.DataFrame) -> list:
+    numeric = axis is not None and all(
+        pd.api.types.is_numeric_dtype(df[c]) for c in axis_columns([axis])
+    )
+    if numeric or n > 10:
+        cmap = colormaps["viridis"]
+        return [cmap(x) for x in np.linspace(0.0, 0.9, n)] if n > 1 else [cmap(0.4)]
+    return [colormaps["tab10"](i) for i in range(n)]
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+# ----- figures -----
+def curves_figure(res: Results, layout: Layout | None = None, max_points: int = 200) -> Figure:
+    """Median loss over seeds per epoch (log scale), 25-75% band; facets and colours by axis."""
+    layout = layout or Layout.of(res)
+    df, levels = _roles(res.curves(max_points), layout)
+    runs, _ = _roles(res.runs, layout)
+    nrows, ncols = len(levels["_row"]), len(levels["_column"])
+    fig = _figure(min(2.0 + 3.6 * ncols, 60), min(1.2 + 3.0 * nrows, 60))
+    grid = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)
+    colours = _colours(len(levels["_colour"]), layout.colour, res.runs)
+    top = int(df["epoch"].max())
+    shade = 0.2 if len(colours) <= 6 else 0.07  # many bands: fainter, so lines stay legible
+    handles: dict[str, Any] = {}
+    for i, row in enumerate(levels["_row"]):
+        for j, col in enumerate(levels["_column"]):
+            ax = grid[i][j]
+            here = df[(df["_row"] == row) & (df["_column"] == col)]
+            mine = runs[(runs["_row"] == row) & (runs["_column"] == col)]
+            notes = []
+            for colour, level in zip(colours, levels["_colour"], strict=True):
+                c = here[here["_colour"] == level]
+                if c.empty:
+                    continue
+                div = mine.loc[mine["_colour"] == level, "diverged"]
+                label = f"{layout.colour} = {level}" if layout.colour else "all runs"
+                x = c["epoch"].to_numpy()
+                med = _drawable(c["median"])
+                (line,) = ax.plot(x, med, color=colour, lw=1.4, label=label)
+                ax.fill_between(
+                    x, _drawable(c["q25"]), _drawable(c["q75"]), color=colour, alpha=shade, lw=0
+                )
+                end = np.flatnonzero(np.isfinite(med))
+                if div.any() and len(end) and end[-1] < len(x) - 1:  # median diverges here
+                    ax.plot(x[end[-1]], med[end[-1]], "x", color=colour, ms=8, mew=2)
+                if div.any():
+                    notes.append(f"{level or 'runs'}: {int(div.sum())}/{len(div)}")
+                handles.setdefault(label, line)
+            if notes:
+                what = f"diverged ({layout.colour})" if layout.colour else "diverged"
+                ax.text(
+                    0.02,
+                    0.02,
+                    what + "\n" + "\n".join(notes),
+                    transform=ax.transAxes,
+                    fontsize=8,
+                    va="bottom",
+                    bbox={"fc": "white", "ec": "0.7", "alpha": 0.85},
+                )
+            ax.set_yscale("log")
+            ax.set_ylim(*_ylim(df))
+            if top > 100:
+                ax.set_xscale("log")
+            ax.grid(True, which="major", alpha=0.3)
+            title = f"{layout.column} = {col}" if layout.column else ""
+            ax.set_title("\n".join(t for t in (row, title) if t), fontsize=10)
+            if i == nrows - 1:
+                ax.set_xlabel("epoch")
+            if j == 0:
+                ax.set_ylabel("loss (MSE)")
+    seeds = res.axis_size("seed")
+    fig.suptitle(
+        f"{res.name}: loss per epoch\nmedian over {seeds} seed{'s' * (seeds > 1)}, "
+        "band 25–75%, × where the median diverges",
+        fontsize=12,
+    )
+    if handles:
+        fig.legend(
+            list(handles.values()),
+            list(handles.keys()),
+            loc="outside right center",
+            fontsize=9,
+            ncols=max(1, math.ceil(len(handles) / 20)),
+        )
+    return fig
+
+
+def _ylim(df: pd.DataFrame) -> tuple[float, float]:
+    """Log-scale limits: all bands, but at most 1000x the largest loss of epoch 1."""
+    low = _drawable(df["q25"])
+    high = _drawable(df["q75"])
+    start = _drawable(df.loc[df["epoch"] == df["epoch"].min(), "median"])
+    if np.isnan(low).all() or np.isnan(high).all():
+        return 1e-3, 1.0
+    top = min(np.nanmax(high), 1e3 * np.nanmax(start) if not np.isnan(start).all() else CAP)
+    return np.nanmin(low) / 1.5, max(top, np.nanmin(low)) * 1.5
+
+
+def _drawable(s: pd.Series) -> np.ndarray:
+    v = s.to_numpy(dtype=np.float64, copy=True)
+    v[~np.isfinite(v) | (v <= 0)] = np.nan  # log scale: no inf, no zero
+    return v
+
+
+def heatmap_figure(res: Results, what: str, layout: Layout | None = None) -> Figure:
+    """Per grid point: ``what`` = "final_loss" (median, log colours) or "divergence" (share)."""
+    layout = layout or Layout.of(res)
+    summary = res.summary(by=layout.axes or None)
+    df, levels = _roles(summary, layout)
+    xs, ys, rows = levels["_colour"], levels["_column"], levels["_row"]
+    column = "final_loss_median" if what == "final_loss" else "diverged_share"
+    if what == "final_loss":
+        finite = df[column][np.isfinite(df[column]) & (df[column] > 0)]
+        top = _colour_top(finite.to_numpy()) if len(finite) else 1.0
+        low = min(finite.min(), top / 10) if len(finite) and finite.min() >= top else None
+        norm = LogNorm(low or finite.min(), top) if len(finite) else Normalize(0, 1)
+        extend = "max" if len(finite) and finite.max() > top else "neither"
+        cmap = colormaps["viridis"].with_extremes(bad="0.85", over="tab:red")
+        bar = "median final loss (runs that did not diverge)"
+    else:
+        norm, cmap, bar = Normalize(0, 1), colormaps["Reds"], "share of runs diverged"
+        extend = "neither"
+    width = min(2.5 + 0.9 * len(xs), 40)
+    fig = _figure(width, min(1.5 + (0.6 * len(ys) + 0.8) * len(rows), 60))
+    axs = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
+    annotate = len(xs) * len(ys) <= MAX_ANNOTATED
+    image = None
+    for ax, row in zip(axs, rows, strict=True):
+        here = df[df["_row"] == row]
+        mat = np.full((len(ys), len(xs)), np.nan)
+        mat[[ys.index(y) for y in here["_column"]], [xs.index(x) for x in here["_colour"]]] = here[
+            column
+        ].to_numpy()
+        image = ax.imshow(np.ma.masked_invalid(mat), aspect="auto", cmap=cmap, norm=norm)
+        ax.set_xticks(range(len(xs)), xs, rotation=45 if len(xs) > 8 else 0)
+        ax.set_yticks(range(len(ys)), ys)
+        ax.set_xlabel(layout.colour or "")
+        ax.set_ylabel(layout.column or "")
+        if row:
+            ax.set_title(row, fontsize=10)
+        if annotate:
+            for (y, x), v in np.ndenumerate(mat):
+                _annotate(ax, x, y, v, what, norm)
+    name = "median final loss" if what == "final_loss" else "share of runs diverged"
+    fig.suptitle(f"{res.name}: {name} per grid point", fontsize=12)
+    if image is not None:
+        fig.colorbar(image, ax=list(axs), label=bar, shrink=0.9, extend=extend)
+    return fig
+
+
+def _colour_top(values: np.ndarray) -> float:
+    """Top of the colour scale: the cells below the first gap of over 10 decades (and
+    1e30). Cells above it (runs blown up near overflow, yet finite) get the "over" colour."""
+    logs = np.sort(np.log10(values))
+    gaps = np.flatnonzero(np.diff(logs) > 10)
+    top = logs[gaps[0]] if len(gaps) else logs[-1]
+    return float(10 ** min(top, math.log10(CAP)))
+
+
+def _annotate(ax, x: int, y: int, v: float, what: str, norm) -> None:
+    if np.isnan(v):
+        text, shade = ("all div." if what == "final_loss" else ""), 1.0
+    else:
+        text = f"{v:.3g}" if what == "final_loss" else f"{100 * v:.0f}%"
+        shade = float(norm(v))
+    # viridis is dark at low values (and red above its range), Reds dark at high ones
+    dark = (shade < 0.5 or shade > 1) if what == "final_loss" else shade > 0.5
+    ax.text(x, y, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
+
+
+def figures(res: Results) -> dict[str, Figure]:
+    """All figures by name (see FIGURES); heatmaps only when the grid has an axis."""
+    layout = Layout.of(res)
+    out = {"curves": curves_figure(res, layout)}
+    if layout.colour is not None:
+        out["final_loss"] = heatmap_figure(res, "final_loss", layout)
+        out["divergence"] = heatmap_figure(res, "divergence", layout)
+    return out
+
+
+def png_bytes(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def plot(folder: str | Path, out: str | Path | None = None) -> list[Path]:
+    """Write the figures of a results folder as PNG files (default: FOLDER/plots/)."""
+    res = load(folder)
+    target = Path(out) if out is not None else res.folder / "plots"
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunnerError(
+            f"cannot create the plot folder ({exc.strerror})", file=str(target)
+        ) from None
+    paths = []
+    for name, fig in figures(res).items():
+        path = target / f"{name}.png"
+        fig.savefig(path)
+        paths.append(path)
+    return paths
