@@ -105,45 +105,60 @@ def slot_of(epoch, every):
 
 @njit(pipeline_class=_NoAliasCompiler, **JIT)
 def _train_tile(
-    X, Y, wh, wz, a, act, epochs, sigmoid_out, sequential, every,
-    stop_below, diverge_above, loss_out, r0, nt, istats, fstats, h, dh, dz,
-    acc, sq, loss, min_loss, last_loss, min_epoch, last, status,
+    X, Y, Wh, Wz, alpha, epochs, sigmoid_out, sequential, every, stop_below, diverge_above,
+    loss_out, istats, fstats, r0, nt, wh, wz, a, act, h, dh, dz, accw, acc, sq,
+    min_loss, last_loss, min_epoch, last, status,
 ):  # fmt: skip
-    """Train the ``TILE`` runs of one tile; lanes with ``act`` False are padding.
+    """Train runs ``r0 .. r0 + nt`` of the batch in one tile of ``T`` lanes.
 
-    Every hot loop runs over ``range(T)``, a compile-time trip count, with no
-    branch inside, so LLVM turns it into a few whole-register vector operations.
-    Stopped lanes keep computing (harmlessly); their updates are masked out.
+    Every hot loop runs across the lanes (or across hidden units and lanes at
+    once, ``u = j * T + t``) with no branch inside, so LLVM vectorises it. A run
+    that stops hands its weights back to ``Wh``, ``Wz`` at once and its lane is
+    reset to zero weights and zero alpha, where it idles, so the updates need no
+    mask; padding lanes (``nt <= t < T``) idle from the start.
     """
     n, ni = X.shape
-    T = a.shape[0]
     no = Y.shape[1]
     nh = wh.shape[1]
-    min_loss[:] = np.inf
-    min_epoch[:] = 0
-    last[:] = 0
-    last_loss[:] = np.nan
-    status[:] = 0
+    T = a.shape[0]
+    m = nh * T
+    whf = wh.reshape(ni, m)
+    hf = h.reshape(n, m)
+    dhf = dh.reshape(n, m)
     size = n * no
-    n_active = 0
     for t in range(T):
-        n_active += act[t]
+        wt = t < nt
+        act[t] = wt
+        a[t] = alpha[r0 + t] if wt else 0.0
+        min_loss[t] = np.inf
+        last_loss[t] = np.nan
+        min_epoch[t] = 0
+        last[t] = 0
+        status[t] = RAN_ALL
+    for k in range(ni):
+        for j in range(nh):
+            for t in range(T):
+                wh[k, j, t] = Wh[k, j, r0 + t] if t < nt else 0.0
+    for j in range(nh):
+        for o in range(no):
+            for t in range(T):
+                wz[j, o, t] = Wz[j, o, r0 + t] if t < nt else 0.0
+    n_active = nt
     for epoch in range(1, epochs + 1):
         if n_active == 0:
             break
-        # forward pass, error and output delta (the delta is not needed for the loss)
+        # forward pass, error and output delta (dZ is not needed for the loss)
         for t in range(T):
             sq[t] = 0.0
         for s in range(n):
-            for j in range(nh):
-                for t in range(T):
-                    acc[t] = 0.0
-                for k in range(ni):
-                    x = X[s, k]
-                    for t in range(T):
-                        acc[t] += x * wh[k, j, t]
-                for t in range(T):
-                    h[s, j, t] = sigmoid(acc[t])
+            for u in range(m):
+                hf[s, u] = 0.0
+            for k in range(ni):
+                x = X[s, k]
+                for u in range(m):
+                    hf[s, u] += x * whf[k, u]
+            for u in range(m):
+                hf[s, u] = sigmoid(hf[s, u])
             for o in range(no):
                 for t in range(T):
                     acc[t] = 0.0
@@ -163,24 +178,30 @@ def _train_tile(
                         sq[t] += e * e
                         dz[s, o, t] = e * a[t]
         # loss, record, divergence (a diverged run stops before its update)
-        for t in range(T):
-            loss[t] = sq[t] / size
-        if epoch == 1 or epoch % every == 0:
-            row = slot_of(epoch, every)
-            for t in range(nt):
-                if act[t]:
-                    loss_out[row, r0 + t] = loss[t]
+        record = epoch == 1 or epoch % every == 0
+        row = slot_of(epoch, every)
+        n_stop = 0
         for t in range(T):
             on = act[t]
-            lt = loss[t]
+            loss = sq[t] / size
+            sq[t] = loss
             last[t] = epoch if on else last[t]
-            last_loss[t] = lt if on else last_loss[t]
-            better = on and lt < min_loss[t]
-            min_loss[t] = lt if better else min_loss[t]
+            last_loss[t] = loss if on else last_loss[t]
+            better = on and loss < min_loss[t]
+            min_loss[t] = loss if better else min_loss[t]
             min_epoch[t] = epoch if better else min_epoch[t]
-            bad = on and (not math.isfinite(lt) or lt > diverge_above)
+            bad = on and not (math.isfinite(loss) and loss <= diverge_above)
             status[t] = DIVERGED if bad else status[t]
-            act[t] = on and not bad
+            n_stop += bad
+        if record:
+            for t in range(nt):
+                if act[t]:
+                    loss_out[row, r0 + t] = sq[t]
+        if n_stop:
+            for t in range(nt):
+                if act[t] and status[t] == DIVERGED:
+                    _retire(Wh, Wz, wh, wz, a, act, r0, t)
+            n_active -= n_stop
         if not sequential:
             _hidden_delta(h, dz, wz, dh)
         # Wz += H.T @ dZ
@@ -192,30 +213,29 @@ def _train_tile(
                     for t in range(T):
                         acc[t] += h[s, j, t] * dz[s, o, t]
                 for t in range(T):
-                    w = wz[j, o, t]
-                    wz[j, o, t] = w + acc[t] if act[t] else w
+                    wz[j, o, t] += acc[t]
         if sequential:
             _hidden_delta(h, dz, wz, dh)
-        # Wh += X.T @ dH
+        # Wh += X.T @ dH, across hidden units and lanes at once
         for k in range(ni):
-            for j in range(nh):
-                for t in range(T):
-                    acc[t] = 0.0
-                for s in range(n):
-                    x = X[s, k]
-                    for t in range(T):
-                        acc[t] += x * dh[s, j, t]
-                for t in range(T):
-                    w = wh[k, j, t]
-                    wh[k, j, t] = w + acc[t] if act[t] else w
+            for u in range(m):
+                accw[u] = 0.0
+            for s in range(n):
+                x = X[s, k]
+                for u in range(m):
+                    accw[u] += x * dhf[s, u]
+            for u in range(m):
+                whf[k, u] += accw[u]
         # convergence (the epoch's update is kept)
-        n_active = 0
-        for t in range(T):
-            done = act[t] and last_loss[t] < stop_below
-            status[t] = CONVERGED if done else status[t]
-            act[t] = act[t] and not done
-            n_active += act[t]
+        if stop_below > -np.inf:
+            for t in range(nt):
+                if act[t] and last_loss[t] < stop_below:
+                    status[t] = CONVERGED
+                    _retire(Wh, Wz, wh, wz, a, act, r0, t)
+                    n_active -= 1
     for t in range(nt):
+        if act[t]:
+            _retire(Wh, Wz, wh, wz, a, act, r0, t)
         istats[r0 + t, EPOCHS_RUN] = last[t]
         istats[r0 + t, MIN_EPOCH] = min_epoch[t]
         istats[r0 + t, STATUS] = status[t]
@@ -224,11 +244,27 @@ def _train_tile(
 
 
 @njit(inline="always", **JIT)
+def _retire(Wh, Wz, wh, wz, a, act, r0, t):
+    """Stop lane t: hand its weights back to the batch, then let the lane idle."""
+    ni, nh, _ = wh.shape
+    no = wz.shape[1]
+    for k in range(ni):
+        for j in range(nh):
+            Wh[k, j, r0 + t] = wh[k, j, t]
+            wh[k, j, t] = 0.0
+    for j in range(nh):
+        for o in range(no):
+            Wz[j, o, r0 + t] = wz[j, o, t]
+            wz[j, o, t] = 0.0
+    a[t] = 0.0
+    act[t] = False
+
+
+@njit(inline="always", **JIT)
 def _hidden_delta(h, dz, wz, dh):
     """dH = (dZ @ Wz.T) * H * (1 - H)."""
-    n, nh = h.shape[0], h.shape[1]
+    n, nh, T = h.shape
     no = dz.shape[1]
-    T = h.shape[2]
     for s in range(n):
         for j in range(nh):
             for t in range(T):
@@ -239,6 +275,20 @@ def _hidden_delta(h, dz, wz, dh):
             for t in range(T):
                 ht = h[s, j, t]
                 dh[s, j, t] *= ht * (1.0 - ht)
+
+
+def _work(n: int, ni: int, nh: int, no: int, T: int):
+    """Scratch arrays of one tile, in ``_train_tile``'s argument order (from ``wh`` on)."""
+    f8, i8 = np.float64, np.int64
+    return (
+        np.empty((ni, nh, T)), np.empty((nh, no, T)), np.empty(T), np.empty(T, np.bool_),
+        np.empty((n, nh, T)), np.empty((n, nh, T)), np.empty((n, no, T)), np.empty(nh * T),
+        np.empty(T), np.empty(T), np.empty(T, f8), np.empty(T, f8),
+        np.empty(T, i8), np.empty(T, i8), np.empty(T, i8),
+    )  # fmt: skip
+
+
+_work_jit = njit(**JIT)(_work)
 
 
 @njit(**JIT)
@@ -254,36 +304,15 @@ def train_batch(
     ``fstats[r] = (final_loss, min_loss)``. Final weights are left in Wh, Wz.
     """
     R = alpha.shape[0]
-    n = X.shape[0]
-    ni, nh, _ = Wh.shape
-    no = Wz.shape[1]
-    wh = np.empty((ni, nh, TILE))
-    wz = np.empty((nh, no, TILE))
-    a = np.empty(TILE)
-    act = np.empty(TILE, dtype=np.bool_)
-    h = np.empty((n, nh, TILE))
-    dh = np.empty((n, nh, TILE))
-    dz = np.empty((n, no, TILE))
-    acc, sq, loss, min_loss, last_loss = [np.empty(TILE) for _ in range(5)]
-    min_epoch, last, status = [np.empty(TILE, dtype=np.int64) for _ in range(3)]
-    for r0 in range(0, R, TILE):
-        nt = min(TILE, R - r0)
-        # a short last tile is padded with zero weights and alpha: inert lanes
-        wh[:] = 0.0
-        wz[:] = 0.0
-        a[:] = 0.0
-        act[:] = False
-        wh[:, :, :nt] = Wh[:, :, r0 : r0 + nt]
-        wz[:, :, :nt] = Wz[:, :, r0 : r0 + nt]
-        a[:nt] = alpha[r0 : r0 + nt]
-        act[:nt] = True
+    n, ni = X.shape
+    nh, no = Wz.shape[0], Wz.shape[1]
+    T = TILE
+    work = _work_jit(n, ni, nh, no, T)
+    for r0 in range(0, R, T):
         _train_tile(
-            X, Y, wh, wz, a, act, epochs, sigmoid_out, sequential, every,
-            stop_below, diverge_above, loss_out, r0, nt, istats, fstats, h, dh, dz,
-            acc, sq, loss, min_loss, last_loss, min_epoch, last, status,
+            X, Y, Wh, Wz, alpha, epochs, sigmoid_out, sequential, every, stop_below,
+            diverge_above, loss_out, istats, fstats, r0, min(T, R - r0), *work,
         )  # fmt: skip
-        Wh[:, :, r0 : r0 + nt] = wh[:, :, :nt]
-        Wz[:, :, r0 : r0 + nt] = wz[:, :, :nt]
 
 
 _VECTOR_OP = re.compile(r"\bv(mul|add|sub|div)pd\b.*\b([yz]mm)")
@@ -293,17 +322,12 @@ _CALL = re.compile(r"\bcall[lq]?\s+(\S+)")
 
 def tile_asm(hidden: int = 4, sigmoid_out: bool = False, sequential: bool = True) -> str:
     """Assembly of the tile kernel, compiled afresh (cached code cannot be inspected)."""
-    from numba import njit as _njit
-
-    fn = _njit(**{**JIT, "cache": False})(_train_tile.py_func)
-    n, ni, no = 4, 2, 1
-    X, Y = np.ones((n, ni)), np.ones((n, no))
+    fn = njit(pipeline_class=_NoAliasCompiler, **{**JIT, "cache": False})(_train_tile.py_func)
+    n, ni, no, R = 4, 2, 1, TILE
     fn(
-        X, Y, np.zeros((ni, hidden, TILE)), np.zeros((hidden, no, TILE)),
-        np.zeros(TILE), np.ones(TILE, dtype=np.bool_), 1, sigmoid_out, sequential, 1,
-        -np.inf, np.inf, np.zeros((1, TILE)), 0, TILE, np.zeros((TILE, 3), dtype=np.int64),
-        np.zeros((TILE, 2)), np.empty((n, hidden, TILE)), np.empty((n, hidden, TILE)),
-        np.empty((n, no, TILE)), *np.empty((5, TILE)), *np.empty((3, TILE), dtype=np.int64),
+        np.ones((n, ni)), np.ones((n, no)), np.zeros((ni, hidden, R)), np.zeros((hidden, no, R)),
+        np.zeros(R), 1, sigmoid_out, sequential, 1, -np.inf, np.inf, np.zeros((1, R)),
+        np.zeros((R, 3), dtype=np.int64), np.zeros((R, 2)), 0, R, *_work(n, ni, hidden, no, TILE),
     )  # fmt: skip
     return "\n".join(fn.inspect_asm().values())
 
