@@ -12,8 +12,10 @@ import math
 import re
 
 import numpy as np
+from llvmlite import binding as llvm
+from llvmlite import ir
 from numba import njit, types
-from numba.core import compiler
+from numba.core import compiler, config
 from numba.extending import intrinsic
 
 # Every Numba flag in one place. error_model="numpy" drops the division-by-zero
@@ -62,13 +64,68 @@ def _bits_as_float(typingctx, bits):
     return types.float64(types.int64), codegen
 
 
+@intrinsic
+def _ldexp(typingctx, x, k):
+    """x * 2**k with one rounding (llvm.ldexp: AVX-512's vscalefpd once vectorised)."""
+    f8, i4 = ir.DoubleType(), ir.IntType(32)
+
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(f8, [f8, i4])
+        fn = builder.module.declare_intrinsic("llvm.ldexp", [f8, i4], fnty)
+        return builder.call(fn, args)
+
+    return types.float64(types.float64, types.int32), codegen
+
+
+def _has_avx512() -> bool:
+    """Whether Numba compiles for a CPU with AVX-512F (the host, unless overridden)."""
+    features = config.CPU_FEATURES
+    if features is None:
+        if config.CPU_NAME not in (None, "host"):
+            return False
+        features = llvm.get_host_cpu_features().flatten()
+    return "+avx512f" in features.split(",")
+
+
+AVX512 = _has_avx512()
+
+
 @njit(inline="always", **JIT)
-def fexp(x):
+def _exp_reduce(x):
+    """exp(x) = 2**kf * exp(r): clamp x, then kf and r (Cody-Waite)."""
     x = EXP_HI if x > EXP_HI else x
     x = EXP_LO if x < EXP_LO else x
     kf = math.floor(x * LOG2E + 0.5)
     kf = kf if kf == kf else 0.0  # NaN stays NaN through the polynomial
     r = (x - kf * LN2_HI) - kf * LN2_LO
+    return r, kf
+
+
+@njit(inline="always", **JIT)
+def _scale_bits(p, kf):
+    """p * 2**kf as two exact-or-once-rounded products by bitcast powers of two."""
+    k = np.int64(kf)
+    k1 = k >> 1
+    k2 = k - k1
+    return (p * _bits_as_float((k1 + 1023) << 52)) * _bits_as_float((k2 + 1023) << 52)
+
+
+@njit(inline="always", **JIT)
+def _scale_ldexp(p, kf):
+    """The same number as ``_scale_bits``: |kf| <= 1076 and 0.7 < p < 1.5, so
+    p * 2**(kf >> 1) is exact and the second product is the only rounding, which
+    ldexp does once, for normal, subnormal and overflowing results alike."""
+    return _ldexp(p, np.int32(kf))
+
+
+# vscalefpd is one instruction for the eight integer and two multiply steps;
+# without AVX-512 LLVM would call libm's ldexp, so there the bit tricks stay.
+_exp_scale = _scale_ldexp if AVX512 else _scale_bits
+
+
+@njit(inline="always", **JIT)
+def fexp(x):
+    r, kf = _exp_reduce(x)
     c = EXP_COEFFS
     p = c[0]
     p = p * r + c[1]
@@ -84,15 +141,36 @@ def fexp(x):
     p = p * r + c[11]
     p = p * r + c[12]
     p = p * r + c[13]
-    k = np.int64(kf)
-    k1 = k >> 1
-    k2 = k - k1
-    return (p * _bits_as_float((k1 + 1023) << 52)) * _bits_as_float((k2 + 1023) << 52)
+    return _exp_scale(p, kf)
 
 
 @njit(inline="always", **JIT)
 def sigmoid(x):
     return 1.0 / (1.0 + fexp(-x))
+
+
+@njit(inline="always", **JIT)
+def _sigmoid4(x0, x1, x2, x3):
+    """Four sigmoids, step by step in lockstep: four independent dependency
+    chains side by side keep the FP pipes busy (one chain is latency-bound)."""
+    r0, k0 = _exp_reduce(-x0)
+    r1, k1 = _exp_reduce(-x1)
+    r2, k2 = _exp_reduce(-x2)
+    r3, k3 = _exp_reduce(-x3)
+    c = EXP_COEFFS
+    p0 = p1 = p2 = p3 = c[0]
+    for i in range(1, len(c)):
+        ci = c[i]
+        p0 = p0 * r0 + ci
+        p1 = p1 * r1 + ci
+        p2 = p2 * r2 + ci
+        p3 = p3 * r3 + ci
+    return (
+        1.0 / (1.0 + _exp_scale(p0, k0)),
+        1.0 / (1.0 + _exp_scale(p1, k1)),
+        1.0 / (1.0 + _exp_scale(p2, k2)),
+        1.0 / (1.0 + _exp_scale(p3, k3)),
+    )
 
 
 @njit(**JIT)
@@ -106,7 +184,7 @@ def slot_of(epoch, every):
 @njit(pipeline_class=_NoAliasCompiler, **JIT)
 def _train_tile(
     X, Y, Wh, Wz, alpha, epochs, sigmoid_out, sequential, every, stop_below, diverge_above,
-    loss_out, istats, fstats, r0, nt, wh, wz, a, act, h, dh, dz, accw, acc, sq,
+    loss_out, istats, fstats, r0, nt, wh, wz, a, act, h, dh, dz, accw, acc, zs, sq,
     min_loss, last_loss, min_epoch, last, status,
 ):  # fmt: skip
     """Train runs ``r0 .. r0 + nt`` of the batch in one tile of ``T`` lanes.
@@ -122,6 +200,7 @@ def _train_tile(
     nh = wh.shape[1]
     T = a.shape[0]
     m = nh * T
+    q, T4 = m // 4, T // 4  # T is a multiple of 4
     whf = wh.reshape(ni, m)
     hf = h.reshape(n, m)
     dhf = dh.reshape(n, m)
@@ -152,13 +231,15 @@ def _train_tile(
             sq[t] = 0.0
         for s in range(n):
             for u in range(m):
-                hf[s, u] = 0.0
+                accw[u] = 0.0
             for k in range(ni):
                 x = X[s, k]
                 for u in range(m):
-                    hf[s, u] += x * whf[k, u]
-            for u in range(m):
-                hf[s, u] = sigmoid(hf[s, u])
+                    accw[u] += x * whf[k, u]
+            for u in range(q):
+                hf[s, u], hf[s, q + u], hf[s, 2 * q + u], hf[s, 3 * q + u] = _sigmoid4(
+                    accw[u], accw[q + u], accw[2 * q + u], accw[3 * q + u]
+                )
             for o in range(no):
                 for t in range(T):
                     acc[t] = 0.0
@@ -167,8 +248,12 @@ def _train_tile(
                         acc[t] += h[s, j, t] * wz[j, o, t]
                 y = Y[s, o]
                 if sigmoid_out:
+                    for t in range(T4):
+                        zs[t], zs[T4 + t], zs[2 * T4 + t], zs[3 * T4 + t] = _sigmoid4(
+                            acc[t], acc[T4 + t], acc[2 * T4 + t], acc[3 * T4 + t]
+                        )
                     for t in range(T):
-                        zt = sigmoid(acc[t])
+                        zt = zs[t]
                         e = y - zt
                         sq[t] += e * e
                         dz[s, o, t] = (e * a[t]) * (zt * (1.0 - zt))
@@ -283,7 +368,7 @@ def _work(n: int, ni: int, nh: int, no: int, T: int):
     return (
         np.empty((ni, nh, T)), np.empty((nh, no, T)), np.empty(T), np.empty(T, np.bool_),
         np.empty((n, nh, T)), np.empty((n, nh, T)), np.empty((n, no, T)), np.empty(nh * T),
-        np.empty(T), np.empty(T), np.empty(T, f8), np.empty(T, f8),
+        np.empty(T), np.empty(T), np.empty(T), np.empty(T, f8), np.empty(T, f8),
         np.empty(T, i8), np.empty(T, i8), np.empty(T, i8),
     )  # fmt: skip
 
