@@ -36,6 +36,7 @@ class _NoAliasCompiler(compiler.Compiler):
         self.state.flags.noalias = True
         return super().define_pipelines()
 
+
 # istats columns
 EPOCHS_RUN, MIN_EPOCH, STATUS = 0, 1, 2
 # fstats columns
