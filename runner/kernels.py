@@ -231,20 +231,44 @@ def _train_tile(
         for t in range(T):
             sq[t] = 0.0
         for s in range(n):
-            for u in range(m):
-                accw[u] = 0.0
-            for k in range(ni):
-                x = X[s, k]
+            # sums of products two terms a pass (same order: ((0 + p0) + p1) + ...)
+            x0 = X[s, 0]
+            if ni == 1:
                 for u in range(m):
-                    accw[u] += x * whf[k, u]
+                    accw[u] = 0.0 + x0 * whf[0, u]
+            else:
+                x1 = X[s, 1]
+                for u in range(m):
+                    accw[u] = (0.0 + x0 * whf[0, u]) + x1 * whf[1, u]
+            k = 2
+            while k + 1 < ni:
+                x0, x1 = X[s, k], X[s, k + 1]
+                for u in range(m):
+                    accw[u] = (accw[u] + x0 * whf[k, u]) + x1 * whf[k + 1, u]
+                k += 2
+            if k < ni:
+                x0 = X[s, k]
+                for u in range(m):
+                    accw[u] += x0 * whf[k, u]
             for u in range(q):
                 hf[s, u], hf[s, q + u], hf[s, 2 * q + u], hf[s, 3 * q + u] = _sigmoid4(
                     accw[u], accw[q + u], accw[2 * q + u], accw[3 * q + u]
                 )
             for o in range(no):
-                for t in range(T):
-                    acc[t] = 0.0
-                for j in range(nh):
+                if nh == 1:
+                    for t in range(T):
+                        acc[t] = 0.0 + h[s, 0, t] * wz[0, o, t]
+                else:
+                    for t in range(T):
+                        acc[t] = (0.0 + h[s, 0, t] * wz[0, o, t]) + h[s, 1, t] * wz[1, o, t]
+                j = 2
+                while j + 1 < nh:
+                    for t in range(T):
+                        acc[t] = (acc[t] + h[s, j, t] * wz[j, o, t]) + h[s, j + 1, t] * wz[
+                            j + 1, o, t
+                        ]
+                    j += 2
+                if j < nh:
                     for t in range(T):
                         acc[t] += h[s, j, t] * wz[j, o, t]
                 y = Y[s, o]
@@ -293,9 +317,20 @@ def _train_tile(
         # Wz += H.T @ dZ
         for j in range(nh):
             for o in range(no):
-                for t in range(T):
-                    acc[t] = 0.0
-                for s in range(n):
+                if n == 1:
+                    for t in range(T):
+                        acc[t] = 0.0 + h[0, j, t] * dz[0, o, t]
+                else:
+                    for t in range(T):
+                        acc[t] = (0.0 + h[0, j, t] * dz[0, o, t]) + h[1, j, t] * dz[1, o, t]
+                s = 2
+                while s + 1 < n:
+                    for t in range(T):
+                        acc[t] = (acc[t] + h[s, j, t] * dz[s, o, t]) + h[s + 1, j, t] * dz[
+                            s + 1, o, t
+                        ]
+                    s += 2
+                if s < n:
                     for t in range(T):
                         acc[t] += h[s, j, t] * dz[s, o, t]
                 for t in range(T):
@@ -304,12 +339,24 @@ def _train_tile(
             _hidden_delta(h, dz, wz, dh)
         # Wh += X.T @ dH, across hidden units and lanes at once
         for k in range(ni):
-            for u in range(m):
-                accw[u] = 0.0
-            for s in range(n):
-                x = X[s, k]
+            x0 = X[0, k]
+            if n == 1:
                 for u in range(m):
-                    accw[u] += x * dhf[s, u]
+                    accw[u] = 0.0 + x0 * dhf[0, u]
+            else:
+                x1 = X[1, k]
+                for u in range(m):
+                    accw[u] = (0.0 + x0 * dhf[0, u]) + x1 * dhf[1, u]
+            s = 2
+            while s + 1 < n:
+                x0, x1 = X[s, k], X[s + 1, k]
+                for u in range(m):
+                    accw[u] = (accw[u] + x0 * dhf[s, u]) + x1 * dhf[s + 1, u]
+                s += 2
+            if s < n:
+                x0 = X[s, k]
+                for u in range(m):
+                    accw[u] += x0 * dhf[s, u]
             for u in range(m):
                 whf[k, u] += accw[u]
         # convergence (the epoch's update is kept)
@@ -351,6 +398,13 @@ def _hidden_delta(h, dz, wz, dh):
     """dH = (dZ @ Wz.T) * H * (1 - H)."""
     n, nh, T = h.shape
     no = dz.shape[1]
+    if no == 1:  # the common case in one pass
+        for s in range(n):
+            for j in range(nh):
+                for t in range(T):
+                    ht = h[s, j, t]
+                    dh[s, j, t] = (0.0 + dz[s, 0, t] * wz[j, 0, t]) * (ht * (1.0 - ht))
+        return
     for s in range(n):
         for j in range(nh):
             for t in range(T):
