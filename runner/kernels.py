@@ -9,16 +9,36 @@ Runs are processed in tiles of ``TILE`` runs that stay in cache for all epochs.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
+from llvmlite import binding as llvm
+from llvmlite import ir
 from numba import njit, types
+from numba.core import compiler, config
 from numba.extending import intrinsic
 
 # Every Numba flag in one place. error_model="numpy" drops the division-by-zero
 # branch that would stop LLVM vectorising the loops.
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "boundscheck": False}
 
-TILE = 32
+# Runs per tile: a multiple of 32 (four sigmoid streams of whole 8-lane vectors).
+# 64 measured best at hidden 4 and 32 (32: loop overheads; 128: spills out of L1/L2).
+TILE = 64
+
+
+class _NoAliasCompiler(compiler.Compiler):
+    """Numba's pipeline, with every array argument's data pointer marked ``noalias``.
+
+    The tile kernel's arrays never overlap (train_batch's arguments are distinct
+    arrays, the rest is its own scratch); telling LLVM so lets it vectorise the run
+    loops without run-time overlap checks (Numba's ``parfors`` does the same).
+    """
+
+    def define_pipelines(self):
+        self.state.flags.noalias = True
+        return super().define_pipelines()
+
 
 # istats columns
 EPOCHS_RUN, MIN_EPOCH, STATUS = 0, 1, 2
@@ -48,13 +68,68 @@ def _bits_as_float(typingctx, bits):
     return types.float64(types.int64), codegen
 
 
+@intrinsic
+def _ldexp(typingctx, x, k):
+    """x * 2**k with one rounding (llvm.ldexp: AVX-512's vscalefpd once vectorised)."""
+    f8, i4 = ir.DoubleType(), ir.IntType(32)
+
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(f8, [f8, i4])
+        fn = builder.module.declare_intrinsic("llvm.ldexp", [f8, i4], fnty)
+        return builder.call(fn, args)
+
+    return types.float64(types.float64, types.int32), codegen
+
+
+def _has_avx512() -> bool:
+    """Whether Numba compiles for a CPU with AVX-512F (the host, unless overridden)."""
+    features = config.CPU_FEATURES
+    if features is None:
+        if config.CPU_NAME not in (None, "host"):
+            return False
+        features = llvm.get_host_cpu_features().flatten()
+    return "+avx512f" in features.split(",")
+
+
+AVX512 = _has_avx512()
+
+
 @njit(inline="always", **JIT)
-def fexp(x):
+def _exp_reduce(x):
+    """exp(x) = 2**kf * exp(r): clamp x, then kf and r (Cody-Waite)."""
     x = EXP_HI if x > EXP_HI else x
     x = EXP_LO if x < EXP_LO else x
     kf = math.floor(x * LOG2E + 0.5)
     kf = kf if kf == kf else 0.0  # NaN stays NaN through the polynomial
     r = (x - kf * LN2_HI) - kf * LN2_LO
+    return r, kf
+
+
+@njit(inline="always", **JIT)
+def _scale_bits(p, kf):
+    """p * 2**kf as two exact-or-once-rounded products by bitcast powers of two."""
+    k = np.int64(kf)
+    k1 = k >> 1
+    k2 = k - k1
+    return (p * _bits_as_float((k1 + 1023) << 52)) * _bits_as_float((k2 + 1023) << 52)
+
+
+@njit(inline="always", **JIT)
+def _scale_ldexp(p, kf):
+    """The same number as ``_scale_bits``: |kf| <= 1076 and 0.7 < p < 1.5, so
+    p * 2**(kf >> 1) is exact and the second product is the only rounding, which
+    ldexp does once, for normal, subnormal and overflowing results alike."""
+    return _ldexp(p, np.int32(kf))
+
+
+# vscalefpd is one instruction for the eight integer and two multiply steps;
+# without AVX-512 LLVM would call libm's ldexp, so there the bit tricks stay.
+_exp_scale = _scale_ldexp if AVX512 else _scale_bits
+
+
+@njit(inline="always", **JIT)
+def fexp(x):
+    r, kf = _exp_reduce(x)
     c = EXP_COEFFS
     p = c[0]
     p = p * r + c[1]
@@ -70,15 +145,36 @@ def fexp(x):
     p = p * r + c[11]
     p = p * r + c[12]
     p = p * r + c[13]
-    k = np.int64(kf)
-    k1 = k >> 1
-    k2 = k - k1
-    return (p * _bits_as_float((k1 + 1023) << 52)) * _bits_as_float((k2 + 1023) << 52)
+    return _exp_scale(p, kf)
 
 
 @njit(inline="always", **JIT)
 def sigmoid(x):
     return 1.0 / (1.0 + fexp(-x))
+
+
+@njit(inline="always", **JIT)
+def _sigmoid4(x0, x1, x2, x3):
+    """Four sigmoids, step by step in lockstep: four independent dependency
+    chains side by side keep the FP pipes busy (one chain is latency-bound)."""
+    r0, k0 = _exp_reduce(-x0)
+    r1, k1 = _exp_reduce(-x1)
+    r2, k2 = _exp_reduce(-x2)
+    r3, k3 = _exp_reduce(-x3)
+    c = EXP_COEFFS
+    p0 = p1 = p2 = p3 = c[0]
+    for i in range(1, len(c)):
+        ci = c[i]
+        p0 = p0 * r0 + ci
+        p1 = p1 * r1 + ci
+        p2 = p2 * r2 + ci
+        p3 = p3 * r3 + ci
+    return (
+        1.0 / (1.0 + _exp_scale(p0, k0)),
+        1.0 / (1.0 + _exp_scale(p1, k1)),
+        1.0 / (1.0 + _exp_scale(p2, k2)),
+        1.0 / (1.0 + _exp_scale(p3, k3)),
+    )
 
 
 @njit(**JIT)
@@ -89,129 +185,193 @@ def slot_of(epoch, every):
     return epoch // every
 
 
-@njit(**JIT)
+@njit(pipeline_class=_NoAliasCompiler, **JIT)
 def _train_tile(
-    X,
-    Y,
-    wh,
-    wz,
-    a,
-    epochs,
-    sigmoid_out,
-    sequential,
-    every,
-    stop_below,
-    diverge_above,
-    loss_out,
-    r0,
-    istats,
-    fstats,
-):
+    X, Y, Wh, Wz, alpha, epochs, sigmoid_out, sequential, every, stop_below, diverge_above,
+    loss_out, istats, fstats, r0, nt, wh, wz, a, act, h, dh, dz, accw, acc, zs, sq,
+    min_loss, last_loss, min_epoch, last, status,
+):  # fmt: skip
+    """Train runs ``r0 .. r0 + nt`` of the batch in one tile of ``T`` lanes.
+
+    Every hot loop runs across the lanes (or across hidden units and lanes at
+    once, ``u = j * T + t``) with no branch inside, so LLVM vectorises it. A run
+    that stops hands its weights back to ``Wh``, ``Wz`` at once and its lane is
+    reset to zero weights and zero alpha, where it idles, so the updates need no
+    mask; padding lanes (``nt <= t < T``) idle from the start.
+    """
     n, ni = X.shape
     no = Y.shape[1]
     nh = wh.shape[1]
     T = a.shape[0]
-    h = np.empty((n, nh, T))
-    dh = np.empty((n, nh, T))
-    z = np.empty((n, no, T))
-    dz = np.empty((n, no, T))
-    acc = np.empty(T)
-    sq = np.empty(T)
-    act = np.ones(T, dtype=np.bool_)
-    min_loss = np.full(T, np.inf)
-    min_epoch = np.zeros(T, dtype=np.int64)
-    last = np.zeros(T, dtype=np.int64)
-    last_loss = np.full(T, np.nan)
-    status = np.zeros(T, dtype=np.int64)
+    m = nh * T
+    q, T4 = m // 4, T // 4  # T is a multiple of 4
+    whf = wh.reshape(ni, m)
+    hf = h.reshape(n, m)
+    dhf = dh.reshape(n, m)
     size = n * no
-    n_active = T
+    for t in range(T):
+        wt = t < nt
+        act[t] = wt
+        a[t] = alpha[r0 + t] if wt else 0.0
+        min_loss[t] = np.inf
+        last_loss[t] = np.nan
+        min_epoch[t] = 0
+        last[t] = 0
+        status[t] = RAN_ALL
+    for k in range(ni):
+        for j in range(nh):
+            for t in range(T):
+                wh[k, j, t] = Wh[k, j, r0 + t] if t < nt else 0.0
+    for j in range(nh):
+        for o in range(no):
+            for t in range(T):
+                wz[j, o, t] = Wz[j, o, r0 + t] if t < nt else 0.0
+    n_active = nt
     for epoch in range(1, epochs + 1):
         if n_active == 0:
             break
-        # forward pass and error
-        sq[:] = 0.0
+        # forward pass, error and output delta (dZ is not needed for the loss)
+        for t in range(T):
+            sq[t] = 0.0
         for s in range(n):
-            for j in range(nh):
-                acc[:] = 0.0
-                for k in range(ni):
-                    x = X[s, k]
-                    for t in range(T):
-                        acc[t] += x * wh[k, j, t]
-                for t in range(T):
-                    h[s, j, t] = sigmoid(acc[t])
+            # sums of products two terms a pass (same order: ((0 + p0) + p1) + ...)
+            x0 = X[s, 0]
+            if ni == 1:
+                for u in range(m):
+                    accw[u] = 0.0 + x0 * whf[0, u]
+            else:
+                x1 = X[s, 1]
+                for u in range(m):
+                    accw[u] = (0.0 + x0 * whf[0, u]) + x1 * whf[1, u]
+            k = 2
+            while k + 1 < ni:
+                x0, x1 = X[s, k], X[s, k + 1]
+                for u in range(m):
+                    accw[u] = (accw[u] + x0 * whf[k, u]) + x1 * whf[k + 1, u]
+                k += 2
+            if k < ni:
+                x0 = X[s, k]
+                for u in range(m):
+                    accw[u] += x0 * whf[k, u]
+            for u in range(q):
+                hf[s, u], hf[s, q + u], hf[s, 2 * q + u], hf[s, 3 * q + u] = _sigmoid4(
+                    accw[u], accw[q + u], accw[2 * q + u], accw[3 * q + u]
+                )
             for o in range(no):
-                acc[:] = 0.0
-                for j in range(nh):
+                if nh == 1:
+                    for t in range(T):
+                        acc[t] = 0.0 + h[s, 0, t] * wz[0, o, t]
+                else:
+                    for t in range(T):
+                        acc[t] = (0.0 + h[s, 0, t] * wz[0, o, t]) + h[s, 1, t] * wz[1, o, t]
+                j = 2
+                while j + 1 < nh:
+                    for t in range(T):
+                        acc[t] = (acc[t] + h[s, j, t] * wz[j, o, t]) + h[s, j + 1, t] * wz[
+                            j + 1, o, t
+                        ]
+                    j += 2
+                if j < nh:
                     for t in range(T):
                         acc[t] += h[s, j, t] * wz[j, o, t]
                 y = Y[s, o]
-                for t in range(T):
-                    zt = acc[t]
-                    if sigmoid_out:
-                        zt = sigmoid(zt)
-                    e = y - zt
-                    z[s, o, t] = zt
-                    dz[s, o, t] = e
-                    sq[t] += e * e
+                if sigmoid_out:
+                    for t in range(T4):
+                        zs[t], zs[T4 + t], zs[2 * T4 + t], zs[3 * T4 + t] = _sigmoid4(
+                            acc[t], acc[T4 + t], acc[2 * T4 + t], acc[3 * T4 + t]
+                        )
+                    for t in range(T):
+                        zt = zs[t]
+                        e = y - zt
+                        sq[t] += e * e
+                        dz[s, o, t] = (e * a[t]) * (zt * (1.0 - zt))
+                else:
+                    for t in range(T):
+                        e = y - acc[t]
+                        sq[t] += e * e
+                        dz[s, o, t] = e * a[t]
         # loss, record, divergence (a diverged run stops before its update)
         record = epoch == 1 or epoch % every == 0
         row = slot_of(epoch, every)
+        n_stop = 0
         for t in range(T):
-            if not act[t]:
-                continue
+            on = act[t]
             loss = sq[t] / size
-            if record:
-                loss_out[row, r0 + t] = loss
-            last[t] = epoch
-            last_loss[t] = loss
-            if loss < min_loss[t]:
-                min_loss[t] = loss
-                min_epoch[t] = epoch
-            if not math.isfinite(loss) or loss > diverge_above:
-                act[t] = False
-                status[t] = DIVERGED
-                n_active -= 1
-        # deltas
-        for s in range(n):
-            for o in range(no):
-                for t in range(T):
-                    d = dz[s, o, t] * a[t]
-                    if sigmoid_out:
-                        zt = z[s, o, t]
-                        d = d * (zt * (1.0 - zt))
-                    dz[s, o, t] = d
+            sq[t] = loss
+            last[t] = epoch if on else last[t]
+            last_loss[t] = loss if on else last_loss[t]
+            better = on and loss < min_loss[t]
+            min_loss[t] = loss if better else min_loss[t]
+            min_epoch[t] = epoch if better else min_epoch[t]
+            bad = on and not (math.isfinite(loss) and loss <= diverge_above)
+            status[t] = DIVERGED if bad else status[t]
+            n_stop += bad
+        if record:
+            for t in range(nt):
+                if act[t]:
+                    loss_out[row, r0 + t] = sq[t]
+        if n_stop:
+            for t in range(nt):
+                if act[t] and status[t] == DIVERGED:
+                    _retire(Wh, Wz, wh, wz, a, act, r0, t)
+            n_active -= n_stop
         if not sequential:
             _hidden_delta(h, dz, wz, dh)
         # Wz += H.T @ dZ
         for j in range(nh):
             for o in range(no):
-                acc[:] = 0.0
-                for s in range(n):
+                if n == 1:
+                    for t in range(T):
+                        acc[t] = 0.0 + h[0, j, t] * dz[0, o, t]
+                else:
+                    for t in range(T):
+                        acc[t] = (0.0 + h[0, j, t] * dz[0, o, t]) + h[1, j, t] * dz[1, o, t]
+                s = 2
+                while s + 1 < n:
+                    for t in range(T):
+                        acc[t] = (acc[t] + h[s, j, t] * dz[s, o, t]) + h[s + 1, j, t] * dz[
+                            s + 1, o, t
+                        ]
+                    s += 2
+                if s < n:
                     for t in range(T):
                         acc[t] += h[s, j, t] * dz[s, o, t]
                 for t in range(T):
-                    w = wz[j, o, t]
-                    wz[j, o, t] = w + acc[t] if act[t] else w
+                    wz[j, o, t] += acc[t]
         if sequential:
             _hidden_delta(h, dz, wz, dh)
-        # Wh += X.T @ dH
+        # Wh += X.T @ dH, across hidden units and lanes at once
         for k in range(ni):
-            for j in range(nh):
-                acc[:] = 0.0
-                for s in range(n):
-                    x = X[s, k]
-                    for t in range(T):
-                        acc[t] += x * dh[s, j, t]
-                for t in range(T):
-                    w = wh[k, j, t]
-                    wh[k, j, t] = w + acc[t] if act[t] else w
+            x0 = X[0, k]
+            if n == 1:
+                for u in range(m):
+                    accw[u] = 0.0 + x0 * dhf[0, u]
+            else:
+                x1 = X[1, k]
+                for u in range(m):
+                    accw[u] = (0.0 + x0 * dhf[0, u]) + x1 * dhf[1, u]
+            s = 2
+            while s + 1 < n:
+                x0, x1 = X[s, k], X[s + 1, k]
+                for u in range(m):
+                    accw[u] = (accw[u] + x0 * dhf[s, u]) + x1 * dhf[s + 1, u]
+                s += 2
+            if s < n:
+                x0 = X[s, k]
+                for u in range(m):
+                    accw[u] += x0 * dhf[s, u]
+            for u in range(m):
+                whf[k, u] += accw[u]
         # convergence (the epoch's update is kept)
-        for t in range(T):
-            if act[t] and last_loss[t] < stop_below:
-                act[t] = False
-                status[t] = CONVERGED
-                n_active -= 1
-    for t in range(T):
+        if stop_below > -np.inf:
+            for t in range(nt):
+                if act[t] and last_loss[t] < stop_below:
+                    status[t] = CONVERGED
+                    _retire(Wh, Wz, wh, wz, a, act, r0, t)
+                    n_active -= 1
+    for t in range(nt):
+        if act[t]:
+            _retire(Wh, Wz, wh, wz, a, act, r0, t)
         istats[r0 + t, EPOCHS_RUN] = last[t]
         istats[r0 + t, MIN_EPOCH] = min_epoch[t]
         istats[r0 + t, STATUS] = status[t]
@@ -219,11 +379,35 @@ def _train_tile(
         fstats[r0 + t, MIN_LOSS] = min_loss[t]
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
+def _retire(Wh, Wz, wh, wz, a, act, r0, t):
+    """Stop lane t: hand its weights back to the batch, then let the lane idle."""
+    ni, nh, _ = wh.shape
+    no = wz.shape[1]
+    for k in range(ni):
+        for j in range(nh):
+            Wh[k, j, r0 + t] = wh[k, j, t]
+            wh[k, j, t] = 0.0
+    for j in range(nh):
+        for o in range(no):
+            Wz[j, o, r0 + t] = wz[j, o, t]
+            wz[j, o, t] = 0.0
+    a[t] = 0.0
+    act[t] = False
+
+
+@njit(inline="always", **JIT)
 def _hidden_delta(h, dz, wz, dh):
     """dH = (dZ @ Wz.T) * H * (1 - H)."""
     n, nh, T = h.shape
     no = dz.shape[1]
+    if no == 1:  # the common case in one pass
+        for s in range(n):
+            for j in range(nh):
+                for t in range(T):
+                    ht = h[s, j, t]
+                    dh[s, j, t] = (0.0 + dz[s, 0, t] * wz[j, 0, t]) * (ht * (1.0 - ht))
+        return
     for s in range(n):
         for j in range(nh):
             for t in range(T):
@@ -236,23 +420,25 @@ def _hidden_delta(h, dz, wz, dh):
                 dh[s, j, t] *= ht * (1.0 - ht)
 
 
+def _work(n: int, ni: int, nh: int, no: int, T: int):
+    """Scratch arrays of one tile, in ``_train_tile``'s argument order (from ``wh`` on)."""
+    f8, i8 = np.float64, np.int64
+    return (
+        np.empty((ni, nh, T)), np.empty((nh, no, T)), np.empty(T), np.empty(T, np.bool_),
+        np.empty((n, nh, T)), np.empty((n, nh, T)), np.empty((n, no, T)), np.empty(nh * T),
+        np.empty(T), np.empty(T), np.empty(T), np.empty(T, f8), np.empty(T, f8),
+        np.empty(T, i8), np.empty(T, i8), np.empty(T, i8),
+    )  # fmt: skip
+
+
+_work_jit = njit(**JIT)(_work)
+
+
 @njit(**JIT)
 def train_batch(
-    X,
-    Y,
-    Wh,
-    Wz,
-    alpha,
-    epochs,
-    sigmoid_out,
-    sequential,
-    every,
-    stop_below,
-    diverge_above,
-    loss_out,
-    istats,
-    fstats,
-):
+    X, Y, Wh, Wz, alpha, epochs, sigmoid_out, sequential, every,
+    stop_below, diverge_above, loss_out, istats, fstats,
+):  # fmt: skip
     """Train R runs in place.
 
     X (n, inputs), Y (n, outputs), Wh (inputs, hidden, R), Wz (hidden, outputs, R),
@@ -261,27 +447,51 @@ def train_batch(
     ``fstats[r] = (final_loss, min_loss)``. Final weights are left in Wh, Wz.
     """
     R = alpha.shape[0]
-    for r0 in range(0, R, TILE):
-        r1 = min(r0 + TILE, R)
-        wh = np.ascontiguousarray(Wh[:, :, r0:r1])
-        wz = np.ascontiguousarray(Wz[:, :, r0:r1])
-        a = np.ascontiguousarray(alpha[r0:r1])
+    n, ni = X.shape
+    nh, no = Wz.shape[0], Wz.shape[1]
+    T = TILE
+    work = _work_jit(n, ni, nh, no, T)
+    for r0 in range(0, R, T):
         _train_tile(
-            X,
-            Y,
-            wh,
-            wz,
-            a,
-            epochs,
-            sigmoid_out,
-            sequential,
-            every,
-            stop_below,
-            diverge_above,
-            loss_out,
-            r0,
-            istats,
-            fstats,
-        )
-        Wh[:, :, r0:r1] = wh
-        Wz[:, :, r0:r1] = wz
+            X, Y, Wh, Wz, alpha, epochs, sigmoid_out, sequential, every, stop_below,
+            diverge_above, loss_out, istats, fstats, r0, min(T, R - r0), *work,
+        )  # fmt: skip
+
+
+_VECTOR_OP = re.compile(r"\bv(mul|add|sub|div)pd\b.*\b([yz]mm)")
+_SCALAR_OP = re.compile(r"\bv(mul|add|sub|div)sd\b")
+_CALL = re.compile(r"\bcall[lq]?\s+(\S+)")
+
+
+def tile_asm(hidden: int = 4, sigmoid_out: bool = False, sequential: bool = True) -> str:
+    """Assembly of the tile kernel, compiled afresh (cached code cannot be inspected)."""
+    fn = njit(pipeline_class=_NoAliasCompiler, **{**JIT, "cache": False})(_train_tile.py_func)
+    n, ni, no, R = 4, 2, 1, TILE
+    fn(
+        np.ones((n, ni)), np.ones((n, no)), np.zeros((ni, hidden, R)), np.zeros((hidden, no, R)),
+        np.zeros(R), 1, sigmoid_out, sequential, 1, -np.inf, np.inf, np.zeros((1, R)),
+        np.zeros((R, 3), dtype=np.int64), np.zeros((R, 2)), 0, R, *_work(n, ni, hidden, no, TILE),
+    )  # fmt: skip
+    return "\n".join(fn.inspect_asm().values())
+
+
+def vector_report() -> dict:
+    """Count packed-double arithmetic in the tile kernel's assembly (does it vectorise?).
+
+    ``packed``: lines of ``v{mul,add,sub,div}pd`` on ymm/zmm registers; ``zmm`` and
+    ``ymm`` split them by width; ``scalar``: the same operations as ``...sd``;
+    ``calls``: call targets; ``exp_call``: whether any call to a libm exp remains.
+    """
+    asm = tile_asm()
+    widths = [m.group(2) for m in map(_VECTOR_OP.search, asm.splitlines()) if m]
+    calls = sorted({m.group(1) for m in map(_CALL.search, asm.splitlines()) if m})
+    return {
+        "tile": TILE,
+        "packed": len(widths),
+        "zmm": widths.count("zmm"),
+        "ymm": widths.count("ymm"),
+        "scalar": sum(1 for line in asm.splitlines() if _SCALAR_OP.search(line)),
+        "round": len(re.findall(r"\bv(rndscale|round)pd\b", asm)),
+        "calls": calls,
+        "exp_call": any("exp" in c for c in calls),
+    }
