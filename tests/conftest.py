@@ -13,3 +13,19 @@ def need_service(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"CI must provide this: {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory):
+    """reference(overrides) -> results folder of a plain local run (one process), made once."""
+    from cluster_helpers import run_sweep
+
+    made = {}
+
+    def get(overrides: list[str]):
+        key = tuple(overrides)
+        if key not in made:
+            made[key] = run_sweep(tmp_path_factory.mktemp("reference"), overrides, "--jobs", "1")
+        return made[key]
+
+    return get
