@@ -30,8 +30,9 @@ def dask_backend(scheduler: str | None, jobs: int) -> Iterator[Any]:
             except OSError as exc:
                 raise RunnerError(f"cannot reach {address} ({exc})", key="--scheduler") from None
         else:
+            # dashboard (and the scheduler's HTTP server) on a free port, never a fixed one
             cluster = LocalCluster(
-                n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None
+                n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=":0"
             )
             stack.enter_context(cluster)
             client = stack.enter_context(Client(cluster))
