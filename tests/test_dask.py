@@ -30,9 +30,9 @@ def scheduler(tmp_path_factory):
             assert time.monotonic() < end and procs[0].poll() is None, "no scheduler"
             time.sleep(0.2)
         for k in range(2):
-            cmd = [sys.executable, "-m", "distributed.cli.dask_worker", "--nthreads", "1", "--no-nanny",
-                   "--host", "127.0.0.1", "--name", f"w{k}", "--local-directory", str(folder),
-                   *common]  # fmt: skip
+            cmd = [sys.executable, "-m", "distributed.cli.dask_worker", "--nthreads", "1",
+                   "--no-nanny", "--host", "127.0.0.1", "--name", f"w{k}",
+                   "--local-directory", str(folder), *common]  # fmt: skip
             procs.append(subprocess.Popen(cmd, env=env(), cwd=folder, stderr=subprocess.DEVNULL))
         address = json.loads(info.read_text())["address"]
         from distributed import Client
@@ -41,9 +41,8 @@ def scheduler(tmp_path_factory):
             client.wait_for_workers(2, timeout=60)
         yield address
     finally:
-        for p in reversed(procs):
+        for p in reversed(procs):  # workers first, while their scheduler still answers
             p.terminate()
-        for p in reversed(procs):
             try:
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
