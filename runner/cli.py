@@ -81,6 +81,33 @@ def _parser() -> Parser:
     b.add_argument("--json", action="store_true", help="print JSON instead of tables")
     b.add_argument("--quick", action="store_true", help="smaller workloads (a smoke test)")
     _analysis_parsers(sub)
+    sl = sub.add_parser(
+        "slurm",
+        help="submit a sweep as a SLURM job array (never waits)",
+        description="Write OUT/<name>/slurm/sweep.sbatch, a job array whose task k runs "
+        "`runner sweep SPEC --shard auto`, and submit it with sbatch. Submit again after "
+        "failures: finished chunks are skipped.",
+        epilog="example: runner slurm experiments/seed-sweep.toml --tasks 8 --time 01:00:00 "
+        "--cpus-per-task 4 --sbatch-arg=--qos=short",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sl.add_argument("spec", help="experiment spec (TOML)")
+    sl.add_argument("--tasks", type=int, required=True, help="array tasks (shards) N")
+    sl.add_argument("--out", default="results", help="results root, shared by all nodes")
+    sl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    for opt in ("partition", "time", "mem", "account"):
+        sl.add_argument(f"--{opt}", default=None, help=f"sbatch --{opt}")
+    sl.add_argument("--cpus-per-task", type=int, default=None, help="sbatch --cpus-per-task")
+    sl.add_argument(
+        "--sbatch-arg",
+        dest="extra",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="another sbatch option, e.g. --sbatch-arg=--qos=high (repeatable)",
+    )
+    sl.add_argument("--yes", action="store_true", help="allow a grid of over a million runs")
+    sl.add_argument("--dry-run", action="store_true", help="write and print, do not submit")
     return p
 
 
@@ -199,6 +226,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     from runner.report import write_report
 
     print(write_report(args.dir, out=args.out))
+    return 0
+
+
+@command
+def cmd_slurm(args: argparse.Namespace) -> int:
+    from runner.slurm import SlurmOptions, submit
+
+    opts = SlurmOptions(args.partition, args.time, args.cpus_per_task, args.mem, args.account)
+    opts.extra = args.extra
+    sub = submit(
+        args.spec,
+        args.tasks,
+        out=args.out,
+        overrides=args.overrides,
+        options=opts,
+        dry_run=args.dry_run,
+        yes=args.yes,
+    )
+    if sub.job_id is None:
+        print(sub.text, end="")
+        print(f"# dry run: written to {sub.script}, not submitted", file=sys.stderr)
+        return 0
+    print(f"submitted job {sub.job_id} ({sub.tasks} tasks): {sub.script}")
+    print(f"follow it: runner status {sub.script.parent.parent}")
     return 0
 
 

@@ -352,7 +352,7 @@ def dispatch(
 ) -> Iterator[ChunkDone]:
     """Yield each chunk's summary as it finishes (any order)."""
     tasks = tasks_for(spec, folder, pending)
-    if jobs == 1 or (len(pending) == 1 and backend != "dask"):
+    if backend != "dask" and (jobs == 1 or len(pending) == 1):
         for task in tasks:  # the sequential path: also the debugging path
             yield run_chunk(task)
         return

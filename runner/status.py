@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from runner import store
+from runner import slurm, store
 from runner.errors import RunnerError
 
 
@@ -21,6 +21,8 @@ class Status:
     runs_done: int = 0
     diverged: int = 0
     bad: list[str] = field(default_factory=list)  # unreadable files
+    shards: int | None = None  # tasks of the SLURM job array written for this folder, if any
+    jobs: list[str] = field(default_factory=list)  # SLURM job ids submitted for it
 
     @property
     def pending(self) -> int:
@@ -38,6 +40,9 @@ class Status:
             f"runs:   {self.runs_done} done ({pct:.1f}%), {self.diverged} diverged, "
             f"{self.runs} in all",
         ]
+        shards = shards or self.shards
+        if self.jobs:
+            out.append(f"slurm:  jobs {', '.join(self.jobs)} (latest: {self.shards} tasks)")
         if shards:
             done = set(self.done)
             for i in range(shards):
@@ -58,6 +63,7 @@ def status(folder: str | Path) -> Status:
         raise RunnerError("no such results folder", file=str(folder))
     meta = store.read_meta(folder)
     st = Status(folder, meta["spec"]["name"], int(meta["chunks"]), int(meta["runs"]))
+    st.shards, st.jobs = slurm.array_tasks(folder), slurm.job_ids(folder)
     for c in sorted(store.done_chunks(folder)):
         if c >= st.chunks:
             continue

@@ -365,7 +365,7 @@ def prepare(out: Path, meta: dict[str, Any], fresh: bool) -> dict[str, Any]:
     if out.exists() and not out.is_dir():
         raise RunnerError("results path exists and is not a folder", file=where)
     if fresh and out.is_dir():
-        if not (out / META).is_file() and any(out.iterdir()):
+        if not (out / META).is_file() and any(p.name != "slurm" for p in out.iterdir()):
             raise RunnerError("--fresh refuses to delete a folder that is not a sweep", file=where)
         shutil.rmtree(out)
     try:

@@ -63,3 +63,19 @@ def init_results(tmp_path_factory):
 @pytest.fixture(scope="session")
 def no_grid_results(tmp_path_factory):
     return make_sweep(tmp_path_factory.mktemp("none"), "single", "", train="epochs = 100")
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory):
+    """reference(overrides) -> results folder of a plain local run (one process), made once."""
+    from cluster_helpers import run_sweep
+
+    made = {}
+
+    def get(overrides: list[str]):
+        key = tuple(overrides)
+        if key not in made:
+            made[key] = run_sweep(tmp_path_factory.mktemp("reference"), overrides, "--jobs", "1")
+        return made[key]
+
+    return get

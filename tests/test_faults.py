@@ -67,10 +67,11 @@ def test_sigkill_at_20_moments_then_resume(tmp_path, baseline):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_sigint_sigterm_stop_cleanly_with_resume_hint(tmp_path, baseline, sig):
-    spec, base, _ = baseline
+def test_sigint_sigterm_stop_cleanly_with_resume_hint(tmp_path, sig):
+    spec = write_spec(tmp_path, every=100, chunk_runs=3)
+    slow = ["--jobs", "1", "--set", "train.epochs=60000"]  # about 0.1 s a chunk
     out = tmp_path / "out"
-    cmd = sweep_cmd(spec, out, "--jobs", "1", "--set", "train.epochs=300")
+    cmd = sweep_cmd(spec, out, *slow)
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     runs_dir = out / "small" / "runs"
     deadline = time.monotonic() + 60
@@ -85,7 +86,9 @@ def test_sigint_sigterm_stop_cleanly_with_resume_hint(tmp_path, baseline, sig):
     assert "Traceback" not in err
     r = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert_same_results(out / "small", base)
+    whole = subprocess.run(sweep_cmd(spec, tmp_path / "whole", *slow), env=ENV)
+    assert whole.returncode == 0
+    assert_same_results(out / "small", tmp_path / "whole" / "small")
 
 
 def test_two_identical_sweeps_at_once(tmp_path, baseline):
