@@ -244,10 +244,15 @@ def _e2e_size(quick: bool) -> tuple[int, int]:
     return (2000, 25) if quick else (10000, 125)  # epochs, seeds: 16 x seeds runs
 
 
-def e2e_runner(quick: bool) -> dict[str, Any]:
+def e2e_runner(quick: bool, backend: str = "threading") -> dict[str, Any]:
     """runner.sweep of the same grid as the JAX pipeline, all cores: loss rows per second."""
     epochs, seeds = _e2e_size(quick)
-    return _time_sweep(E2E_SPEC.format(epochs=epochs, seeds=seeds), [], quick)
+    return _time_sweep(E2E_SPEC.format(epochs=epochs, seeds=seeds), [], quick, backend)
+
+
+def e2e_loky(quick: bool) -> dict[str, Any]:
+    """The same with worker processes (loky) instead of threads."""
+    return e2e_runner(quick, backend="loky")
 
 
 def e2e_default(quick: bool) -> dict[str, Any]:
@@ -262,7 +267,9 @@ def e2e_default(quick: bool) -> dict[str, Any]:
     return _time_sweep(path.read_text(), overrides, quick)
 
 
-def _time_sweep(text: str, overrides: list[str], quick: bool) -> dict[str, Any]:
+def _time_sweep(
+    text: str, overrides: list[str], quick: bool, backend: str = "threading"
+) -> dict[str, Any]:
     from runner.driver import sweep
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -272,7 +279,9 @@ def _time_sweep(text: str, overrides: list[str], quick: bool) -> dict[str, Any]:
         times, rows = [], 0
         for i in range(2 if quick else 3):
             t0 = time.perf_counter()
-            rep = sweep(spec, out=Path(tmp) / f"r{i}", progress=False, overrides=overrides)
+            rep = sweep(
+                spec, out=Path(tmp) / f"r{i}", progress=False, overrides=overrides, backend=backend
+            )
             times.append(time.perf_counter() - t0)
             rows = rep.rows
             shutil.rmtree(Path(tmp) / f"r{i}")
@@ -378,7 +387,12 @@ def memory_sweep(runs: int) -> dict[str, Any]:
 
 
 # ----- the harness -----
-E2E = {"runner": e2e_runner, "JAX + pyarrow": e2e_jax, "runner, default make sweep": e2e_default}
+E2E = {
+    "runner": e2e_runner,
+    "runner, loky backend": e2e_loky,
+    "JAX + pyarrow": e2e_jax,
+    "runner, default make sweep": e2e_default,
+}
 KERNEL_PEERS = {
     "notebook NumPy loop": (peer_notebook, True),
     "plain @njit port": (peer_njit, True),
@@ -450,7 +464,7 @@ def run(quick: bool = False, log=None) -> dict[str, Any]:
         say(f"end to end: {name}")
         result["e2e"][name] = _spawn("e2e", name, "-", quick)
     base = result["e2e"]["runner"].get("rows_per_s")
-    for name in ("runner", "JAX + pyarrow"):  # the same grid, so comparable
+    for name in ("runner", "runner, loky backend", "JAX + pyarrow"):  # the same grid
         row = result["e2e"][name]
         if "rows_per_s" in row and base:
             row["ratio_to_runner"] = base / row["rows_per_s"]
@@ -501,7 +515,7 @@ def table(result: dict[str, Any]) -> str:
                          f"{_ratio(row, '')} |")  # fmt: skip
         lines.append("")
     lines += ["End to end, sweep with Parquet writing (loss rows per second; median). runner and "
-              "JAX + pyarrow: 4 alphas x 4 hidden sizes x 125 seeds x 10,000 epochs, no "
+              "JAX + pyarrow (and runner with loky): 4 alphas x 4 hidden sizes x 125 seeds x 10,000 epochs, no "
               "divergence; the default `make sweep`: experiments/seed-sweep.toml:", "",
               "| pipeline | rows | seconds | rows / s | peak MiB | slower than runner |",
               "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
