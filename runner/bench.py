@@ -514,9 +514,9 @@ def table(result: dict[str, Any]) -> str:
                          f"{row['epoch_runs_per_s']:,.0f} | {row['peak_rss_mib']:,.0f} | "
                          f"{_ratio(row, '')} |")  # fmt: skip
         lines.append("")
-    lines += ["End to end, sweep with Parquet writing (loss rows per second; median). runner and "
-              "JAX + pyarrow (and runner with loky): 4 alphas x 4 hidden sizes x 125 seeds x 10,000 epochs, no "
-              "divergence; the default `make sweep`: experiments/seed-sweep.toml:", "",
+    lines += ["End to end, sweep with Parquet writing (loss rows per second; median). The first "
+              "three: 4 alphas x 4 hidden sizes x 125 seeds x 10,000 epochs, no divergence; the "
+              "default `make sweep`: experiments/seed-sweep.toml:", "",
               "| pipeline | rows | seconds | rows / s | peak MiB | slower than runner |",
               "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for name, row in result["e2e"].items():
