@@ -18,6 +18,7 @@ sweep: $(VENV)/.installed
 	$(BIN)/runner sweep $(SPEC) $(ARGS)
 
 test: $(VENV)/.installed
+	$(BIN)/ruff check runner tests benchmarks
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(VENV)/.installed
