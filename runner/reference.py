@@ -13,7 +13,7 @@ from runner import kernels as k  # constants of the shared exp only
 
 
 def exp(x: np.ndarray) -> np.ndarray:
-    """The kernel's exp, in NumPy, same operations in the same order (within 2 ulps of np.exp).
+    """The kernel's exp, in NumPy, same operations in the same order (within 1 ulp of np.exp).
 
     Chaotic runs amplify a last-bit difference, so kernel and reference share it.
     """
