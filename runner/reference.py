@@ -18,15 +18,25 @@ def exp(x: np.ndarray) -> np.ndarray:
     Chaotic runs amplify a last-bit difference, so kernel and reference share it.
     """
     x = np.asarray(x, dtype=np.float64)
-    x = np.where(x > k.EXP_HI, k.EXP_HI, x)
+    x = np.where(x > k.EXP_HI, k.EXP_HI, x)  # min(x, HI), a NaN kept
     x = np.where(x < k.EXP_LO, k.EXP_LO, x)
-    kf = np.floor(x * k.LOG2E + 0.5)
-    kf = np.where(kf == kf, kf, 0.0)
+    kf = np.rint(x * k.LOG2E)
     r = (x - kf * k.LN2_HI) - kf * k.LN2_LO
-    p = np.full_like(r, k.EXP_COEFFS[0])
-    for c in k.EXP_COEFFS[1:]:
-        p = p * r + c
-    n = kf.astype(np.int64)
+    c = k.EXP_COEFFS  # the kernel's Estrin scheme, step by step (kernels._exp_poly)
+    r2 = r * r
+    b0 = c[9] + c[8] * r
+    b1 = c[7] + c[6] * r
+    b2 = c[5] + c[4] * r
+    b3 = c[3] + c[2] * r
+    b4 = c[1] + c[0] * r
+    r4 = r2 * r2
+    d0 = b0 + b1 * r2
+    d1 = b2 + b3 * r2
+    r8 = r4 * r4
+    q = (d0 + d1 * r4) + b4 * r8
+    p = c[11] + (c[10] * r + r2 * q)
+    with np.errstate(invalid="ignore"):  # a NaN's kf: any integer, p carries the NaN
+        n = kf.astype(np.int64)
     n1 = n >> 1
     n2 = n - n1
     return (p * ((n1 + 1023) << 52).view(np.float64)) * ((n2 + 1023) << 52).view(np.float64)

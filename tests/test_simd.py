@@ -63,3 +63,39 @@ def test_partial_tiles_and_runs_stopping_mid_tile_match_the_reference(output, up
     if output == "linear":  # lanes of one tile stop at different epochs
         assert kernels.CONVERGED in status
         assert len(status) >= 2
+
+
+@njit
+def _sigmoids(x):
+    a = np.empty_like(x)
+    b = np.empty_like(x)
+    q = x.size // 4
+    for i in range(q):
+        a[i], a[q + i], a[2 * q + i], a[3 * q + i] = kernels._sigmoid4(
+            x[i], x[q + i], x[2 * q + i], x[3 * q + i]
+        )
+    for i in range(x.size):
+        b[i] = kernels.sigmoid(x[i])
+    return a, b
+
+
+def test_kernel_sigmoid_is_bitwise_the_reference_sigmoid():
+    """_sigmoid4 computes exp(-x) without negations; same bits as 1 / (1 + exp(-x))."""
+    rng = np.random.default_rng(4)
+    x = np.concatenate(
+        [
+            rng.uniform(-800, 800, 100_000),
+            rng.uniform(-40, 40, 100_000),
+            rng.uniform(-1, 1, 100_000),
+            [0.0, -0.0, np.nan, np.inf, -np.inf, 710.0, -710.0, 746.0, -746.0, 1e-300],
+            [-1e-300, 745.5, -745.5, 709.9, -709.9, 708.5, -708.5, 0.5, 1e300, -1e300],
+        ]
+    )
+    x = x[: x.size // 4 * 4]
+    a, b = _sigmoids(x)
+    with np.errstate(all="ignore"):
+        ref = reference.sigmoid(x)
+    nan = np.isnan(ref)
+    for got in (a, b):  # every bit, but a NaN's sign and payload
+        np.testing.assert_array_equal(np.isnan(got), nan)
+        np.testing.assert_array_equal(got[~nan].view(np.int64), ref[~nan].view(np.int64))
