@@ -305,6 +305,7 @@ def sweep(
     if shard_ is not None:
         mine = range(shard_[0], spec.n_chunks, shard_[1])
     pending = [c for c in mine if c not in done]
+    pending.sort(key=lambda c: -_cost(spec, c))  # longest first: no straggler at the end
     before = len(mine) - len(pending)
     t0 = time.perf_counter()
     report = SweepReport(folder, spec.n_runs, len(mine), before, 0, 0, 0, 0, 0.0)
@@ -339,6 +340,13 @@ def sweep(
         bar.close()
         report.seconds = time.perf_counter() - t0
     return report
+
+
+def _cost(spec: Spec, c: int) -> float:
+    """Rough work of chunk c: runs x epochs x (hidden + 1)."""
+    start, stop = spec.chunk_range(c)
+    p = spec.params(np.array([start]))
+    return (stop - start) * float(np.ravel(p["epochs"])[0]) * (float(np.ravel(p["hidden"])[0]) + 1)
 
 
 def _mean_epochs(spec: Spec) -> float:

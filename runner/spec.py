@@ -4,7 +4,8 @@ Runs are the cartesian product of the grid axes in a fixed order, the last
 varying fastest: ``epochs, output, update, hidden, stop_below, diverge_above,
 init, alpha, seed`` (axes not in the grid are fixed). ``run_id`` is the position
 in that order. The first six are kernel-wide, so the runs of one shape form
-contiguous blocks, and each block is cut into chunks of at most ``chunk_runs``.
+contiguous blocks, and each block is cut into chunks of at most ``chunk_runs``
+(whole kernel tiles where ``chunk_runs`` allows, so no lane of a tile idles).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 
 from runner import data as datasets
 from runner.errors import RunnerError
+from runner.kernels import TILE
 from runner.train import OUTPUTS, UPDATES, slots
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -143,7 +145,8 @@ class Spec:
     def chunk_range(self, c: int) -> tuple[int, int]:
         """run_id range [start, stop) of chunk c."""
         b, p = divmod(c, self.chunks_per_block)
-        size = -(-self.block // self.chunks_per_block)  # even pieces
+        size = -(-self.block // self.chunks_per_block)  # even pieces,
+        size = min(-(-size // TILE) * TILE, self.chunk_runs)  # of whole kernel tiles
         start = b * self.block + p * size
         return start, min(start + size, (b + 1) * self.block)
 
@@ -298,9 +301,9 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
 
 
 def auto_chunk_runs(rows_per_run: int) -> int:
-    """Runs per chunk: about CHUNK_ROWS loss rows, a multiple of 32 runs, 32..8192."""
+    """Runs per chunk: about CHUNK_ROWS loss rows, whole kernel tiles, at most 8192 runs."""
     runs = CHUNK_ROWS // max(rows_per_run, 1)
-    return int(min(max(32, runs // 32 * 32), 8192))
+    return int(min(max(TILE, runs // TILE * TILE), 8192))
 
 
 def _axis(key: str, value: Any, fail) -> tuple[Any, Any]:

@@ -214,3 +214,32 @@ def test_python_api_sweep_matches_cli(tmp_path, sequential):
     assert r.returncode == 0, r.stderr
     assert f"-> {tmp_path / 'small'}" in r.stdout
     assert_same_results(tmp_path / "small", seq)
+
+
+@pytest.mark.parametrize("spec_name", ["seed-sweep", "xor-sweep", "seed"])
+def test_shipped_specs_give_designs_tables(tmp_path, spec_name):
+    """The shipped specs (shortened): one row per run and per recorded epoch, DESIGN's dtypes."""
+    path = ROOT / "experiments" / f"{spec_name}.toml"
+    spec = load_spec(path)
+    overrides = ["train.epochs=300"]
+    if "seed" in spec.grid:
+        overrides.append("grid.seed={start=0,stop=3}")
+    report = runner.sweep(path, out=tmp_path, overrides=overrides, progress=False)
+    assert report.complete
+    losses, runs = read_results(tmp_path / spec.name)
+    shortened = load_spec(path, overrides)
+    assert len(runs) == shortened.n_runs
+    every = shortened.every
+    expect = sum(
+        len({1, *range(every, n + 1, every), n}) if every > 1 else n for n in runs["epochs_run"]
+    )
+    assert len(losses) == expect
+    assert losses["run_id"].dtype == np.int32
+    assert losses["epoch"].dtype == np.int32
+    assert losses["loss"].dtype == np.float32
+    for axis in shortened.axis_names:
+        assert axis in losses.columns
+    if "alpha" in losses.columns:
+        assert losses["alpha"].dtype == np.float64
+    if "seed" in losses.columns:
+        assert losses["seed"].dtype == np.int64
