@@ -11,6 +11,14 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, PYTHONPATH=str(ROOT))
+
+
+def sweep_cmd(spec: Path, out: Path, *extra: str) -> list[str]:
+    """The command line of a quiet sweep in a fresh interpreter."""
+    return [sys.executable, "-m", "runner", "sweep", str(spec), "--out", str(out), "--quiet",
+            *extra]  # fmt: skip
+
 
 SMALL_SPEC = """
 name = "small"

@@ -5,29 +5,12 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 from conftest import need_service
-from helpers import ROOT, assert_same_results, read_results, runner_cmd, write_spec
-
-ENV = dict(os.environ, PYTHONPATH=str(ROOT))
-
-
-def sweep_cmd(spec, out, *extra):
-    return [
-        sys.executable,
-        "-m",
-        "runner",
-        "sweep",
-        str(spec),
-        "--out",
-        str(out),
-        "--quiet",
-        *extra,
-    ]
+from helpers import ENV, assert_same_results, read_results, runner_cmd, sweep_cmd, write_spec
 
 
 @pytest.fixture(scope="module")

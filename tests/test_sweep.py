@@ -4,13 +4,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import ROOT, assert_same_results, read_results, runner_cmd, write_spec
+from helpers import ENV, ROOT, assert_same_results, read_results, runner_cmd, sweep_cmd, write_spec
 
 import runner
 from runner import reference
@@ -166,26 +165,13 @@ def test_different_spec_same_name_refused_unless_fresh(tmp_path, sequential):
     assert read_results(tmp_path / "small")[1]["epochs_run"].max() == 50
 
 
-def test_sigkill_midway_then_resume_equals_uninterrupted(tmp_path, sequential):
-    spec, seq = sequential
+def test_sigkill_midway_then_resume_equals_uninterrupted(tmp_path):
+    spec = write_spec(tmp_path, every=100, chunk_runs=3)
+    slow = ["--jobs", "1", "--set", "train.epochs=20000"]  # 12 chunks of about 0.05 s
     out = tmp_path / "out"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    cmd = [
-        sys.executable,
-        "-m",
-        "runner",
-        "sweep",
-        str(spec),
-        "--out",
-        str(out),
-        "--jobs",
-        "1",
-        "--quiet",
-        "--set",
-        "train.epochs=300",
-    ]
+    cmd = sweep_cmd(spec, out, *slow)
     # kill as soon as a couple of chunks are on disk
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     runs_dir = out / "small" / "runs"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -195,16 +181,14 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(tmp_path, sequential):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = len([n for n in os.listdir(runs_dir) if n.endswith(".parquet")])
-    assert 0 < done < 8, "the kill should land mid-way"
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert 0 < done < 12, "the kill should land mid-way"
+    r = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert_same_results(out / "small", seq)
-    leftovers = [
-        n
-        for d in ("losses", "runs")
-        for n in os.listdir(out / "small" / d)
-        if not n.endswith(".parquet")
-    ]
+    whole = subprocess.run(sweep_cmd(spec, tmp_path / "whole", *slow), env=ENV)
+    assert whole.returncode == 0
+    assert_same_results(out / "small", tmp_path / "whole" / "small")
+    leftovers = [n for d in ("losses", "runs") for n in os.listdir(out / "small" / d)
+                 if not n.endswith(".parquet")]  # fmt: skip
     assert leftovers == []
 
 
