@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from runner import store
 from runner.errors import RunnerError
+from runner.store import axis_columns
 
 SUMMARY_COLUMNS = (
     "runs",  # runs finished at this grid point
@@ -48,14 +49,6 @@ def _names(value: str | list[str] | tuple[str, ...] | None) -> list[str] | None:
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
     return list(value)
-
-
-def axis_columns(axes: list[str]) -> list[str]:
-    """Table columns of grid axes: ``init`` is stored as ``init_lo`` and ``init_hi``."""
-    out: list[str] = []
-    for a in axes:
-        out.extend(("init_lo", "init_hi") if a == "init" else (a,))
-    return out
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from runner import store
+from runner import kernels, store
 from runner.errors import RunnerError
 from runner.spec import KERNEL_KEYS, MAX_RUNS, Spec, load_spec
 from runner.train import init_weights, run_batch
@@ -150,12 +150,12 @@ def _train_and_write(task: ChunkTask) -> ChunkDone:
         np.dtype(task.loss_dtype).type,
     )
     run_ids = np.arange(task.run_start, task.run_stop)
-    axis_cols = store.param_columns(p, n, task.axis_names)
     all_cols = store.param_columns(p, n, list(p))
+    axis_cols = {k: all_cols[k] for k in all_cols if k in store.axis_columns(task.axis_names)}
     losses = store.losses_table(run_ids, axis_cols, res.loss, res.istats, res.fstats, task.every)
     runs = store.runs_table(run_ids, all_cols, res.istats, res.fstats)
     store.write_chunk(Path(task.out), task.index, losses, runs)
-    diverged = int(np.count_nonzero(res.istats[:, 2] == 1))
+    diverged = int(np.count_nonzero(res.istats[:, kernels.STATUS] == kernels.DIVERGED))
     return ChunkDone(task.index, n, diverged, losses.num_rows, time.perf_counter() - t0)
 
 
@@ -314,8 +314,7 @@ def sweep(
         return report
     warm_up(spec.loss_dtype)
     pending_runs = sum(spec.chunk_range(c)[1] - spec.chunk_range(c)[0] for c in pending)
-    bar = Progress(pending_runs, spec.recorded_per_run, quiet, progress)
-    bar.epochs = _mean_epochs(spec)
+    bar = Progress(pending_runs, _mean_epochs(spec), quiet, progress)
     try:
         for res in dispatch(spec, folder, pending, jobs, backend, scheduler):
             report.chunks_run += 1

@@ -50,6 +50,13 @@ MAX_RUNS = 1_000_000  # larger grids need an explicit yes
 CHUNK_ROWS = 1 << 21  # automatic chunks hold about this many loss rows
 
 
+def _check_keys(table: dict, valid: tuple[str, ...], prefix: str, fail) -> None:
+    """Refuse a key not in ``valid``, naming the nearest valid one."""
+    for key in table:
+        if key not in valid:
+            fail(f"{prefix}{key}", _suggest(key, valid))
+
+
 def _suggest(key: str, valid: tuple[str, ...]) -> str:
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
@@ -242,9 +249,7 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
     def fail(key: str, msg: str):
         raise RunnerError(msg, file=where, key=key)
 
-    for key in raw:
-        if key not in TOP_KEYS:
-            fail(key, _suggest(key, TOP_KEYS))
+    _check_keys(raw, TOP_KEYS, "", fail)
     for key in ("data", "train", "grid", "record", "sweep"):
         if not isinstance(raw.get(key, {}), dict):
             fail(key, f"must be a table, got {type(raw[key]).__name__}")
@@ -273,9 +278,7 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
         grid[key], axes[key] = _axis(key, value, lambda m, k=key: fail(f"grid.{k}", m))
 
     record = raw.get("record", {})
-    for key in record:
-        if key not in RECORD_KEYS:
-            fail(f"record.{key}", _suggest(key, RECORD_KEYS))
+    _check_keys(record, RECORD_KEYS, "record.", fail)
     every = record.get("every", 1)
     if not _is_int(every) or every < 1:
         fail("record.every", f"must be an integer >= 1, got {every!r}")
@@ -284,9 +287,7 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
         fail("record.loss_dtype", f"must be 'float32' or 'float64', got {loss_dtype!r}")
 
     sweep = raw.get("sweep", {})
-    for key in sweep:
-        if key not in SWEEP_KEYS:
-            fail(f"sweep.{key}", _suggest(key, SWEEP_KEYS))
+    _check_keys(sweep, SWEEP_KEYS, "sweep.", fail)
     chunk_runs = sweep.get("chunk_runs", 0)
     if not _is_int(chunk_runs) or chunk_runs < 0:
         fail(
@@ -374,9 +375,7 @@ def _spaced(key: str, value: dict, fail) -> tuple[Any, Any]:
 
 
 def _load_data(raw: dict, where: str, base: Path | None, fail):
-    for key in raw:
-        if key not in DATA_KEYS:
-            fail(f"data.{key}", _suggest(key, DATA_KEYS))
+    _check_keys(raw, DATA_KEYS, "data.", fail)
     if "builtin" in raw and "path" in raw:
         fail("data", "give either 'builtin' or 'path', not both")
     if "path" in raw:

@@ -59,6 +59,14 @@ def chunk_of(name: str) -> int | None:
 
 
 # ----- columns -----
+def axis_columns(axes: list[str]) -> list[str]:
+    """Table columns of grid axes: ``init`` is stored as ``init_lo`` and ``init_hi``."""
+    out: list[str] = []
+    for a in axes:
+        out.extend(("init_lo", "init_hi") if a == "init" else (a,))
+    return out
+
+
 def param_columns(params: dict[str, Any], n: int, keys: list[str]) -> dict[str, pa.Array]:
     """Arrow columns for parameters ``keys`` (init becomes init_lo, init_hi), ``n`` runs."""
     cols: dict[str, Any] = {}
