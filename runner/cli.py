@@ -57,7 +57,7 @@ def _parser() -> Parser:
         help="override a spec key, e.g. grid.alpha=0.01,0.1 (repeatable)",
     )
     s.add_argument("--fresh", action="store_true", help="delete earlier results of this name")
-    s.add_argument("--quiet", action="store_true", help="no progress bar, plain log lines")
+    s.add_argument("--quiet", action="store_true", help="no progress output")
     s.add_argument("--yes", action="store_true", help="allow a grid of over a million runs")
 
     st = sub.add_parser(

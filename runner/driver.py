@@ -214,12 +214,13 @@ def parse_shard(text: str | None, where: str = "--shard") -> tuple[int, int] | N
 
 
 class Progress:
-    """A tqdm bar on a terminal; otherwise (or when quiet) a plain line now and then."""
+    """A tqdm bar on a terminal, otherwise a plain line now and then; nothing when quiet
+    or not enabled."""
 
     def __init__(self, total_runs: int, epochs_per_run: float, quiet: bool, enabled: bool):
         self.total = total_runs
         self.epochs = epochs_per_run
-        self.enabled = enabled
+        self.enabled = enabled and not quiet
         self.bar = None
         self.start = time.perf_counter()
         self.last = self.start

@@ -1,9 +1,9 @@
 """Parquet results: tables built from a chunk's kernel output, files written whole.
 
-Layout (DESIGN.md, "Result layout"): ``sweep.json``, ``losses/`` and ``runs/``,
-one file per chunk in each. A file appears whole or not at all (temporary name
-in the same folder, fsync, ``os.replace``); the ``runs`` file is written last and
-marks its chunk done.
+Layout (docs/results.md): ``sweep.json``, ``losses/`` and ``runs/``, one file per
+chunk in each. A file appears whole or not at all (temporary name in the same folder,
+fsync, ``os.replace``, fsync of the folder); the ``runs`` file is written last, once
+the ``losses`` file is durable, and marks its chunk done (docs/guarantees.md).
 """
 
 from __future__ import annotations
@@ -170,8 +170,18 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
 
 
+def fsync_dir(folder: Path) -> None:
+    """Make the entries of ``folder`` (a rename, a new file) durable."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_atomic(table: pa.Table, path: Path, **options: Any) -> None:
-    """Write a Parquet file whole or not at all."""
+    """Write a Parquet file whole or not at all, and durably: its bytes reach the disk
+    before its name does, and its name before this returns."""
     tmp = _tmp_name(path)
     try:
         with open(tmp, "wb") as fh:
@@ -183,6 +193,7 @@ def write_atomic(table: pa.Table, path: Path, **options: Any) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+    fsync_dir(path.parent)
 
 
 # Tuned by measurement on the seed sweep (ns per row to write, bytes per row):
@@ -208,9 +219,34 @@ def loss_options(table: pa.Table) -> dict[str, Any]:
 
 
 def write_chunk(out: Path, c: int, losses: pa.Table, runs: pa.Table) -> None:
-    """Losses first, then runs: the runs file marks the chunk done."""
+    """Losses first, durable (bytes and name), then runs: the runs file marks the chunk
+    done, so after a crash or a power loss a done chunk always has its losses."""
+    fault_point(c, "trained")
     write_atomic(losses, out / LOSSES / chunk_name(c), **loss_options(losses))
+    fault_point(c, "losses")
     write_atomic(runs, out / RUNS / chunk_name(c), **RUN_OPTIONS)
+    fault_point(c, "runs")
+
+
+# Test hook of the fault tests: RUNNER_TEST_KILL="C:POINT" SIGKILLs the whole sweep
+# (its process group, when the sweep leads its own session) as chunk C reaches POINT;
+# "C:POINT:self" kills only the process (a worker) writing chunk C.
+FAULT_POINTS = ("trained", "losses", "runs")
+
+
+def fault_point(c: int, point: str) -> None:
+    target = os.environ.get("RUNNER_TEST_KILL")
+    if target is None:
+        return
+    chunk, _, rest = target.partition(":")
+    where, _, who = rest.partition(":")
+    if chunk == str(c) and where == point:
+        import signal
+
+        group = os.getpgid(0)
+        if who != "self" and group == os.getsid(0):
+            os.killpg(group, signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def check_chunk(out: Path, c: int, run_range: tuple[int, int] | None = None) -> str | None:
@@ -380,6 +416,7 @@ def prepare(out: Path, meta: dict[str, Any], fresh: bool) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
         for sub in (LOSSES, RUNS):
             (out / sub).mkdir(exist_ok=True)
+        fsync_dir(out)  # the folders exist durably before any chunk is renamed into them
         probe = out / f".write-test.{socket.gethostname()}.{os.getpid()}.tmp"
         probe.write_bytes(b"")
         probe.unlink()
@@ -388,13 +425,17 @@ def prepare(out: Path, meta: dict[str, Any], fresh: bool) -> dict[str, Any]:
     path = out / META
     if not path.exists():
         tmp = path.with_name(f".{META}.{socket.gethostname()}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+        with open(tmp, "w") as fh:
+            fh.write(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
         try:
             os.link(tmp, path)  # atomic: fails if another process created it first
         except FileExistsError:
             pass
         finally:
             tmp.unlink()
+        fsync_dir(out)
     found = read_meta(out)
     if found.get("spec_hash") != meta["spec_hash"]:
         raise RunnerError(

@@ -1,6 +1,7 @@
 import os
 
 import pytest
+from helpers import SPEC, make_sweep, run_sweep, sets
 from hypothesis import settings
 
 settings.register_profile("ci", max_examples=60, deadline=None)
@@ -16,16 +17,6 @@ def need_service(reason: str) -> None:
 
 
 # ----- small real sweeps for the analysis, plot and report tests -----
-def make_sweep(root, name: str, grid: str, train: str = "epochs = 300", extra: str = ""):
-    """Run a tiny sweep into root/results/<name> and return that folder."""
-    import runner
-
-    spec = root / f"{name}.toml"
-    spec.write_text(f'name = "{name}"\n[train]\n{train}\n[grid]\n{grid}\n{extra}\n')
-    runner.sweep(spec, out=root / "results", jobs=1, quiet=True, progress=False)
-    return root / "results" / name
-
-
 @pytest.fixture(scope="session")
 def seed_results(tmp_path_factory):
     """2 alphas x 2 hidden x 4 seeds; alpha 0.2 with hidden 8 diverges; 3 runs a chunk,
@@ -68,14 +59,13 @@ def no_grid_results(tmp_path_factory):
 @pytest.fixture(scope="session")
 def reference(tmp_path_factory):
     """reference(overrides) -> results folder of a plain local run (one process), made once."""
-    from cluster_helpers import run_sweep
-
     made = {}
 
     def get(overrides: list[str]):
         key = tuple(overrides)
         if key not in made:
-            made[key] = run_sweep(tmp_path_factory.mktemp("reference"), overrides, "--jobs", "1")
+            out = tmp_path_factory.mktemp("reference")
+            made[key] = run_sweep(SPEC, out, *sets(overrides), "--jobs", "1")
         return made[key]
 
     return get

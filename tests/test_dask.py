@@ -6,7 +6,7 @@ import sys
 import time
 
 import pytest
-from cluster_helpers import NAME, SMALL, SPEC, assert_same_results, env
+from helpers import NAME, SMALL, SPEC, assert_same_results, env
 
 import runner
 from runner.cli import main

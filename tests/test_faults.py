@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 from conftest import need_service
-from helpers import ENV, assert_same_results, read_results, runner_cmd, sweep_cmd, write_spec
+from helpers import assert_same_results, env, read_results, runner_cmd, sweep_cmd, write_spec
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def baseline(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("base")
     spec = write_spec(tmp, chunk_runs=3)
     t0 = time.monotonic()
-    r = subprocess.run(sweep_cmd(spec, tmp / "out", "--jobs", "1"), env=ENV, capture_output=True)
+    r = subprocess.run(sweep_cmd(spec, tmp / "out", "--jobs", "1"), env=env(), capture_output=True)
     assert r.returncode == 0, r.stderr
     return spec, tmp / "out" / "small", time.monotonic() - t0
 
@@ -34,7 +34,7 @@ def test_sigkill_at_20_moments_then_resume(tmp_path, baseline):
         jobs = "2" if i % 2 else "1"
         proc = subprocess.Popen(
             sweep_cmd(spec, out, "--jobs", jobs, "--backend", ("threading", "loky")[i % 4 // 2]),
-            env=ENV,
+            env=env(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -42,7 +42,7 @@ def test_sigkill_at_20_moments_then_resume(tmp_path, baseline):
         proc.kill()
         proc.wait()
         landed.append(proc.returncode == -signal.SIGKILL)
-        r = subprocess.run(sweep_cmd(spec, out), env=ENV, capture_output=True, text=True)
+        r = subprocess.run(sweep_cmd(spec, out), env=env(), capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         assert_same_results(out / "small", base)  # equal values, no duplicates
         shutil.rmtree(out, ignore_errors=True)
@@ -55,7 +55,9 @@ def test_sigint_sigterm_stop_cleanly_with_resume_hint(tmp_path, sig):
     slow = ["--jobs", "1", "--set", "train.epochs=60000"]  # about 0.1 s a chunk
     out = tmp_path / "out"
     cmd = sweep_cmd(spec, out, *slow)
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     runs_dir = out / "small" / "runs"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (runs_dir.is_dir() and any(runs_dir.iterdir())):
@@ -67,9 +69,9 @@ def test_sigint_sigterm_stop_cleanly_with_resume_hint(tmp_path, sig):
     assert last.startswith("runner: interrupted: ")
     assert last.endswith("chunks done, run the same command to resume")
     assert "Traceback" not in err
-    r = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
+    r = subprocess.run(cmd, env=env(), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    whole = subprocess.run(sweep_cmd(spec, tmp_path / "whole", *slow), env=ENV)
+    whole = subprocess.run(sweep_cmd(spec, tmp_path / "whole", *slow), env=env())
     assert whole.returncode == 0
     assert_same_results(out / "small", tmp_path / "whole" / "small")
 
@@ -80,7 +82,7 @@ def test_two_identical_sweeps_at_once(tmp_path, baseline):
     procs = [
         subprocess.Popen(
             sweep_cmd(spec, out, "--jobs", "1"),
-            env=ENV,
+            env=env(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -95,7 +97,7 @@ def test_two_identical_sweeps_at_once(tmp_path, baseline):
 def test_damaged_file_detected_by_status_and_recomputed(tmp_path, baseline, damage):
     spec, base, _ = baseline
     out = tmp_path / "out"
-    assert subprocess.run(sweep_cmd(spec, out), env=ENV).returncode == 0
+    assert subprocess.run(sweep_cmd(spec, out), env=env()).returncode == 0
     kind, which = damage.split("-")
     path = out / "small" / which / "chunk-000004.parquet"
     data = path.read_bytes()
@@ -159,7 +161,9 @@ def test_killed_worker_names_the_chunk_and_rerun_completes(tmp_path, baseline):
     slow = write_spec(tmp_path, chunk_runs=18, name="slow.toml")
     out = tmp_path / "out"
     cmd = sweep_cmd(slow, out, "--jobs", "2", "--backend", "loky", "--set", "train.epochs=40000")
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     claims = out / "small" / ".claims"
     victim = None
     deadline = time.monotonic() + 120
@@ -177,7 +181,7 @@ def test_killed_worker_names_the_chunk_and_rerun_completes(tmp_path, baseline):
     last = err.strip().splitlines()[-1]
     assert last.startswith("runner: failed: chunk ")
     assert "worker lost" in last
-    r = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
+    r = subprocess.run(cmd, env=env(), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     _losses, runs = read_results(out / "small")
     assert len(runs) == 36

@@ -3,7 +3,7 @@
 import subprocess
 
 import pytest
-from cluster_helpers import NAME, SMALL, assert_same_results, env, sweep_cmd
+from helpers import NAME, SMALL, SPEC, assert_same_results, env, sets, sweep_cmd
 
 from runner.cli import main
 from runner.driver import parse_shard
@@ -36,7 +36,7 @@ def test_shard_auto_outside_an_array_is_a_clear_error(monkeypatch, capsys):
 
 def test_three_concurrent_shards_equal_one_run(tmp_path, reference, capsys):
     procs = [
-        subprocess.Popen(sweep_cmd(tmp_path, SMALL, "--shard", f"{i}/3"), env=env())
+        subprocess.Popen(sweep_cmd(SPEC, tmp_path, *sets(SMALL), "--shard", f"{i}/3"), env=env())
         for i in range(3)
     ]
     assert [p.wait(timeout=300) for p in procs] == [0, 0, 0]

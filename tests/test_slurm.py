@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-from cluster_helpers import NAME, REPO, SLOW, SMALL, SPEC, assert_same_results, env, sets
 from conftest import need_service
+from helpers import NAME, ROOT, SLOW, SMALL, SPEC, assert_same_results, env, sets
 
 from runner.cli import main
 
 GOLDEN = Path(__file__).parent / "golden" / "sweep.sbatch"
-SCRIPT = REPO / "scripts" / "slurm-local.sh"
+SCRIPT = ROOT / "scripts" / "slurm-local.sh"
 
 
 # ----- the script, without a cluster -----

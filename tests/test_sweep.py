@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import ENV, ROOT, assert_same_results, read_results, runner_cmd, sweep_cmd, write_spec
+from helpers import ROOT, assert_same_results, env, read_results, runner_cmd, sweep_cmd, write_spec
 
 import runner
 from runner import reference
@@ -171,7 +171,7 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(tmp_path):
     out = tmp_path / "out"
     cmd = sweep_cmd(spec, out, *slow)
     # kill as soon as a couple of chunks are on disk
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     runs_dir = out / "small" / "runs"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -182,9 +182,9 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(tmp_path):
     proc.wait()
     done = len([n for n in os.listdir(runs_dir) if n.endswith(".parquet")])
     assert 0 < done < 12, "the kill should land mid-way"
-    r = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
+    r = subprocess.run(cmd, env=env(), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    whole = subprocess.run(sweep_cmd(spec, tmp_path / "whole", *slow), env=ENV)
+    whole = subprocess.run(sweep_cmd(spec, tmp_path / "whole", *slow), env=env())
     assert whole.returncode == 0
     assert_same_results(out / "small", tmp_path / "whole" / "small")
     leftovers = [n for d in ("losses", "runs") for n in os.listdir(out / "small" / d)
