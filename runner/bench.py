@@ -61,6 +61,23 @@ def _check(
     return err
 
 
+def _check_reference(name: str, got: np.ndarray, hidden: int, seeds, epochs: int) -> float:
+    """Max relative error of ``got`` (runs, epochs) against runner.reference, NumPy code
+    independent of runner's kernel, rounded to ``got``'s dtype."""
+    from runner import reference
+
+    X, Y = _data()
+    want = []
+    for seed in seeds:
+        Wh, Wz = reference.init_weights(seed, 2, hidden, 1)
+        want.append(reference.train_reference(X, Y, Wh, Wz, ALPHA, epochs).loss)
+    want = np.array(want).astype(got.dtype).astype(np.float64)
+    err = float(np.max(np.abs(got.astype(np.float64) - want) / np.abs(want)))
+    if not err <= CHECK_RTOL:
+        raise AssertionError(f"{name}: losses differ from the reference (max rel err {err:.2e})")
+    return err
+
+
 def _check_close(name: str, got: np.ndarray, want: np.ndarray, rtol: float) -> None:
     err = float(np.max(np.abs(got - want) / np.abs(want)))
     if not err <= rtol:
@@ -210,16 +227,19 @@ def peer_runner(hidden: int, quick: bool, threads: int = 1) -> tuple[float, int,
     batches = [init_weights(range(i * runs, (i + 1) * runs), 2, hidden, 1) for i in range(threads)]
     alpha = np.full(runs, ALPHA)
 
-    def one(i: int) -> None:
+    def one(i: int) -> np.ndarray:
         Wh, Wz = (w.copy() for w in batches[i])
-        run_batch(X, Y, Wh, Wz, alpha, epochs, loss_dtype=np.float32)
+        return run_batch(X, Y, Wh, Wz, alpha, epochs, loss_dtype=np.float32).loss
 
     if threads == 1:
         fn = lambda: one(0)  # noqa: E731
     else:
         pool = ThreadPoolExecutor(threads)
         fn = lambda: list(pool.map(one, range(threads)))  # noqa: E731
-    return _median_time(fn, 3 if quick else 5), threads * runs * epochs, 0.0
+    last = threads - 1  # the last batch's first two runs: seeds last * runs and the next
+    seeds = [last * runs, last * runs + 1]
+    err = _check_reference("runner", one(last).T[:2], hidden, seeds, epochs)
+    return _median_time(fn, 3 if quick else 5), threads * runs * epochs, err
 
 
 def peer_runner_all(hidden: int, quick: bool) -> tuple[float, int, float]:

@@ -16,6 +16,7 @@ from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import njit, types
 from numba.core import compiler, config
+from numba.core.codegen import get_host_cpu_features
 from numba.extending import intrinsic
 
 # Every Numba flag in one place. error_model="numpy" drops the division-by-zero
@@ -118,12 +119,16 @@ def _ldexp(typingctx, x, kf):
 
 
 def _has_avx512() -> bool:
-    """Whether Numba compiles for a CPU with AVX-512F (the host, unless overridden)."""
+    """Whether Numba compiles for a CPU with AVX-512F (the host, unless overridden).
+
+    A function of NUMBA_CPU_NAME, NUMBA_CPU_FEATURES and the host's features as Numba
+    sees them, all of which key Numba's cache: code compiled for one choice is never
+    loaded for another target."""
     features = config.CPU_FEATURES
     if features is None:
         if config.CPU_NAME not in (None, "host"):
             return False
-        features = llvm.get_host_cpu_features().flatten()
+        features = get_host_cpu_features()
     return "+avx512f" in features.split(",")
 
 
@@ -158,8 +163,10 @@ def _scale_ldexp(p, kf):
 
 
 # vscalefpd is one instruction for the eight integer and two multiply steps;
-# without AVX-512 LLVM would call libm's ldexp, so there the bit tricks stay.
-_exp_scale = _scale_ldexp if AVX512 else _scale_bits
+# without AVX-512 LLVM would call libm's ldexp, so there the bit tricks stay. LLVM
+# vectorises llvm.ldexp from version 22 (llvmlite 0.48); LLVM 20 left the loop scalar.
+LDEXP_VECTORISES = llvm.llvm_version_info >= (22,)
+_exp_scale = _scale_ldexp if AVX512 and LDEXP_VECTORISES else _scale_bits
 
 
 @njit(inline="always", **JIT)
