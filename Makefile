@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SPEC ?= experiments/seed-sweep.toml
 ARGS ?=
 
-.PHONY: sweep test lint bench clean distclean
+.PHONY: sweep test test-oldest lint bench clean distclean
 
 $(VENV)/.installed: pyproject.toml
 	rm -rf $(VENV)
@@ -21,6 +21,25 @@ test: $(VENV)/.installed
 	$(BIN)/ruff check runner tests benchmarks
 	$(BIN)/python -m pytest $(ARGS)
 
+# A second environment with exactly the lowest versions pyproject.toml allows
+# (scripts/floor_pins.py derives the pins from it), running the kernel, sweep, data
+# and plot tests.
+OLDEST := .venv-oldest
+OLDEST_TESTS := tests/test_kernel.py tests/test_simd.py tests/test_cpus.py tests/test_sweep.py \
+	tests/test_data.py tests/test_plots.py
+
+$(OLDEST)/.installed: pyproject.toml scripts/floor_pins.py
+	rm -rf $(OLDEST)
+	$(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/pip install --quiet --upgrade pip
+	$(OLDEST)/bin/python scripts/floor_pins.py > $(OLDEST)/pins.txt
+	$(OLDEST)/bin/pip install --quiet --only-binary=:all: -r $(OLDEST)/pins.txt
+	$(OLDEST)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+test-oldest: $(OLDEST)/.installed
+	NUMBA_CACHE_DIR=$(OLDEST)/numba-cache $(OLDEST)/bin/python -m pytest $(OLDEST_TESTS) $(ARGS)
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check runner tests benchmarks
 	$(BIN)/ruff format --check runner tests benchmarks
@@ -33,8 +52,8 @@ bench: $(VENV)/.bench
 	$(BIN)/runner bench $(ARGS)
 
 clean:
-	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name '*.nbi' -o -name '*.nbc' \) -print0 | xargs -0 rm -rf
+	find . \( -path ./$(VENV) -o -path ./$(OLDEST) \) -prune -o \( -name __pycache__ -o -name '*.nbi' -o -name '*.nbc' \) -print0 | xargs -0 rm -rf
 	rm -rf .pytest_cache .ruff_cache .hypothesis build *.egg-info
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(OLDEST)

@@ -71,7 +71,7 @@ def load_file(
 
     try:
         if suffix == ".csv":
-            frame = pd.read_csv(path)
+            frame = pd.read_csv(path, float_precision="round_trip")  # exact on every pandas
         else:
             frame = pd.read_parquet(path)
     except pd.errors.EmptyDataError:

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +180,9 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(table: pa.Table, path: Path, **options: Any) -> None:
+def write_atomic(
+    table: pa.Table, path: Path, before_rename: Callable[[], None] | None = None, **options: Any
+) -> None:
     """Write a Parquet file whole or not at all, and durably: its bytes reach the disk
     before its name does, and its name before this returns."""
     tmp = _tmp_name(path)
@@ -188,6 +191,8 @@ def write_atomic(table: pa.Table, path: Path, **options: Any) -> None:
             pq.write_table(table, fh, **options)
             fh.flush()
             os.fsync(fh.fileno())
+        if before_rename is not None:
+            before_rename()
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -222,16 +227,18 @@ def write_chunk(out: Path, c: int, losses: pa.Table, runs: pa.Table) -> None:
     """Losses first, durable (bytes and name), then runs: the runs file marks the chunk
     done, so after a crash or a power loss a done chunk always has its losses."""
     fault_point(c, "trained")
-    write_atomic(losses, out / LOSSES / chunk_name(c), **loss_options(losses))
+    hook = lambda: fault_point(c, "losses-tmp")  # noqa: E731
+    write_atomic(losses, out / LOSSES / chunk_name(c), hook, **loss_options(losses))
     fault_point(c, "losses")
-    write_atomic(runs, out / RUNS / chunk_name(c), **RUN_OPTIONS)
+    hook = lambda: fault_point(c, "runs-tmp")  # noqa: E731
+    write_atomic(runs, out / RUNS / chunk_name(c), hook, **RUN_OPTIONS)
     fault_point(c, "runs")
 
 
 # Test hook of the fault tests: RUNNER_TEST_KILL="C:POINT" SIGKILLs the whole sweep
 # (its process group, when the sweep leads its own session) as chunk C reaches POINT;
 # "C:POINT:self" kills only the process (a worker) writing chunk C.
-FAULT_POINTS = ("trained", "losses", "runs")
+FAULT_POINTS = ("trained", "losses-tmp", "losses", "runs-tmp", "runs")
 
 
 def fault_point(c: int, point: str) -> None:

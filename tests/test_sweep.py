@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import numpy as np
 import pandas as pd
@@ -167,21 +166,18 @@ def test_different_spec_same_name_refused_unless_fresh(tmp_path, sequential):
 
 def test_sigkill_midway_then_resume_equals_uninterrupted(tmp_path):
     spec = write_spec(tmp_path, every=100, chunk_runs=3)
-    slow = ["--jobs", "1", "--set", "train.epochs=20000"]  # 12 chunks of about 0.05 s
+    slow = ["--jobs", "1", "--set", "train.epochs=20000"]  # 12 chunks
     out = tmp_path / "out"
     cmd = sweep_cmd(spec, out, *slow)
-    # kill as soon as a couple of chunks are on disk
-    proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # SIGKILL (test hook, store.fault_point) as soon as chunk 2 is marked done
+    proc = subprocess.Popen(
+        cmd, env=env(RUNNER_TEST_KILL="2:runs"), start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.wait(timeout=300) == -signal.SIGKILL
     runs_dir = out / "small" / "runs"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if runs_dir.is_dir() and len(os.listdir(runs_dir)) >= 2:
-            break
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = len([n for n in os.listdir(runs_dir) if n.endswith(".parquet")])
-    assert 0 < done < 12, "the kill should land mid-way"
+    done = sorted(n for n in os.listdir(runs_dir) if n.endswith(".parquet"))
+    assert "chunk-000002.parquet" in done and len(done) < 12, done  # killed mid-way
     r = subprocess.run(cmd, env=env(), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     whole = subprocess.run(sweep_cmd(spec, tmp_path / "whole", *slow), env=env())
