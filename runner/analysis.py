@@ -53,7 +53,7 @@ def _names(value: str | list[str] | tuple[str, ...] | None) -> list[str] | None:
 
 @dataclass
 class Results:
-    """A results folder (DESIGN.md, "Result layout"), opened by :func:`load`."""
+    """A results folder (layout: docs/results.md), opened by :func:`load`."""
 
     folder: Path
     meta: dict[str, Any]  # sweep.json

@@ -1,6 +1,6 @@
 """The notebook's algorithm in plain NumPy, line for line: the slow, obvious truth.
 
-Used by tests and benchmarks only. See DESIGN.md, "Numerics".
+Used by tests and benchmarks only. docs/numerics.md says what it fixes and why.
 """
 
 from __future__ import annotations

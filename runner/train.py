@@ -173,7 +173,7 @@ def train(
     stop_below: float | None = None,
     diverge_above: float | None = None,
 ) -> TrainResult:
-    """Train one two-layer network on full-batch data (DESIGN.md, "Numerics").
+    """Train one two-layer network on full-batch data (docs/numerics.md).
 
     >>> import runner
     >>> res = runner.train([[1, 1], [1, 2], [2, 1], [2, 2]], [[0], [1], [2], [3]], epochs=100)

@@ -32,7 +32,7 @@ def test_same_seed_same_weights_in_parent_fresh_process_and_joblib_worker():
     fresh = json.loads(subprocess.check_output([sys.executable, "-c", code], text=True))
     workers = Parallel(n_jobs=2, backend="loky")(delayed(first_weights)(s) for s in (0, 1, 12345))
     assert [list(p) for p in parent] == [list(f) for f in fresh] == [list(w) for w in workers]
-    # and they are the DESIGN's recipe: default_rng(seed), Wh then Wz
+    # and they are the documented recipe: default_rng(seed), Wh then Wz
     Wh, Wz = ref_init(1, 2, 4, 1)
     assert parent[1] == (Wh.tolist(), Wz.tolist())
     assert parent[0] != parent[1]
@@ -46,7 +46,7 @@ def test_batch_weights_equal_single_run_weights():
         np.testing.assert_array_equal(Wz[:, :, r], wz)
 
 
-def test_train_returns_design_fields():
+def test_train_returns_documented_fields():
     res = runner.train(X, Y, alpha=0.1, hidden=3, seed=2, epochs=50)
     assert res.loss.dtype == np.float64 and res.loss.shape == (50,)
     assert res.Wh.shape == (2, 3) and res.Wz.shape == (3, 1)

@@ -197,8 +197,9 @@ def test_python_api_sweep_matches_cli(tmp_path, sequential):
 
 
 @pytest.mark.parametrize("spec_name", ["seed-sweep", "xor-sweep", "seed"])
-def test_shipped_specs_give_designs_tables(tmp_path, spec_name):
-    """The shipped specs (shortened): one row per run and per recorded epoch, DESIGN's dtypes."""
+def test_shipped_specs_give_documented_tables(tmp_path, spec_name):
+    """The shipped specs (shortened): one row per run and per recorded epoch, the dtypes of
+    docs/results.md."""
     path = ROOT / "experiments" / f"{spec_name}.toml"
     spec = load_spec(path)
     overrides = ["train.epochs=300"]
