@@ -57,7 +57,7 @@ def assert_same(got: pd.DataFrame, want: pd.DataFrame, keys: list[str]) -> None:
 def test_runs_and_losses_are_the_raw_parquet_tables(seed_results):
     res = runner.load(seed_results)
     raw_runs = pd.read_parquet(seed_results / "runs").sort_values("run_id", ignore_index=True)
-    pd.testing.assert_frame_equal(res.runs, raw_runs)
+    pd.testing.assert_frame_equal(res.runs, raw_runs, check_exact=True)
     assert res.spec["name"] == "seed-sweep" and res.axes == ["hidden", "alpha", "seed"]
     raw = pd.read_parquet(seed_results / "losses")
     want = raw[(raw["alpha"] == 0.2) & (raw["epoch"] <= 10)][["run_id", "epoch", "loss"]]
@@ -67,6 +67,7 @@ def test_runs_and_losses_are_the_raw_parquet_tables(seed_results):
     pd.testing.assert_frame_equal(
         got.sort_values(["run_id", "epoch"], ignore_index=True),
         want.sort_values(["run_id", "epoch"], ignore_index=True),
+        check_exact=True,
     )
     assert len(res.losses()) == len(raw)
 
