@@ -71,7 +71,10 @@ def load_file(
 
     try:
         if suffix == ".csv":
-            frame = pd.read_csv(path, float_precision="round_trip")  # exact on every pandas
+            # exact decimal -> float64 (pandas 3's default; before it, only on request)
+            old = int(pd.__version__.split(".")[0]) < 3
+            exact = {"float_precision": "round_trip"} if old else {}
+            frame = pd.read_csv(path, **exact)
         else:
             frame = pd.read_parquet(path)
     except pd.errors.EmptyDataError:
