@@ -23,6 +23,7 @@ class Status:
     bad: list[str] = field(default_factory=list)  # unreadable files
     shards: int | None = None  # tasks of the SLURM job array written for this folder, if any
     jobs: list[str] = field(default_factory=list)  # SLURM job ids submitted for it
+    layers: list[dict] = field(default_factory=list)  # one per invocation that planned runs
 
     @property
     def pending(self) -> int:
@@ -40,6 +41,12 @@ class Status:
             f"runs:   {self.runs_done} done ({pct:.1f}%), {self.diverged} diverged, "
             f"{self.runs} in all",
         ]
+        if len(self.layers) > 1:
+            latest = self.layers[-1]
+            out.append(
+                f"grown:  {len(self.layers) - 1} time(s); the latest spec added {latest['runs']} "
+                "runs (runs of values no longer in the spec are kept and counted)"
+            )
         shards = shards or self.shards
         if self.jobs:
             out.append(f"slurm:  jobs {', '.join(self.jobs)} (latest: {self.shards} tasks)")
@@ -64,6 +71,7 @@ def status(folder: str | Path) -> Status:
     meta = store.read_meta(folder)
     st = Status(folder, meta["spec"]["name"], int(meta["chunks"]), int(meta["runs"]))
     st.shards, st.jobs = slurm.array_tasks(folder), slurm.job_ids(folder)
+    st.layers = meta["layers"]
     for c in sorted(store.done_chunks(folder)):
         if c >= st.chunks:
             continue
