@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runner import kernels, store
+from runner import kernels, params, store
 from runner.errors import RunnerError
 from runner.growth import open_sweep
 from runner.plan import Chunk, Plan
@@ -163,11 +163,14 @@ def _weights(cols: dict[str, np.ndarray], inputs: int, hidden: int, outputs: int
     return Wh, Wz
 
 
-def warm_up(loss_dtype: str) -> None:
-    """Compile (or load from cache) the kernel in this process before dispatching."""
+def warm_up(loss_dtype: str, dtype: str = "float64", fastmath: bool = False) -> None:
+    """Compile (or load from cache) the kernel of one mode in this process before dispatching."""
     X = np.zeros((1, 1))
     Wh, Wz = init_weights([0], 1, 1, 1)
-    run_batch(X, X, Wh, Wz, np.ones(1), 1, loss_dtype=np.dtype(loss_dtype).type)
+    run_batch(
+        X, X, Wh, Wz, np.ones(1), 1, loss_dtype=np.dtype(loss_dtype).type, dtype=dtype,
+        fastmath=fastmath,
+    )  # fmt: skip
 
 
 def default_jobs() -> int:
@@ -314,7 +317,8 @@ def sweep(
     if not pending:
         report.seconds = time.perf_counter() - t0
         return report
-    warm_up(spec.loss_dtype)
+    for dtype, fastmath in _modes(plan, pending):
+        warm_up(spec.loss_dtype, dtype, fastmath)
     pending_runs = int(sum(sizes[c] for c in pending))
     bar = Progress(pending_runs, _mean_epochs(plan), quiet, progress)
     try:
@@ -341,6 +345,14 @@ def sweep(
         bar.close()
         report.seconds = time.perf_counter() - t0
     return report
+
+
+def _modes(plan: Plan, chunks: list[int]) -> list[tuple[str, bool]]:
+    """The (dtype, fastmath) pairs of these chunks: each is a kernel to compile."""
+    dtypes = plan.per_chunk("dtype")[chunks]
+    fastmath = plan.per_chunk("fastmath")[chunks]
+    pairs = {(params.DTYPES[int(d)], bool(f)) for d, f in zip(dtypes, fastmath, strict=True)}
+    return sorted(pairs)
 
 
 def _costs(plan: Plan) -> np.ndarray:
