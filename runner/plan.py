@@ -110,7 +110,10 @@ class Layer:
         if self.mask is None:
             kept = size
         else:
-            kept = np.add.reduceat(self.mask.astype(np.int64), start) if len(start) else start
+            kept = np.array(
+                [np.count_nonzero(self.mask[a : a + n]) for a, n in zip(start, size, strict=True)],
+                dtype=np.int64,
+            )
         count, piece = cut(kept, self.chunk_runs)
         chunks = np.concatenate([[0], np.cumsum(count)])
         runs = np.concatenate([[0], np.cumsum(kept)])
@@ -146,8 +149,7 @@ class Layer:
         if self.mask is None:
             pos = bs + first + np.arange(n, dtype=np.int64)
         else:
-            inside = np.flatnonzero(self.mask[bs : bs + int(block_size[b])])
-            pos = bs + inside[first : first + n]
+            pos = _kept_positions(self.mask, bs, bs + int(block_size[b]), first, n)
         return Chunk(self.chunk_offset + c, start, start + n, self.columns(pos))
 
     def columns(self, pos: np.ndarray) -> dict[str, np.ndarray]:
@@ -165,6 +167,26 @@ class Layer:
     def varying(self) -> list[str]:
         """Columns that vary across this layer's product."""
         return [c for c in COLUMNS if c not in self.fixed]
+
+
+def _kept_positions(mask: np.ndarray, start: int, stop: int, skip: int, n: int) -> np.ndarray:
+    """Positions of the kept runs number ``skip`` to ``skip + n`` in ``mask[start:stop]``,
+    scanning a slice at a time (memory bounded by the slice, not the block)."""
+    found: list[np.ndarray] = []
+    step = 1 << 20
+    for a in range(start, stop, step):
+        piece = mask[a : min(a + step, stop)]
+        count = int(np.count_nonzero(piece))
+        if skip >= count:
+            skip -= count
+            continue
+        where = np.flatnonzero(piece)[skip : skip + n] + a
+        found.append(where)
+        n -= len(where)
+        skip = 0
+        if n == 0:
+            break
+    return np.concatenate(found) if found else np.zeros(0, np.int64)
 
 
 def _group_starts(points: Factor) -> np.ndarray:
