@@ -34,6 +34,11 @@ from runner.params import BY_NAME, COLUMN_DTYPE, COLUMNS, NUMPY, OWNER, PER_CALL
 TILE = 64  # runs per kernel tile (runner.kernels.TILE); a chunk is whole tiles
 
 
+def slots(epochs: int, every: int) -> int:
+    """Number of recorded epochs: epoch 1 and every multiple of ``every``."""
+    return epochs if every == 1 else epochs // every + 1
+
+
 Factor = dict[str, np.ndarray]  # column -> values, one row per value of the factor
 
 

@@ -25,9 +25,8 @@ import numpy as np
 from runner import data as datasets
 from runner import params as P
 from runner.errors import RunnerError
-from runner.plan import TILE, Factor, Layer, make_layer
+from runner.plan import TILE, Factor, Layer, make_layer, slots
 from runner.sample import build_sample
-from runner.train import slots
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 TRAIN_DEFAULTS: dict[str, Any] = dict(P.DEFAULTS)

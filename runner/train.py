@@ -11,6 +11,7 @@ import numpy as np
 from runner import kernels
 from runner import params as P
 from runner.errors import RunnerError
+from runner.plan import slots
 
 
 @dataclass
@@ -60,11 +61,6 @@ def init_weights(
         Wh[:, :, r] = rng.uniform(lo, hi, size=(inputs, hidden))
         Wz[:, :, r] = rng.uniform(lo, hi, size=(hidden, outputs))
     return Wh, Wz
-
-
-def slots(epochs: int, every: int) -> int:
-    """Number of recorded epochs: epoch 1 and every multiple of ``every``."""
-    return epochs if every == 1 else epochs // every + 1
 
 
 def run_batch(
