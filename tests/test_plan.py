@@ -208,3 +208,35 @@ def test_every_parameter_has_one_rule_and_columns(key):
     value = p.check(p.default)
     assert p.from_row(p.to_row(value)) == value
     assert all(dt in params.NUMPY for _, dt in p.columns)
+
+
+grown_grids = st.lists(
+    st.fixed_dictionaries(
+        {
+            "alpha": st.lists(st.sampled_from([0.1, 0.2, 0.3, 0.4]), min_size=1, unique=True),
+            "hidden": st.lists(st.sampled_from([2, 3, 5]), min_size=1, unique=True),
+            "seed": st.tuples(st.integers(0, 50), st.integers(1, 90)).map(
+                lambda t: {"start": t[0], "stop": t[0] + t[1]}
+            ),
+        }
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@given(grids=grown_grids, chunk_runs=chunk_sizes)
+def test_grown_layers_partition_the_union(grids, chunk_runs):
+    """Any sequence of specs: each run of their union once, chunk rules kept in every layer."""
+    specs = [_spec(g, chunk_runs) for g in grids]
+    plan = Plan(stack([layer_of(s.resolved(), "p") for s in specs]))
+    _check_chunks(plan, chunk_runs)
+    rows = []
+    for c in range(plan.n_chunks):
+        cols = plan.chunk(c).columns
+        rows.extend(zip(*(cols[k].tolist() for k in ("alpha", "hidden", "seed")), strict=True))
+    union = set()
+    for g in grids:
+        seeds = range(g["seed"]["start"], g["seed"]["stop"])
+        union |= set(itertools.product(g["alpha"], g["hidden"], seeds))
+    assert len(rows) == len(union) and set(rows) == union
