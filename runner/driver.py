@@ -304,9 +304,9 @@ def sweep(
             sys.stderr.write(f"runner: {problem}; recomputing chunk {c}\n")
             store.remove_chunk(folder, c)
     sizes = plan.chunk_sizes()
-    mine = range(plan.n_chunks)
-    if shard_ is not None:
-        mine = range(shard_[0], plan.n_chunks, shard_[1])
+    # chunks holding runs of this spec (a chunk of values removed since is kept, not needed)
+    needed = np.flatnonzero(plan.latest_runs() > 0).tolist()
+    mine = needed if shard_ is None else [c for c in needed if c % shard_[1] == shard_[0]]
     pending = [c for c in mine if c not in done]
     costs = _costs(plan)
     pending.sort(key=lambda c: -costs[c])  # longest first: no straggler at the end

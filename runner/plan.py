@@ -146,16 +146,33 @@ class Layer:
         _, _, n, start = self._locate(c)
         return start, start + n
 
-    def chunk(self, c: int) -> Chunk:
-        """Local chunk c with its columns."""
-        b, first, n, start = self._locate(c)
+    def positions(self, c: int) -> np.ndarray:
+        """Product positions of local chunk c's runs."""
+        b, first, n, _ = self._locate(c)
         block_start, block_size = self._blocks
         bs = int(block_start[b])
         if self.mask is None:
-            pos = bs + first + np.arange(n, dtype=np.int64)
-        else:
-            pos = _kept_positions(self.mask, bs, bs + int(block_size[b]), first, n)
-        return Chunk(self.chunk_offset + c, start, start + n, self.columns(pos))
+            return bs + first + np.arange(n, dtype=np.int64)
+        return _kept_positions(self.mask, bs, bs + int(block_size[b]), first, n)
+
+    def chunk(self, c: int) -> Chunk:
+        """Local chunk c with its columns."""
+        start, stop = self.chunk_range(c)
+        return Chunk(self.chunk_offset + c, start, stop, self.columns(self.positions(c)))
+
+    def within(self, other: Layer) -> np.ndarray:
+        """For each position of this layer's product: is the run in ``other``'s product?"""
+        inside = np.ones(self.shape, bool)
+        if any(
+            other.fixed[c] != v and not _both_nan(other.fixed[c], v) for c, v in self.fixed.items()
+        ):
+            return np.zeros(self.size, bool)
+        for f, (mine, theirs) in enumerate(zip(self.factors, other.factors, strict=True)):
+            m = rows_in(mine, theirs)
+            shape = [1] * len(self.shape)
+            shape[f] = len(m)
+            inside &= m.reshape(shape)
+        return inside.ravel()
 
     def columns(self, pos: np.ndarray) -> dict[str, np.ndarray]:
         """Every column at product positions ``pos``."""
@@ -322,6 +339,19 @@ class Plan:
             has = count > 0
             sizes[chunks[1:][has] - 1] = (kept - piece * (count - 1))[has]
             out.append(sizes)
+        return np.concatenate(out)
+
+    def latest_runs(self) -> np.ndarray:
+        """Runs of the latest layer's spec in each chunk (all of a chunk's runs for the
+        chunks of the latest layer; fewer, or none, where values were removed since)."""
+        last = self.layers[-1]
+        out = [np.zeros(0, np.int64)]
+        for layer in self.layers[:-1]:
+            inside = layer.within(last)
+            counts = [int(inside[layer.positions(c)].sum()) for c in range(layer.n_chunks)]
+            out.append(np.array(counts, dtype=np.int64))
+        sizes = self.chunk_sizes()
+        out.append(sizes[last.chunk_offset :])
         return np.concatenate(out)
 
     def per_chunk(self, column: str) -> np.ndarray:

@@ -257,3 +257,24 @@ def test_concurrent_shards_of_a_growth_agree(tmp_path):
     final = one_shot(tmp_path, seeds=7, alpha="[0.01, 0.1, 0.2]")
     assert_same_by_params(out / "grow", final)
     assert main(["status", str(out / "grow"), "--shards", "3"]) == 0
+
+
+def test_status_judges_against_the_latest_spec(tmp_path, capsys):
+    """A sweep left half-done, then its grid shrunk: only chunks with runs of the latest
+    spec are trained and counted; the others' runs on disk are kept and reported."""
+    out = tmp_path / "out"
+    base = spec_file(tmp_path)  # chunks (hidden, alpha): (2, .01) (2, .1) (3, .01) (3, .1)
+    runner.sweep(base, out=out, shard="0/3", progress=False)  # chunks 0 and 3 only
+    assert main(["status", str(out / "grow")]) == 1
+    less = spec_file(tmp_path, "less.toml", alpha="[0.1]")
+    report = runner.sweep(less, out=out, progress=False)
+    assert report.runs_trained == 3 and report.runs_before == 6  # chunk 1 (2, .1) only
+    assert sorted(os.listdir(out / "grow" / "runs")) == [
+        "chunk-000000.parquet", "chunk-000001.parquet", "chunk-000003.parquet"
+    ]  # fmt: skip
+    capsys.readouterr()
+    assert main(["status", str(out / "grow")]) == 0
+    text = capsys.readouterr().out
+    assert "chunks: 2 done, 0 pending, 2 in all" in text
+    assert "runs:   6 done (100.0%)" in text and "3 more runs of values it no longer has" in text
+    assert len(runner.load(out / "grow").runs) == 9  # kept runs stay visible
