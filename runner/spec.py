@@ -295,7 +295,8 @@ def layer_of(resolved: dict[str, Any], where: str) -> Layer:
     if sample is not None and sample["sha256"] != resolved["sample"]["sha256"]:
         fail("sample", "the sampled points differ from those this sweep was planned with "
              "(another scipy or numpy?); use --fresh or another name")  # fmt: skip
-    layer.chunk_runs = int(resolved["chunk_runs"])
+    # sweeps written before growth kept the effective chunk size under sweep.chunk_runs
+    layer.chunk_runs = int(resolved.get("chunk_runs") or resolved["sweep"]["chunk_runs"])
     return layer
 
 
