@@ -278,3 +278,20 @@ def test_status_judges_against_the_latest_spec(tmp_path, capsys):
     assert "chunks: 2 done, 0 pending, 2 in all" in text
     assert "runs:   6 done (100.0%)" in text and "3 more runs of values it no longer has" in text
     assert len(runner.load(out / "grow").runs) == 9  # kept runs stay visible
+
+
+def test_slurm_dry_run_of_a_growth(tmp_path, capsys):
+    """A job array may grow a sweep: its tasks cover every layer's chunks; a refused change
+    is refused before anything is written."""
+    out = tmp_path / "out"
+    runner.sweep(spec_file(tmp_path), out=out, progress=False)  # 4 chunks
+    bigger = spec_file(tmp_path, "bigger.toml", seeds=6)  # 4 more chunks
+    before = snapshot(out / "grow")
+    assert main(["slurm", str(bigger), "--tasks", "9", "--out", str(out), "--dry-run"]) == 2
+    assert "9 tasks for 8 chunks" in capsys.readouterr().err
+    assert main(["slurm", str(bigger), "--tasks", "8", "--out", str(out), "--dry-run"]) == 0
+    argv = ["slurm", str(bigger), "--tasks", "2", "--out", str(out), "--dry-run"]
+    assert main([*argv, "--set", "train.epochs=10"]) == 2
+    assert "train.epochs 150 -> 10" in capsys.readouterr().err
+    after = snapshot(out / "grow")
+    assert {k: v for k, v in after.items() if not k.startswith("slurm")} == before
