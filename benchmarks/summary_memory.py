@@ -43,9 +43,9 @@ def make_results(root: Path, seeds: int, epochs: int) -> Path:
     store.prepare(out, store.new_meta(spec.resolved(), spec.hash, spec.n_runs, spec.n_chunks), True)
     e = np.arange(1, epochs + 1, dtype=np.float64)[:, None]
     for c in range(spec.n_chunks):
-        start, stop = spec.chunk_range(c)
-        ids = np.arange(start, stop)
-        p = spec.params(ids)
+        chunk = spec.layer.chunk(c)
+        ids = np.arange(chunk.run_start, chunk.run_stop)
+        p = chunk.columns
         n = len(ids)
         rng = np.random.default_rng(c)
         alpha = np.asarray(p["alpha"])
@@ -62,9 +62,10 @@ def make_results(root: Path, seeds: int, epochs: int) -> Path:
         fstats = np.zeros((n, 2))
         fstats[:, kernels.FINAL_LOSS] = loss[last - 1, np.arange(n)]
         fstats[:, kernels.MIN_LOSS] = loss.min(0)
-        axis_cols = store.param_columns(p, n, spec.axis_names)
+        all_cols = store.param_columns(p)
+        axis_cols = {k: all_cols[k] for k in store.axis_columns(spec.axis_names)}
         losses = store.losses_table(ids, axis_cols, loss, istats, fstats, 1)
-        runs = store.runs_table(ids, store.param_columns(p, n, list(p)), istats, fstats)
+        runs = store.runs_table(ids, all_cols, istats, fstats)
         store.write_chunk(out, c, losses, runs)
     return out
 

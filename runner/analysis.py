@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from runner import store
+from runner import params, store
 from runner.errors import RunnerError
 from runner.store import axis_columns
 
@@ -79,15 +79,10 @@ class Results:
         return [a for a in self.axes if a != "seed"]
 
     def axis_size(self, axis: str) -> int:
-        """Number of values on a grid axis (1 if the axis is not on the grid)."""
-        value = self.spec["grid"].get(axis)
-        if value is None:
+        """Number of distinct values of an axis among the finished runs (1 if not an axis)."""
+        if axis not in self.axes:
             return 1
-        if isinstance(value, list):
-            return len(value)
-        if "num" in value:
-            return int(value["num"])
-        return len(range(value["start"], value["stop"], value.get("step", 1)))
+        return len(self.runs[axis_columns([axis])].drop_duplicates())
 
     # ----- tables -----
     def _files(self, sub: str) -> list[Path]:
@@ -141,7 +136,7 @@ class Results:
         names = _names(by)
         if names is None:
             return axis_columns(self.point_axes)
-        valid = [c for c in store.PARAM_ORDER if c in self.runs.columns]
+        valid = [c for c in params.COLUMNS if c in self.runs.columns]
         out: list[str] = []
         for n in names:
             cols = axis_columns([n])
@@ -204,9 +199,16 @@ class Results:
         return order.drop(columns="_div").head(n).reset_index(drop=True)
 
     # ----- loss curves (bounded memory) -----
-    def sample_epochs(self, max_points: int = 200) -> np.ndarray:
-        """Recorded epochs to draw curves at: all if few, else about ``max_points`` log-spaced."""
-        grid_epochs = self.spec["grid"].get("epochs") or [self.spec["train"]["epochs"]]
+    def sample_epochs(
+        self, max_points: int = 200, run_epochs: list[int] | None = None
+    ) -> np.ndarray:
+        """Recorded epochs to draw curves at: all if few, else about ``max_points`` log-spaced.
+
+        ``run_epochs``: the runs' epoch limits (default: from the latest spec).
+        """
+        grid_epochs = (
+            run_epochs or self.spec["grid"].get("epochs") or [self.spec["train"]["epochs"]]
+        )
         every = int(self.spec["record"]["every"])
         top = max(grid_epochs)
         if top // every + 1 <= max_points:
@@ -220,40 +222,54 @@ class Results:
         """Loss per grid point and sampled epoch over seeds: ``runs``, ``median``, ``q25``, ``q75``.
 
         A diverged run counts as +inf after it diverged; a run that converged
-        early keeps its final loss. Reads one loss file at a time: runs of a grid
-        point are contiguous in run_id (seed varies fastest), so a point open at
-        the end of a file is carried into the next one.
+        early keeps its final loss. Reads one loss file at a time and keeps only
+        the grid points still open: a point is aggregated as soon as all its
+        runs are read (its runs are contiguous unless the sweep grew).
         """
-        epochs = self.sample_epochs(max_points)
         stats = self._run_stats()
-        n_seed = self.axis_size("seed")
+        epochs = self.sample_epochs(max_points, sorted(int(e) for e in stats["epochs"].unique()))
+        point_of, first = self._points()
+        remaining = np.bincount(point_of.to_numpy(), minlength=len(first))
         parts: list[pd.DataFrame] = []
-        carry_ids = np.empty(0, np.int64)
-        carry = np.empty((0, len(epochs)))
+        open_ids = np.empty(0, np.int64)
+        open_mat = np.empty((0, len(epochs)))
         for f in self._files(store.LOSSES):
             table = pq.read_table(
                 f, columns=["run_id", "epoch", "loss"], filters=[("epoch", "in", epochs.tolist())]
             )
             ids, mat = _matrix(table, epochs)
             mat = _fill_stopped(mat, stats.loc[ids], epochs)
-            ids, mat = np.concatenate([carry_ids, ids]), np.vstack([carry, mat])
-            if len(ids) == 0:
-                continue
-            point = ids // n_seed
-            open_ = point == point[-1]  # the last point may go on in the next file
-            parts.append(_aggregate(ids[~open_] // n_seed, mat[~open_], epochs))
-            carry_ids, carry = ids[open_], mat[open_]
-        if len(carry_ids):
-            parts.append(_aggregate(carry_ids // n_seed, carry, epochs))
+            np.subtract.at(remaining, point_of.loc[ids].to_numpy(), 1)
+            ids, mat = np.concatenate([open_ids, ids]), np.vstack([open_mat, mat])
+            point = point_of.loc[ids].to_numpy()
+            closed = remaining[point] == 0
+            if closed.any():
+                order = np.argsort(point[closed], kind="stable")
+                parts.append(_aggregate(point[closed][order], mat[closed][order], epochs))
+            open_ids, open_mat = ids[~closed], mat[~closed]
         if not parts:
             raise RunnerError("no finished runs yet (run the sweep first)", file=str(self.folder))
         curves = pd.concat(parts, ignore_index=True)
+        curves = curves.sort_values(["point", "epoch"], kind="stable", ignore_index=True)
         # the grid point's axis values, from its first run
-        runs = self.runs.set_index("run_id")
-        first = runs.loc[curves["point"].to_numpy() * n_seed]
-        for c in reversed(axis_columns(self.point_axes)):
-            curves.insert(0, c, first[c].to_numpy())
+        cols = axis_columns(self.point_axes)
+        values = first.loc[curves["point"].to_numpy()]
+        for c in reversed(cols):
+            curves.insert(0, c, values[c].to_numpy())
         return curves.drop(columns="point")
+
+    def _points(self) -> tuple[pd.Series, pd.DataFrame]:
+        """Each run's grid point (numbered in run_id order) and each point's axis values."""
+        runs = self.runs
+        cols = axis_columns(self.point_axes)
+        if not cols:
+            point = pd.Series(np.zeros(len(runs), np.int64), index=runs["run_id"])
+            return point, pd.DataFrame(index=[0])
+        g = runs.groupby(cols, sort=False, dropna=False, observed=True)
+        codes = g.ngroup().to_numpy().astype(np.int64)  # in order of first appearance
+        point = pd.Series(codes, index=runs["run_id"])
+        first = runs[cols].assign(_p=codes).drop_duplicates("_p").set_index("_p").sort_index()
+        return point, first
 
     def _run_stats(self) -> pd.DataFrame:
         cols = ["run_id", "epochs", "epochs_run", "final_loss", "diverged"]

@@ -170,14 +170,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     )
     if report.chunks_run == 0:
         print(
-            f"{report.out}: complete, nothing to train "
-            f"({report.chunks_done_before} of {report.chunks} chunks already done)"
+            f"{report.out}: complete, nothing to train ({report.runs_before} runs already there; "
+            f"{report.chunks_done_before} of {report.chunks} chunks already done)"
         )
         return 0
     rate = report.rows / report.seconds if report.seconds > 0 else float("nan")
     print(
-        f"done: {report.runs_trained} runs ({report.diverged} diverged) in {report.seconds:.1f} s,"
-        f" {report.rows:,} loss rows, {rate / 1e6:.1f}M rows/s -> {report.out}"
+        f"done: {report.runs_trained} runs trained now ({report.diverged} diverged), "
+        f"{report.runs_before} already there, in {report.seconds:.1f} s, "
+        f"{report.rows:,} loss rows, {rate / 1e6:.1f}M rows/s -> {report.out}"
     )
     return 0
 

@@ -9,13 +9,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from runner import kernels, store
+from runner import kernels, params, store
 from runner.errors import RunnerError
-from runner.spec import KERNEL_KEYS, MAX_RUNS, Spec, load_spec
+from runner.growth import open_sweep
+from runner.plan import Chunk, Plan
+from runner.spec import MAX_RUNS, Spec, load_spec, spec_from_dict
 from runner.train import init_weights, run_batch
 
 BACKENDS = ("threading", "loky", "dask")
@@ -30,8 +31,8 @@ class ChunkTask:
     out: str
     run_start: int
     run_stop: int
-    params: dict[str, Any]
-    axis_names: list[str]
+    columns: dict[str, np.ndarray]  # the plan's columns for these runs (params.COLUMNS)
+    axis_names: list[str]  # parameters that vary in the sweep: columns of the losses table
     X: np.ndarray
     Y: np.ndarray
     every: int
@@ -50,44 +51,38 @@ class ChunkDone:
 @dataclass
 class SweepReport:
     out: Path
-    runs: int
-    chunks: int
+    runs: int  # runs in the sweep (every invocation's, see docs/growth.md)
+    chunks: int  # chunks of this invocation (its shard, if any)
     chunks_done_before: int
     chunks_run: int
-    runs_trained: int
+    runs_trained: int  # trained now
     diverged: int
     rows: int
     seconds: float
+    runs_before: int = 0  # already there when this invocation started (the whole sweep)
 
     @property
     def complete(self) -> bool:
         return self.chunks_done_before + self.chunks_run >= self.chunks
 
 
-def tasks_for(spec: Spec, out: Path, chunks: list[int]) -> Iterator[ChunkTask]:
+def tasks_for(spec: Spec, out: Path, chunks: list[int], plan: Plan | None = None
+              ) -> Iterator[ChunkTask]:  # fmt: skip
+    plan = plan or Plan([spec.layer])
     for c in chunks:
-        start, stop = spec.chunk_range(c)
-        params = spec.params(np.arange(start, stop))
+        chunk = plan.chunk(c)
         yield ChunkTask(
             c,
             str(out),
-            start,
-            stop,
-            params,
+            chunk.run_start,
+            chunk.run_stop,
+            chunk.columns,
             spec.axis_names,
             spec.X,
             spec.Y,
             spec.every,
             spec.loss_dtype,
         )
-
-
-def _scalar(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value[0].item()
-    if isinstance(value, list):
-        return value[0]
-    return value
 
 
 class ChunkFailed(RuntimeError):
@@ -124,23 +119,17 @@ def run_chunk(task: ChunkTask) -> ChunkDone:
 
 def _train_and_write(task: ChunkTask) -> ChunkDone:
     t0 = time.perf_counter()
-    p = task.params
+    cols = task.columns
     n = task.run_stop - task.run_start
-    kern = {k: _scalar(p[k]) for k in KERNEL_KEYS}
-    seeds = np.broadcast_to(np.asarray(p["seed"], dtype=np.int64), (n,))
-    if isinstance(p["init"], list) and isinstance(p["init"][0], list):
-        Wh, Wz = _init_mixed(seeds, p["init"], task, kern["hidden"])
-    else:
-        Wh, Wz = init_weights(
-            seeds, task.X.shape[1], kern["hidden"], task.Y.shape[1], tuple(p["init"])
-        )
-    alpha = np.broadcast_to(np.asarray(p["alpha"], dtype=np.float64), (n,)).copy()
+    chunk = Chunk(task.index, task.run_start, task.run_stop, cols)
+    kern = chunk.call()
+    Wh, Wz = _weights(cols, task.X.shape[1], kern["hidden"], task.Y.shape[1])
     res = run_batch(
         task.X,
         task.Y,
         Wh,
         Wz,
-        alpha,
+        cols["alpha"].copy(),
         kern["epochs"],
         kern["output"],
         kern["update"],
@@ -148,10 +137,12 @@ def _train_and_write(task: ChunkTask) -> ChunkDone:
         kern["stop_below"],
         kern["diverge_above"],
         np.dtype(task.loss_dtype).type,
+        dtype=kern["dtype"],
+        fastmath=kern["fastmath"],
     )
     run_ids = np.arange(task.run_start, task.run_stop)
-    all_cols = store.param_columns(p, n, list(p))
-    axis_cols = {k: all_cols[k] for k in all_cols if k in store.axis_columns(task.axis_names)}
+    all_cols = store.param_columns(cols)
+    axis_cols = {k: all_cols[k] for k in store.axis_columns(task.axis_names)}
     losses = store.losses_table(run_ids, axis_cols, res.loss, res.istats, res.fstats, task.every)
     runs = store.runs_table(run_ids, all_cols, res.istats, res.fstats)
     store.write_chunk(Path(task.out), task.index, losses, runs)
@@ -159,20 +150,27 @@ def _train_and_write(task: ChunkTask) -> ChunkDone:
     return ChunkDone(task.index, n, diverged, losses.num_rows, time.perf_counter() - t0)
 
 
-def _init_mixed(seeds, inits, task, hidden):
-    Wh = np.empty((task.X.shape[1], hidden, len(seeds)))
-    Wz = np.empty((hidden, task.Y.shape[1], len(seeds)))
-    for r, (seed, init) in enumerate(zip(seeds, inits, strict=True)):
-        wh, wz = init_weights([seed], task.X.shape[1], hidden, task.Y.shape[1], tuple(init))
+def _weights(cols: dict[str, np.ndarray], inputs: int, hidden: int, outputs: int):
+    """Initial weights of the chunk's runs, each from its own seed and init range."""
+    lo, hi, seeds = cols["init_lo"], cols["init_hi"], cols["seed"]
+    if len(lo) and (lo == lo[0]).all() and (hi == hi[0]).all():
+        return init_weights(seeds, inputs, hidden, outputs, (float(lo[0]), float(hi[0])))
+    Wh = np.empty((inputs, hidden, len(seeds)))
+    Wz = np.empty((hidden, outputs, len(seeds)))
+    for r in range(len(seeds)):
+        wh, wz = init_weights([seeds[r]], inputs, hidden, outputs, (float(lo[r]), float(hi[r])))
         Wh[:, :, r], Wz[:, :, r] = wh[:, :, 0], wz[:, :, 0]
     return Wh, Wz
 
 
-def warm_up(loss_dtype: str) -> None:
-    """Compile (or load from cache) the kernel in this process before dispatching."""
+def warm_up(loss_dtype: str, dtype: str = "float64", fastmath: bool = False) -> None:
+    """Compile (or load from cache) the kernel of one mode in this process before dispatching."""
     X = np.zeros((1, 1))
     Wh, Wz = init_weights([0], 1, 1, 1)
-    run_batch(X, X, Wh, Wz, np.ones(1), 1, loss_dtype=np.dtype(loss_dtype).type)
+    run_batch(
+        X, X, Wh, Wz, np.ones(1), 1, loss_dtype=np.dtype(loss_dtype).type, dtype=dtype,
+        fastmath=fastmath,
+    )  # fmt: skip
 
 
 def default_jobs() -> int:
@@ -254,7 +252,7 @@ class Progress:
 
 
 def sweep(
-    spec: str | Path | Spec,
+    spec: str | Path | dict | Spec,
     *,
     out: str | Path | None = None,
     jobs: int | None = None,
@@ -267,11 +265,16 @@ def sweep(
     progress: bool = True,
     yes: bool = False,
 ) -> SweepReport:
-    """Run (or resume) a sweep: train every chunk not yet done and write its files.
+    """Run, resume or grow a sweep: train every run not yet on disk and write its files.
 
-    ``out`` is the results root (default ``results``); files go to ``out/<name>/``.
+    ``spec`` is a TOML file, or a dict of the same structure. ``out`` is the
+    results root (default ``results``); files go to ``out/<name>/``. A spec that
+    adds grid values or sample points to an existing sweep trains only the new
+    runs (docs/growth.md).
     """
-    if not isinstance(spec, Spec):
+    if isinstance(spec, dict):
+        spec = spec_from_dict(spec, overrides)
+    elif not isinstance(spec, Spec):
         spec = load_spec(spec, overrides)
     backend = backend or os.environ.get("RUNNER_BACKEND") or DEFAULT_BACKEND
     if backend not in BACKENDS:
@@ -288,36 +291,39 @@ def sweep(
     shard_ = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
     root = Path(out) if out is not None else Path("results")
     folder = root / spec.name
-    meta = store.new_meta(spec.resolved(), spec.hash, spec.n_runs, spec.n_chunks)
-    store.prepare(folder, meta, fresh)
+    plan = open_sweep(folder, spec, fresh)
     store.clean_stale_tmp(folder)
 
     done = set()
     for c in store.done_chunks(folder):
-        if c >= spec.n_chunks:
+        if c >= plan.n_chunks:
             continue
-        problem = store.check_chunk(folder, c, spec.chunk_range(c))
+        problem = store.check_chunk(folder, c, plan.chunk_range(c))
         if problem is None:
             done.add(c)
         else:  # damaged (e.g. a crash on a filesystem without atomic rename): recompute
             sys.stderr.write(f"runner: {problem}; recomputing chunk {c}\n")
             store.remove_chunk(folder, c)
-    mine = range(spec.n_chunks)
-    if shard_ is not None:
-        mine = range(shard_[0], spec.n_chunks, shard_[1])
+    sizes = plan.chunk_sizes()
+    # chunks holding runs of this spec (a chunk of values removed since is kept, not needed)
+    needed = np.flatnonzero(plan.latest_runs() > 0).tolist()
+    mine = needed if shard_ is None else [c for c in needed if c % shard_[1] == shard_[0]]
     pending = [c for c in mine if c not in done]
-    pending.sort(key=lambda c: -_cost(spec, c))  # longest first: no straggler at the end
+    costs = _costs(plan)
+    pending.sort(key=lambda c: -costs[c])  # longest first: no straggler at the end
     before = len(mine) - len(pending)
     t0 = time.perf_counter()
-    report = SweepReport(folder, spec.n_runs, len(mine), before, 0, 0, 0, 0, 0.0)
+    report = SweepReport(folder, plan.n_runs, len(mine), before, 0, 0, 0, 0, 0.0)
+    report.runs_before = int(sum(sizes[c] for c in done))
     if not pending:
         report.seconds = time.perf_counter() - t0
         return report
-    warm_up(spec.loss_dtype)
-    pending_runs = sum(spec.chunk_range(c)[1] - spec.chunk_range(c)[0] for c in pending)
-    bar = Progress(pending_runs, _mean_epochs(spec), quiet, progress)
+    for dtype, fastmath in _modes(plan, pending):
+        warm_up(spec.loss_dtype, dtype, fastmath)
+    pending_runs = int(sum(sizes[c] for c in pending))
+    bar = Progress(pending_runs, _mean_epochs(plan), quiet, progress)
     try:
-        for res in dispatch(spec, folder, pending, jobs, backend, scheduler):
+        for res in dispatch(spec, folder, pending, jobs, backend, scheduler, plan):
             report.chunks_run += 1
             report.runs_trained += res.runs
             report.diverged += res.diverged
@@ -342,24 +348,45 @@ def sweep(
     return report
 
 
-def _cost(spec: Spec, c: int) -> float:
-    """Rough work of chunk c: runs x epochs x (hidden + 1)."""
-    start, stop = spec.chunk_range(c)
-    p = spec.params(np.array([start]))
-    return (stop - start) * float(np.ravel(p["epochs"])[0]) * (float(np.ravel(p["hidden"])[0]) + 1)
+def _modes(plan: Plan, chunks: list[int]) -> list[tuple[str, bool]]:
+    """The (dtype, fastmath) pairs of these chunks: each is a kernel to compile."""
+    dtypes = plan.per_chunk("dtype")[chunks]
+    fastmath = plan.per_chunk("fastmath")[chunks]
+    pairs = {(params.DTYPES[int(d)], bool(f)) for d, f in zip(dtypes, fastmath, strict=True)}
+    return sorted(pairs)
 
 
-def _mean_epochs(spec: Spec) -> float:
-    if "epochs" in spec.grid:
-        return float(np.mean(spec.axes["epochs"]))
-    return float(spec.train["epochs"])
+def _costs(plan: Plan) -> np.ndarray:
+    """Rough work of each chunk: runs x epochs x (hidden + 1)."""
+    epochs = plan.per_chunk("epochs").astype(np.float64)
+    hidden = plan.per_chunk("hidden").astype(np.float64)
+    return plan.chunk_sizes() * epochs * (hidden + 1)
+
+
+def _mean_epochs(plan: Plan) -> float:
+    total = runs = 0.0
+    for layer in plan.layers:
+        if "epochs" in layer.fixed:
+            total += layer.n_runs * float(layer.fixed["epochs"])
+        else:
+            for f in layer.factors:
+                if "epochs" in f:
+                    total += layer.n_runs * float(f["epochs"].mean())
+        runs += layer.n_runs
+    return total / runs if runs else 0.0
 
 
 def dispatch(
-    spec: Spec, folder: Path, pending: list[int], jobs: int, backend: str, scheduler: str | None
+    spec: Spec,
+    folder: Path,
+    pending: list[int],
+    jobs: int,
+    backend: str,
+    scheduler: str | None,
+    plan: Plan | None = None,
 ) -> Iterator[ChunkDone]:
     """Yield each chunk's summary as it finishes (any order)."""
-    tasks = tasks_for(spec, folder, pending)
+    tasks = tasks_for(spec, folder, pending, plan)
     if backend != "dask" and (jobs == 1 or len(pending) == 1):
         for task in tasks:  # the sequential path: also the debugging path
             yield run_chunk(task)

@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import store
 from runner.errors import RunnerError
+from runner.growth import open_sweep
 from runner.spec import MAX_RUNS, Spec, load_spec
 
 SLURM_DIR, SCRIPT, JOBS = "slurm", "sweep.sbatch", "jobs.txt"
@@ -104,22 +104,21 @@ def submit(
     spec = load_spec(spec_path, overrides)
     if tasks < 1:
         raise RunnerError(f"must be >= 1, got {tasks}", key="--tasks")
-    if tasks > spec.n_chunks:
-        raise RunnerError(
-            f"{tasks} tasks for {spec.n_chunks} chunks would leave tasks idle; "
-            f"use at most {spec.n_chunks} (or a smaller sweep.chunk_runs)",
-            key="--tasks",
-        )
     if spec.n_runs > MAX_RUNS and not yes:
         raise RunnerError(f"the grid has {spec.n_runs:,} runs; pass --yes", key="grid")
     root = Path(out).resolve()
     folder = root / spec.name
+    chunks = open_sweep(folder, spec, write=False).n_chunks  # a grown sweep: every layer's
+    if tasks > chunks:
+        raise RunnerError(
+            f"{tasks} tasks for {chunks} chunks would leave tasks idle; "
+            f"use at most {chunks} (or a smaller sweep.chunk_runs)",
+            key="--tasks",
+        )
     text = sbatch_script(
         spec, spec_path, root, tasks, overrides, options or SlurmOptions(), sys.executable, yes
     )
-    if dry_run:
-        _check_same_sweep(folder, spec)
-    else:
+    if not dry_run:
         sbatch = shutil.which("sbatch")
         if sbatch is None:
             raise RunnerError("sbatch not found on PATH (is this a SLURM login node?)", key="slurm")
@@ -130,9 +129,8 @@ def submit(
                 f"(array indices must be < {limit})",
                 key="--tasks",
             )
-        # sweep.json now: a folder holding another sweep is refused before any job starts
-        meta = store.new_meta(spec.resolved(), spec.hash, spec.n_runs, spec.n_chunks)
-        store.prepare(folder, meta, fresh=False)
+        # sweep.json (or the growth's file) now: every task plans the same chunks
+        open_sweep(folder, spec)
     script = folder / SLURM_DIR / SCRIPT
     (script.parent / "logs").mkdir(parents=True, exist_ok=True)
     script.write_text(text)
@@ -148,13 +146,6 @@ def submit(
     with open(script.parent / JOBS, "a") as fh:
         fh.write(f"{job_id} {tasks} {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
     return Submission(script, text, tasks, job_id)
-
-
-def _check_same_sweep(folder: Path, spec: Spec) -> None:
-    if (folder / store.META).is_file():
-        found = store.read_meta(folder).get("spec_hash")
-        if found != spec.hash:
-            raise RunnerError(f"holds a different sweep (spec hash {found})", file=str(folder))
 
 
 def max_array_size() -> int | None:

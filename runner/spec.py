@@ -1,19 +1,19 @@
-"""Experiment specs: load a TOML file, apply --set overrides, validate, expand the grid.
+"""Experiment specs: load a TOML file (or a dict), apply --set overrides, validate, plan.
 
-Runs are the cartesian product of the grid axes in a fixed order, the last
-varying fastest: ``epochs, output, update, hidden, stop_below, diverge_above,
-init, alpha, seed`` (axes not in the grid are fixed). ``run_id`` is the position
-in that order. The first six are kernel-wide, so the runs of one shape form
-contiguous blocks, and each block is cut into chunks of at most ``chunk_runs``
-(whole kernel tiles where ``chunk_runs`` allows, so no lane of a tile idles).
+Runs are the cartesian product of the grid axes and the sampled points
+(``[sample]``), planned by ``runner.plan``: the per-call axes in the order of
+``params.PARAMS`` (``epochs, output, update, hidden, stop_below, diverge_above,
+dtype, fastmath``), then the sampled points, then the per-run axes (``init, alpha,
+seed``), the last varying fastest. ``run_id`` is the position in that order.
+Every value is checked by its parameter's one rule (``runner.params``).
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import json
-import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -23,31 +23,20 @@ from typing import Any
 import numpy as np
 
 from runner import data as datasets
+from runner import params as P
 from runner.errors import RunnerError
-from runner.kernels import TILE
-from runner.train import OUTPUTS, UPDATES, slots
+from runner.plan import TILE, Factor, Layer, make_layer, slots
+from runner.sample import build_sample
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "epochs": 10000,
-    "alpha": 0.1,
-    "hidden": 4,
-    "seed": 0,
-    "output": "linear",
-    "update": "sequential",
-    "init": [0.0, 1.0],
-    "stop_below": None,
-    "diverge_above": None,
-}
-KERNEL_KEYS = ("epochs", "output", "update", "hidden", "stop_below", "diverge_above")
-RUN_KEYS = ("init", "alpha", "seed")
-AXIS_ORDER = KERNEL_KEYS + RUN_KEYS
-TOP_KEYS = ("name", "data", "train", "grid", "record", "sweep")
+TRAIN_DEFAULTS: dict[str, Any] = dict(P.DEFAULTS)
+TOP_KEYS = ("name", "data", "train", "grid", "sample", "record", "sweep")
 DATA_KEYS = ("builtin", "path", "features", "targets")
 RECORD_KEYS = ("every", "loss_dtype")
 SWEEP_KEYS = ("chunk_runs",)
 MAX_RUNS = 1_000_000  # larger grids need an explicit yes
 CHUNK_ROWS = 1 << 21  # automatic chunks hold about this many loss rows
+DICT_SPEC = "spec (dict)"  # how errors name a spec given as a Python dict
 
 
 def _check_keys(table: dict, valid: tuple[str, ...], prefix: str, fail) -> None:
@@ -57,54 +46,18 @@ def _check_keys(table: dict, valid: tuple[str, ...], prefix: str, fail) -> None:
             fail(f"{prefix}{key}", _suggest(key, valid))
 
 
-def _suggest(key: str, valid: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(key, valid, n=1)
+def _suggest(key: Any, valid: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(str(key), valid, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
     return f"unknown key {key!r}{hint}"
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
 def check_value(key: str, v: Any, fail) -> Any:
-    """Validate one [train] value; ``fail(msg)`` raises. Returns the normalised value."""
-    if key in ("epochs", "hidden", "seed"):
-        low = 0 if key == "seed" else 1
-        if not _is_int(v):
-            fail(f"must be an integer, got {v!r}")
-        if v < low:
-            fail(f"must be >= {low}, got {v}")
-        if v > 2**31 - 1 and key != "seed":
-            fail(f"is too large ({v})")
-        return int(v)
-    if key == "alpha":
-        if not _is_num(v) or not math.isfinite(v) or v <= 0:
-            fail(f"must be a finite number > 0, got {v!r}")
-        return float(v)
-    if key in ("stop_below", "diverge_above"):
-        if v is None:
-            return None
-        if not _is_num(v) or not math.isfinite(v) or v <= 0:
-            fail(f"must be a finite number > 0, got {v!r}")
-        return float(v)
-    if key in ("output", "update"):
-        choices = OUTPUTS if key == "output" else UPDATES
-        if v not in choices:
-            fail(f"must be one of {', '.join(map(repr, choices))}, got {v!r}")
-        return v
-    if key == "init":
-        if not isinstance(v, list | tuple) or len(v) != 2 or not all(map(_is_num, v)):
-            fail(f"must be a pair [lo, hi] of numbers, got {v!r}")
-        lo, hi = float(v[0]), float(v[1])
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            fail(f"needs finite lo < hi, got {v!r}")
-        return [lo, hi]
-    raise AssertionError(key)
+    """Validate one [train] value by its parameter's rule; ``fail(msg)`` raises."""
+    try:
+        return P.BY_NAME[key].check(v)
+    except P.Invalid as exc:
+        fail(str(exc))
 
 
 @dataclass
@@ -118,70 +71,47 @@ class Spec:
     grid: dict[str, Any]  # axis -> list of values, or a range dict for integer axes
     every: int
     loss_dtype: str
-    chunk_runs: int
+    chunk_runs: int  # effective (0 in the spec means automatic)
     X: np.ndarray = field(repr=False)
     Y: np.ndarray = field(repr=False)
-    axes: dict[str, np.ndarray | list] = field(repr=False, default_factory=dict)
+    sample: dict[str, Any] | None = None  # [sample] as resolved, with its points' digest
+    chunk_runs_spec: int = 0
+    layer: Layer = field(repr=False, default=None)  # type: ignore[assignment]
 
-    # ----- grid geometry -----
+    # ----- plan geometry -----
     @property
     def axis_names(self) -> list[str]:
-        return [k for k in AXIS_ORDER if k in self.grid]
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(len(self.axes[k]) for k in self.axis_names)
+        """Parameters that vary (grid or sample), in table order."""
+        return P.params_of(self.layer.varying)
 
     @property
     def n_runs(self) -> int:
-        return math.prod(self.shape)
-
-    @property
-    def block(self) -> int:
-        """Runs per kernel shape: the product of the run-level axes."""
-        return math.prod(len(self.axes[k]) for k in RUN_KEYS if k in self.grid)
-
-    @property
-    def chunks_per_block(self) -> int:
-        return -(-self.block // self.chunk_runs)
+        return self.layer.n_runs
 
     @property
     def n_chunks(self) -> int:
-        return (self.n_runs // self.block) * self.chunks_per_block
+        return self.layer.n_chunks
 
     def chunk_range(self, c: int) -> tuple[int, int]:
         """run_id range [start, stop) of chunk c."""
-        b, p = divmod(c, self.chunks_per_block)
-        size = -(-self.block // self.chunks_per_block)  # even pieces,
-        size = min(-(-size // TILE) * TILE, self.chunk_runs)  # of whole kernel tiles
-        start = b * self.block + p * size
-        return start, min(start + size, (b + 1) * self.block)
-
-    def params(self, run_ids: np.ndarray) -> dict[str, Any]:
-        """Every run parameter for the given run ids: arrays for axes, scalars otherwise."""
-        out: dict[str, Any] = dict(self.train)
-        if self.axis_names:
-            idx = np.unravel_index(np.asarray(run_ids, dtype=np.int64), self.shape)
-            for k, i in zip(self.axis_names, idx, strict=True):
-                values = self.axes[k]
-                if isinstance(values, np.ndarray):
-                    out[k] = values[i]
-                else:
-                    out[k] = [values[j] for j in i]
-        return out
+        return self.layer.chunk_range(c)
 
     # ----- identity -----
     def resolved(self) -> dict[str, Any]:
         """The spec as JSON-able data: what sweep.json stores and the hash covers."""
-        return {
+        out = {
             "name": self.name,
             "data": self.data,
             "train": self.train,
             "grid": self.grid,
             "axis_order": self.axis_names,
             "record": {"every": self.every, "loss_dtype": self.loss_dtype},
-            "sweep": {"chunk_runs": self.chunk_runs},
+            "sweep": {"chunk_runs": self.chunk_runs_spec},
+            "chunk_runs": self.chunk_runs,
         }
+        if self.sample is not None:
+            out["sample"] = self.sample
+        return out
 
     @property
     def hash(self) -> str:
@@ -190,7 +120,11 @@ class Spec:
 
     @property
     def recorded_per_run(self) -> int:
-        epochs = self.axes["epochs"] if "epochs" in self.grid else [self.train["epochs"]]
+        epochs = {self.train["epochs"]}
+        if "epochs" not in self.layer.fixed:
+            for factor in self.layer.factors:
+                if "epochs" in factor:
+                    epochs = set(factor["epochs"].tolist())
         return max(slots(int(e), self.every) + 1 for e in epochs)
 
 
@@ -245,12 +179,36 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
     return build_spec(raw, where, base=path.parent)
 
 
+def spec_from_dict(raw: dict[str, Any], overrides: list[str] | None = None) -> Spec:
+    """A spec given as a Python dict (the TOML structure), validated the same way.
+
+    Errors name the key path, e.g. ``spec (dict): grid.alpah: unknown key ...``.
+    A relative ``data.path`` is taken from the current folder.
+    """
+    if not isinstance(raw, dict):
+        raise RunnerError(f"a spec must be a dict, got {type(raw).__name__}", file=DICT_SPEC)
+    raw = _plain(copy.deepcopy(raw))
+    apply_overrides(raw, list(overrides or []), DICT_SPEC)
+    return build_spec(raw, DICT_SPEC)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples and arrays as lists, as TOML would give them."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    return value
+
+
 def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spec:
     def fail(key: str, msg: str):
         raise RunnerError(msg, file=where, key=key)
 
     _check_keys(raw, TOP_KEYS, "", fail)
-    for key in ("data", "train", "grid", "record", "sweep"):
+    for key in ("data", "train", "grid", "sample", "record", "sweep"):
         if not isinstance(raw.get(key, {}), dict):
             fail(key, f"must be a table, got {type(raw[key]).__name__}")
 
@@ -265,22 +223,17 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
     train = dict(TRAIN_DEFAULTS)
     for key, value in raw.get("train", {}).items():
         if key not in TRAIN_DEFAULTS:
-            fail(f"train.{key}", _suggest(key, tuple(TRAIN_DEFAULTS)))
+            fail(f"train.{key}", _suggest(key, P.NAMES))
         train[key] = value
     for key, value in train.items():
         train[key] = check_value(key, value, lambda m, k=key: fail(f"train.{k}", m))
 
-    grid: dict[str, Any] = {}
-    axes: dict[str, Any] = {}
-    for key, value in raw.get("grid", {}).items():
-        if key not in TRAIN_DEFAULTS:
-            fail(f"grid.{key}", _suggest(key, tuple(TRAIN_DEFAULTS)))
-        grid[key], axes[key] = _axis(key, value, lambda m, k=key: fail(f"grid.{k}", m))
+    grid, sample, layer = plan_layer(train, raw.get("grid", {}), raw.get("sample"), fail)
 
     record = raw.get("record", {})
     _check_keys(record, RECORD_KEYS, "record.", fail)
     every = record.get("every", 1)
-    if not _is_int(every) or every < 1:
+    if not P.is_int(every) or every < 1 or every > P.INT32_MAX:
         fail("record.every", f"must be an integer >= 1, got {every!r}")
     loss_dtype = record.get("loss_dtype", "float32")
     if loss_dtype not in ("float32", "float64"):
@@ -289,16 +242,62 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
     sweep = raw.get("sweep", {})
     _check_keys(sweep, SWEEP_KEYS, "sweep.", fail)
     chunk_runs = sweep.get("chunk_runs", 0)
-    if not _is_int(chunk_runs) or chunk_runs < 0:
+    if not P.is_int(chunk_runs) or chunk_runs < 0:
         fail(
             "sweep.chunk_runs", f"must be an integer >= 1 (or 0 for automatic), got {chunk_runs!r}"
         )
 
-    spec = Spec(name, where, data_spec, train, grid, every, loss_dtype, 1, X, Y, axes)
-    if chunk_runs == 0:
-        chunk_runs = auto_chunk_runs(spec.recorded_per_run)
-    spec.chunk_runs = chunk_runs
+    spec = Spec(name, where, data_spec, train, grid, int(every), loss_dtype, 1, X, Y,
+                sample, int(chunk_runs), layer)  # fmt: skip
+    spec.chunk_runs = int(chunk_runs) or auto_chunk_runs(spec.recorded_per_run)
+    layer.chunk_runs = spec.chunk_runs
     return spec
+
+
+def plan_layer(train: dict[str, Any], grid_raw: dict[str, Any], sample_raw: dict | None, fail
+               ) -> tuple[dict[str, Any], dict[str, Any] | None, Layer]:  # fmt: skip
+    """Validated [train] values, raw [grid] and [sample] -> their resolved forms and the layer.
+
+    ``fail(key, msg)`` raises. The layer's ``chunk_runs`` is left for the caller.
+    """
+    grid: dict[str, Any] = {}
+    factors: dict[str, Factor] = {}
+    for key, value in grid_raw.items():
+        if key not in TRAIN_DEFAULTS:
+            fail(f"grid.{key}", _suggest(key, P.NAMES))
+        grid[key], factors[key] = _axis(key, value, lambda m, k=key: fail(f"grid.{k}", m))
+    sample, points = None, None
+    if sample_raw is not None:
+        sample, points = build_sample(sample_raw, train, grid, fail)
+    varying = set(points or {})
+    for key in factors:
+        varying.update(c for c, _ in P.BY_NAME[key].columns)
+    fixed = {}
+    for p in P.PARAMS:
+        for (col, _), value in zip(p.columns, p.to_row(train[p.name]), strict=True):
+            if col not in varying:
+                fixed[col] = value
+    return grid, sample, make_layer(fixed, factors, points, 1)
+
+
+def layer_of(resolved: dict[str, Any], where: str) -> Layer:
+    """The layer of a resolved spec (sweep.json), planned again; its sample points are checked."""
+
+    def fail(key: str, msg: str):
+        raise RunnerError(f"cannot plan again: {msg}", file=where, key=key)
+
+    train = {k: check_value(k, v, lambda m, k=k: fail(f"train.{k}", m))
+             for k, v in {**TRAIN_DEFAULTS, **resolved["train"]}.items()}  # fmt: skip
+    sample_raw = resolved.get("sample")
+    if sample_raw is not None:
+        sample_raw = {k: v for k, v in sample_raw.items() if k != "sha256"}
+    _, sample, layer = plan_layer(train, resolved["grid"], sample_raw, fail)
+    if sample is not None and sample["sha256"] != resolved["sample"]["sha256"]:
+        fail("sample", "the sampled points differ from those this sweep was planned with "
+             "(another scipy or numpy?); use --fresh or another name")  # fmt: skip
+    # sweeps written before growth kept the effective chunk size under sweep.chunk_runs
+    layer.chunk_runs = int(resolved.get("chunk_runs") or resolved["sweep"]["chunk_runs"])
+    return layer
 
 
 def auto_chunk_runs(rows_per_run: int) -> int:
@@ -307,8 +306,22 @@ def auto_chunk_runs(rows_per_run: int) -> int:
     return int(min(max(TILE, runs // TILE * TILE), 8192))
 
 
-def _axis(key: str, value: Any, fail) -> tuple[Any, Any]:
-    """A grid axis -> (its JSON form, its values as an array or list)."""
+def _factor(key: str, values: list[Any]) -> Factor:
+    """Normalised values of parameter ``key`` -> its columns (plan dtypes)."""
+    p = P.BY_NAME[key]
+    rows = [p.to_row(v) for v in values]
+    return {
+        col: np.array([r[j] for r in rows], dtype=P.NUMPY[dt])
+        for j, (col, dt) in enumerate(p.columns)
+    }
+
+
+def _kind(key: str) -> str:
+    return P.BY_NAME[key].columns[0][1] if len(P.BY_NAME[key].columns) == 1 else "pair"
+
+
+def _axis(key: str, value: Any, fail) -> tuple[Any, Factor]:
+    """A grid axis -> (its JSON form, its factor)."""
     if isinstance(value, dict):
         if "num" in value:
             return _spaced(key, value, fail)
@@ -316,19 +329,21 @@ def _axis(key: str, value: Any, fail) -> tuple[Any, Any]:
         for k in value:
             if k not in allowed:
                 fail(_suggest(k, (*allowed, "num", "log")))
-        if key not in ("seed", "hidden", "epochs"):
+        if _kind(key) not in ("int32", "int64"):
             fail("a range {start, stop, step} needs an integer axis; use {start, stop, num} here")
         if "start" not in value or "stop" not in value:
             fail("a range needs 'start' and 'stop' (stop excluded)")
         start, stop, step = value["start"], value["stop"], value.get("step", 1)
-        if not all(map(_is_int, (start, stop, step))) or step < 1:
+        if not all(map(P.is_int, (start, stop, step))) or step < 1:
             fail(f"start, stop and step must be integers, step >= 1, got {value!r}")
         if stop <= start:
             fail(f"is empty: stop ({stop}) must exceed start ({start})")
         values = np.arange(start, stop, step, dtype=np.int64)
         check_value(key, int(values[0]), fail)
         check_value(key, int(values[-1]), fail)
-        return {"start": start, "stop": stop, "step": step}, values
+        col = P.BY_NAME[key].columns[0]
+        form = {"start": int(start), "stop": int(stop), "step": int(step)}
+        return form, {col[0]: values.astype(P.NUMPY[col[1]])}
     if not isinstance(value, list):
         fail(f"must be a list of values or a range table, got {value!r}")
     if len(value) == 0:
@@ -340,25 +355,21 @@ def _axis(key: str, value: Any, fail) -> tuple[Any, Any]:
         if marker in seen:
             fail(f"lists {v!r} twice")
         seen.add(marker)
-    if key in ("epochs", "hidden", "seed"):
-        return values, np.array(values, dtype=np.int64)
-    if key in ("alpha", "stop_below", "diverge_above") and None not in values:
-        return values, np.array(values, dtype=np.float64)
-    return values, values
+    return values, _factor(key, values)
 
 
-def _spaced(key: str, value: dict, fail) -> tuple[Any, Any]:
+def _spaced(key: str, value: dict, fail) -> tuple[Any, Factor]:
     allowed = ("start", "stop", "num", "log")
     for k in value:
         if k not in allowed:
             fail(_suggest(k, allowed))
-    if key not in ("alpha", "stop_below", "diverge_above"):
+    if _kind(key) != "float64":
         fail("spaced values {start, stop, num} need a real-valued axis (alpha, ...)")
     start, stop, num, log = value.get("start"), value.get("stop"), value["num"], value.get("log")
-    if not _is_num(start) or not _is_num(stop):
+    if not P.is_num(start) or not P.is_num(stop):
         fail("spaced values need numeric 'start' and 'stop'")
-    if not _is_int(num) or num < 1:
-        fail(f"'num' must be an integer >= 1, got {num!r}")
+    if not P.is_int(num) or num < 1 or num > 10**8:
+        fail(f"'num' must be an integer from 1 to 10**8, got {num!r}")
     if log is None:
         log = False
     if not isinstance(log, bool):
@@ -371,7 +382,8 @@ def _spaced(key: str, value: dict, fail) -> tuple[Any, Any]:
         values = np.geomspace(float(start), float(stop), num)
     else:
         values = np.linspace(float(start), float(stop), num)
-    return {"start": start, "stop": stop, "num": num, "log": log}, values
+    form = {"start": start, "stop": stop, "num": int(num), "log": log}
+    return form, {key: values}
 
 
 def _load_data(raw: dict, where: str, base: Path | None, fail):

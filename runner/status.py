@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 
-from runner import slurm, store
+from runner import growth, slurm, store
 from runner.errors import RunnerError
 
 
@@ -23,6 +24,9 @@ class Status:
     bad: list[str] = field(default_factory=list)  # unreadable files
     shards: int | None = None  # tasks of the SLURM job array written for this folder, if any
     jobs: list[str] = field(default_factory=list)  # SLURM job ids submitted for it
+    layers: list[dict] = field(default_factory=list)  # one per invocation that planned runs
+    needed: list[int] = field(default_factory=list)  # chunks holding runs of the latest spec
+    kept_runs: int = 0  # runs on disk of values no longer in the spec
 
     @property
     def pending(self) -> int:
@@ -40,13 +44,20 @@ class Status:
             f"runs:   {self.runs_done} done ({pct:.1f}%), {self.diverged} diverged, "
             f"{self.runs} in all",
         ]
+        if len(self.layers) > 1:
+            out.append(
+                f"grown:  {len(self.layers) - 1} time(s); counts are of the latest spec"
+                + (f"; {self.kept_runs} more runs of values it no longer has are kept"
+                   if self.kept_runs else "")
+            )  # fmt: skip
         shards = shards or self.shards
         if self.jobs:
             out.append(f"slurm:  jobs {', '.join(self.jobs)} (latest: {self.shards} tasks)")
         if shards:
             done = set(self.done)
+            needed = self.needed or range(self.chunks)
             for i in range(shards):
-                mine = range(i, self.chunks, shards)
+                mine = [c for c in needed if c % shards == i]
                 k = sum(c in done for c in mine)
                 out.append(f"shard {i}/{shards}: {k}/{len(mine)} chunks done")
         out.extend(f"damaged: {b} (the same sweep command recomputes it)" for b in self.bad)
@@ -62,10 +73,18 @@ def status(folder: str | Path) -> Status:
     if not folder.is_dir():
         raise RunnerError("no such results folder", file=str(folder))
     meta = store.read_meta(folder)
-    st = Status(folder, meta["spec"]["name"], int(meta["chunks"]), int(meta["runs"]))
+    latest = growth.plan_of(folder, store.layer_files(folder)).latest_runs()
+    st = Status(folder, meta["spec"]["name"], 0, int(latest.sum()))
+    st.needed = np.flatnonzero(latest > 0).tolist()
+    st.chunks = len(st.needed)
     st.shards, st.jobs = slurm.array_tasks(folder), slurm.job_ids(folder)
+    st.layers = meta["layers"]
+    needed = set(st.needed)
     for c in sorted(store.done_chunks(folder)):
-        if c >= st.chunks:
+        if c >= len(latest):
+            continue
+        if c not in needed:  # only values removed since: kept, not counted
+            st.kept_runs += _rows(folder, c)
             continue
         problem = store.check_chunk(folder, c)
         if problem is not None:
@@ -73,6 +92,14 @@ def status(folder: str | Path) -> Status:
             continue
         table = pq.read_table(folder / store.RUNS / store.chunk_name(c), columns=["diverged"])
         st.done.append(c)
-        st.runs_done += table.num_rows
+        st.runs_done += int(latest[c])
+        st.kept_runs += table.num_rows - int(latest[c])
         st.diverged += int(table.column("diverged").to_numpy().sum())
     return st
+
+
+def _rows(folder: Path, c: int) -> int:
+    try:
+        return pq.read_metadata(folder / store.RUNS / store.chunk_name(c)).num_rows
+    except Exception:  # damaged: nothing to count
+        return 0

@@ -25,25 +25,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from runner import kernels
+from runner import kernels, params
 from runner.errors import RunnerError
 
 LOSSES, RUNS, META = "losses", "runs", "sweep.json"
-INT32_COLS = ("hidden", "epochs")
-STRING_COLS = ("output", "update")
-FLOAT_COLS = ("alpha", "stop_below", "diverge_above", "init_lo", "init_hi")
-PARAM_ORDER = (
-    "epochs",
-    "output",
-    "update",
-    "hidden",
-    "stop_below",
-    "diverge_above",
-    "init_lo",
-    "init_hi",
-    "alpha",
-    "seed",
-)
+GROWN = "grown"  # one JSON file per invocation that grew the sweep (docs/growth.md)
 
 
 def chunk_name(c: int) -> str:
@@ -61,45 +47,24 @@ def chunk_of(name: str) -> int | None:
 
 # ----- columns -----
 def axis_columns(axes: list[str]) -> list[str]:
-    """Table columns of grid axes: ``init`` is stored as ``init_lo`` and ``init_hi``."""
-    out: list[str] = []
-    for a in axes:
-        out.extend(("init_lo", "init_hi") if a == "init" else (a,))
-    return out
+    """Table columns of parameters (grid axes): ``init`` is ``init_lo`` and ``init_hi``."""
+    return params.columns_of(axes)
 
 
-def param_columns(params: dict[str, Any], n: int, keys: list[str]) -> dict[str, pa.Array]:
-    """Arrow columns for parameters ``keys`` (init becomes init_lo, init_hi), ``n`` runs."""
-    cols: dict[str, Any] = {}
-    for key in keys:
-        value = params[key]
-        if key == "init":
-            if isinstance(value, list) and value and isinstance(value[0], list):
-                pairs = np.array(value, dtype=np.float64).reshape(-1, 2)
-            else:
-                pairs = np.tile(np.array(value, dtype=np.float64), (n, 1))
-            cols["init_lo"], cols["init_hi"] = pairs[:, 0], pairs[:, 1]
-            continue
-        cols[key] = value
+def param_columns(columns: dict[str, np.ndarray]) -> dict[str, pa.Array]:
+    """Arrow columns of the plan's columns (params.COLUMNS), typed by the parameter table."""
     out: dict[str, pa.Array] = {}
-    for key in [k for k in PARAM_ORDER if k in cols]:
-        out[key] = _column(key, cols[key], n)
+    for col in params.COLUMNS:
+        values = columns[col]
+        kind = params.COLUMN_DTYPE[col]
+        if kind == "category":
+            names = np.array(params.OWNER[col].choices, dtype=object)
+            out[col] = pa.array(names[values], pa.string()).dictionary_encode()
+        elif kind == "float64" and params.OWNER[col].default is None:
+            out[col] = pa.array(values, pa.float64(), mask=np.isnan(values))  # None when absent
+        else:
+            out[col] = pa.array(values)
     return out
-
-
-def _column(key: str, value: Any, n: int) -> pa.Array:
-    if key in STRING_COLS:
-        values = value if isinstance(value, list) else [value] * n
-        return pa.array(values, pa.string()).dictionary_encode()
-    if key in INT32_COLS:
-        return pa.array(np.broadcast_to(np.asarray(value, dtype=np.int32), (n,)))
-    if key == "seed":
-        return pa.array(np.broadcast_to(np.asarray(value, dtype=np.int64), (n,)))
-    if isinstance(value, list):  # a float axis holding None
-        return pa.array(value, pa.float64())
-    if value is None:
-        return pa.nulls(n, pa.float64())
-    return pa.array(np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)))
 
 
 def losses_table(
@@ -397,20 +362,27 @@ def git_commit() -> str | None:
 
 
 def read_meta(out: Path) -> dict[str, Any]:
-    path = out / META
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RunnerError("not a sweep results folder (no sweep.json)", file=str(out)) from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunnerError(f"unreadable sweep.json ({exc})", file=str(path)) from None
+    """The sweep as it stands: sweep.json, with the latest spec and the totals of every layer.
+
+    ``layers`` lists each invocation that planned runs (sweep.json first, then
+    ``grown/NNNN.json``): its spec hash, runs, chunks and offsets.
+    """
+    files = layer_files(out)
+    meta = dict(files[0])
+    meta["spec"], meta["spec_hash"] = files[-1]["spec"], files[-1]["spec_hash"]
+    meta["runs"] = sum(int(f["runs"]) for f in files)
+    meta["chunks"] = sum(int(f["chunks"]) for f in files)
+    meta["layers"] = [
+        {k: f.get(k) for k in ("spec_hash", "runs", "chunks", "created")} for f in files
+    ]
+    return meta
 
 
 def prepare(out: Path, meta: dict[str, Any], fresh: bool) -> dict[str, Any]:
     """Create ``out`` and its sweep.json once (whoever comes first), or check it matches.
 
-    Raises RunnerError when ``out`` holds a different sweep (unless ``fresh``) or is
-    not writable. Returns the sweep.json in force.
+    Raises RunnerError when ``out`` is not writable. Returns sweep.json as found
+    (runner.growth checks that it is the same sweep, or one that may grow).
     """
     where = str(out)
     if out.exists() and not out.is_dir():
@@ -443,14 +415,48 @@ def prepare(out: Path, meta: dict[str, Any], fresh: bool) -> dict[str, Any]:
         finally:
             tmp.unlink()
         fsync_dir(out)
-    found = read_meta(out)
-    if found.get("spec_hash") != meta["spec_hash"]:
+    return read_json(path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
         raise RunnerError(
-            f"holds a different sweep (spec hash {found.get('spec_hash')}, this spec "
-            f"{meta['spec_hash']}); use --fresh to replace it or choose another name",
-            file=where,
-        )
+            "not a sweep results folder (no sweep.json)", file=str(path.parent)
+        ) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunnerError(f"unreadable sweep file ({exc})", file=str(path)) from None
+
+
+def layer_files(out: Path) -> list[dict[str, Any]]:
+    """sweep.json, then the files of each growth, in order."""
+    found = [read_json(out / META)]
+    folder = out / GROWN
+    if folder.is_dir():
+        names = sorted(n for n in os.listdir(folder) if n.endswith(".json") and n[:4].isdigit())
+        found.extend(read_json(folder / n) for n in names)
     return found
+
+
+def add_layer(out: Path, k: int, meta: dict[str, Any]) -> bool:
+    """Write growth k's file unless it exists (whoever comes first); True if written."""
+    folder = out / GROWN
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{k:04d}.json"
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(json.dumps(meta, indent=2) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink()
+        fsync_dir(folder)
 
 
 def new_meta(resolved: dict[str, Any], spec_hash: str, n_runs: int, n_chunks: int) -> dict:

@@ -9,10 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from runner import kernels
+from runner import params as P
 from runner.errors import RunnerError
-
-OUTPUTS = ("linear", "sigmoid")
-UPDATES = ("sequential", "simultaneous")
+from runner.plan import slots
 
 
 @dataclass
@@ -64,11 +63,6 @@ def init_weights(
     return Wh, Wz
 
 
-def slots(epochs: int, every: int) -> int:
-    """Number of recorded epochs: epoch 1 and every multiple of ``every``."""
-    return epochs if every == 1 else epochs // every + 1
-
-
 def run_batch(
     X: np.ndarray,
     Y: np.ndarray,
@@ -82,8 +76,19 @@ def run_batch(
     stop_below: float | None = None,
     diverge_above: float | None = None,
     loss_dtype: type = np.float64,
+    *,
+    dtype: str = "float64",
+    fastmath: bool = False,
+    tile: int | None = None,
 ) -> BatchResult:
     """Train a batch of runs of one shape in one kernel call (Wh, Wz are updated in place)."""
+    # TEMPORARY SEAM (branch plan): the precision modes come with the kernel branch,
+    # which replaces this check with the real implementation of dtype and fastmath.
+    if dtype != "float64" or fastmath:
+        raise RunnerError(
+            f"dtype={dtype!r}, fastmath={fastmath!r}: not available yet in this build",
+            key="dtype" if dtype != "float64" else "fastmath",
+        )
     R = len(alpha)
     loss = np.full((slots(epochs, every), R), np.nan, dtype=loss_dtype)
     istats = np.zeros((R, 3), dtype=np.int64)
@@ -131,32 +136,12 @@ def check_data(X: object, Y: object, where: str = "data") -> tuple[np.ndarray, n
     return arrays[0], arrays[1]
 
 
-def check_params(
-    alpha: float,
-    hidden: int,
-    seed: int,
-    epochs: int,
-    output: str,
-    update: str,
-    init: Sequence[float],
-    stop_below: float | None,
-    diverge_above: float | None,
-) -> None:
-    """Raise ValueError for a parameter out of range."""
-    if not (isinstance(alpha, int | float) and math.isfinite(alpha) and alpha > 0):
-        raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
-    for name, value, low in (("hidden", hidden, 1), ("epochs", epochs, 1), ("seed", seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-    if update not in UPDATES:
-        raise ValueError(f"update must be one of {UPDATES}, got {update!r}")
-    if len(init) != 2 or not all(math.isfinite(v) for v in init) or not init[0] < init[1]:
-        raise ValueError(f"init must be [lo, hi] with finite lo < hi, got {init!r}")
-    for name, value in (("stop_below", stop_below), ("diverge_above", diverge_above)):
-        if value is not None and not (isinstance(value, int | float) and value > 0):
-            raise ValueError(f"{name} must be a number > 0, got {value!r}")
+def check_params(**values: object) -> dict[str, object]:
+    """Validate run parameters by the one rule each (runner.params); return them normalised.
+
+    Raises RunnerError (a ValueError) naming the parameter, as a spec would.
+    """
+    return {name: P.check(name, v) for name, v in values.items()}
 
 
 def train(
@@ -172,6 +157,8 @@ def train(
     init: Sequence[float] = (0.0, 1.0),
     stop_below: float | None = None,
     diverge_above: float | None = None,
+    dtype: str = "float64",
+    fastmath: bool = False,
 ) -> TrainResult:
     """Train one two-layer network on full-batch data (docs/numerics.md).
 
@@ -181,7 +168,21 @@ def train(
     (100,)
     """
     Xa, Ya = check_data(X, Y)
-    check_params(alpha, hidden, seed, epochs, output, update, init, stop_below, diverge_above)
+    p = check_params(
+        alpha=alpha,
+        hidden=hidden,
+        seed=seed,
+        epochs=epochs,
+        output=output,
+        update=update,
+        init=init,
+        stop_below=stop_below,
+        diverge_above=diverge_above,
+        dtype=dtype,
+        fastmath=fastmath,
+    )
+    alpha, hidden, seed, epochs = p["alpha"], p["hidden"], p["seed"], p["epochs"]
+    init, stop_below, diverge_above = p["init"], p["stop_below"], p["diverge_above"]
     Wh, Wz = init_weights([seed], Xa.shape[1], hidden, Ya.shape[1], (init[0], init[1]))
     out = run_batch(
         Xa,
@@ -195,6 +196,8 @@ def train(
         1,
         stop_below,
         diverge_above,
+        dtype=p["dtype"],
+        fastmath=p["fastmath"],
     )
     n = int(out.istats[0, kernels.EPOCHS_RUN])
     status = int(out.istats[0, kernels.STATUS])

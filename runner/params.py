@@ -1,0 +1,184 @@
+"""The run parameters: one table, one rule per parameter.
+
+Each row of ``PARAMS`` says everything about a parameter: its default, whether
+it is one value per kernel call (``per_call``) or may differ from run to run,
+the table columns that hold it (name and dtype) and the rule that validates it.
+The spec (``[train]``, ``[grid]``, ``[sample]``), ``runner.train``, the run plan
+and the results tables all read this table: adding a parameter is adding a row
+(and teaching the kernel about it).
+
+Plan columns hold fixed dtypes: ``int32``, ``int64``, ``float64`` (a missing
+optional value is NaN: such parameters must be finite when given), ``bool``, and
+``category`` (an ``int8`` code into the row's ``choices``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from runner.errors import RunnerError
+
+OUTPUTS = ("linear", "sigmoid")
+UPDATES = ("sequential", "simultaneous")
+DTYPES = ("float64", "float32")
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+
+
+class Invalid(ValueError):
+    """A rule's verdict on one value; the caller names the key and the file."""
+
+
+def is_int(v: Any) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_)
+
+
+def is_num(v: Any) -> bool:
+    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(
+        v, bool | np.bool_
+    )
+
+
+def _integer(low: int, high: int) -> Callable[[Any], int]:
+    def check(v: Any) -> int:
+        if not is_int(v):
+            raise Invalid(f"must be an integer, got {v!r}")
+        if v < low:
+            raise Invalid(f"must be >= {low}, got {v}")
+        if v > high:
+            raise Invalid(f"is too large ({v}; at most {high})")
+        return int(v)
+
+    return check
+
+
+def _positive(v: Any) -> float:
+    if not is_num(v) or not math.isfinite(v) or v <= 0:
+        raise Invalid(f"must be a finite number > 0, got {v!r}")
+    return float(v)
+
+
+def _optional_positive(v: Any) -> float | None:
+    return None if v is None else _positive(v)
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        if not isinstance(v, str) or v not in choices:
+            raise Invalid(f"must be one of {', '.join(map(repr, choices))}, got {v!r}")
+        return v
+
+    return check
+
+
+def _boolean(v: Any) -> bool:
+    if not isinstance(v, bool | np.bool_):
+        raise Invalid(f"must be true or false, got {v!r}")
+    return bool(v)
+
+
+def _pair(v: Any) -> list[float]:
+    if isinstance(v, np.ndarray):
+        v = v.tolist()
+    if not isinstance(v, list | tuple) or len(v) != 2 or not all(map(is_num, v)):
+        raise Invalid(f"must be a pair [lo, hi] of numbers, got {v!r}")
+    lo, hi = float(v[0]), float(v[1])
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise Invalid(f"needs finite lo < hi, got {v!r}")
+    return [lo, hi]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One run parameter (a row of the table)."""
+
+    name: str
+    default: Any
+    per_call: bool  # one value per kernel call: the runs of a chunk share it
+    columns: tuple[tuple[str, str], ...]  # (column, dtype) in the plan and the tables
+    check: Callable[[Any], Any]  # value -> normalised value, or raise Invalid
+    choices: tuple[str, ...] = ()  # the categories of a "category" column
+
+    def to_row(self, value: Any) -> tuple:
+        """A normalised value -> its column values (plan dtypes)."""
+        if self.name == "init":
+            return (value[0], value[1])
+        kind = self.columns[0][1]
+        if kind == "category":
+            return (self.choices.index(value),)
+        if kind == "float64" and value is None:
+            return (math.nan,)
+        return (value,)
+
+    def from_row(self, row: tuple) -> Any:
+        """Column values -> the normalised value (inverse of ``to_row``)."""
+        if self.name == "init":
+            return [float(row[0]), float(row[1])]
+        kind, v = self.columns[0][1], row[0]
+        if kind == "category":
+            return self.choices[int(v)]
+        if kind == "float64":
+            return None if math.isnan(v) else float(v)
+        if kind == "bool":
+            return bool(v)
+        return int(v)
+
+
+PARAMS: tuple[Param, ...] = (
+    # per kernel call, in the order that makes blocks of one shape contiguous
+    Param("epochs", 10000, True, (("epochs", "int32"),), _integer(1, INT32_MAX)),
+    Param("output", "linear", True, (("output", "category"),), _choice(OUTPUTS), OUTPUTS),
+    Param("update", "sequential", True, (("update", "category"),), _choice(UPDATES), UPDATES),
+    Param("hidden", 4, True, (("hidden", "int32"),), _integer(1, INT32_MAX)),
+    Param("stop_below", None, True, (("stop_below", "float64"),), _optional_positive),
+    Param("diverge_above", None, True, (("diverge_above", "float64"),), _optional_positive),
+    Param("dtype", "float64", True, (("dtype", "category"),), _choice(DTYPES), DTYPES),
+    Param("fastmath", False, True, (("fastmath", "bool"),), _boolean),
+    # per run
+    Param("init", [0.0, 1.0], False, (("init_lo", "float64"), ("init_hi", "float64")), _pair),
+    Param("alpha", 0.1, False, (("alpha", "float64"),), _positive),
+    Param("seed", 0, False, (("seed", "int64"),), _integer(0, INT64_MAX)),
+)
+BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
+NAMES: tuple[str, ...] = tuple(BY_NAME)
+DEFAULTS: dict[str, Any] = {p.name: p.default for p in PARAMS}
+COLUMNS: tuple[str, ...] = tuple(c for p in PARAMS for c, _ in p.columns)
+COLUMN_DTYPE: dict[str, str] = {c: t for p in PARAMS for c, t in p.columns}
+OWNER: dict[str, Param] = {c: p for p in PARAMS for c, _ in p.columns}
+PER_CALL: tuple[str, ...] = tuple(p.name for p in PARAMS if p.per_call)
+NUMPY = {
+    "int32": np.int32,
+    "int64": np.int64,
+    "float64": np.float64,
+    "bool": np.bool_,
+    "category": np.int8,
+}
+
+
+def check(name: str, value: Any, *, file: str | None = None, key: str | None = None) -> Any:
+    """Validate one parameter value; RunnerError naming ``key`` (default: the name)."""
+    try:
+        return BY_NAME[name].check(value)
+    except Invalid as exc:
+        raise RunnerError(str(exc), file=file, key=key or name) from None
+
+
+def columns_of(names: list[str] | tuple[str, ...]) -> list[str]:
+    """Table columns of parameters, in table order (``init`` is ``init_lo``, ``init_hi``).
+
+    A name that is no parameter stays as it is (at the end), for the caller to refuse.
+    """
+    wanted = set(names)
+    known = [c for p in PARAMS if p.name in wanted for c, _ in p.columns]
+    return known + [n for n in names if n not in BY_NAME]
+
+
+def params_of(columns: list[str]) -> list[str]:
+    """Parameters owning ``columns``, in table order."""
+    owners = {OWNER[c].name for c in columns}
+    return [p.name for p in PARAMS if p.name in owners]
