@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import ENV, read_results, runner_cmd, sweep_cmd
+from helpers import env, read_results, runner_cmd, sweep_cmd
 
 import runner
 from runner import params
@@ -214,28 +214,23 @@ def test_kill_during_growth_then_rerun_equals_uninterrupted(tmp_path):
     base = spec_file(tmp_path, "base.toml", epochs=20000)
     bigger = spec_file(tmp_path, "bigger.toml", epochs=20000, seeds=9)  # 24 new runs, 6 chunks
     out = tmp_path / "out"
-    r = subprocess.run(sweep_cmd(base, out, "--jobs", "1"), env=ENV)
+    r = subprocess.run(sweep_cmd(base, out, "--jobs", "1"), env=env())
     assert r.returncode == 0
     before = snapshot(out / "grow")
-    proc = subprocess.Popen(sweep_cmd(bigger, out, "--jobs", "1"), env=ENV)
+    # chunks 0-2 are the base's; the growth's chunk 5 kills the sweep as its losses land
+    kill = subprocess.run(sweep_cmd(bigger, out, "--jobs", "1"), env=env(RUNNER_TEST_KILL="5:losses"))
+    assert kill.returncode == -signal.SIGKILL
     runs_dir = out / "grow" / "runs"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if len(os.listdir(runs_dir)) >= 4:  # 3 chunks of the base, at least one new
-            break
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
     done = len([n for n in os.listdir(runs_dir) if n.endswith(".parquet")])
     assert 3 < done < 9, "the kill should land mid-way through the growth"
-    r = subprocess.run(sweep_cmd(bigger, out, "--jobs", "2"), env=ENV, capture_output=True,
+    r = subprocess.run(sweep_cmd(bigger, out, "--jobs", "2"), env=env(), capture_output=True,
                        text=True)  # fmt: skip
     assert r.returncode == 0, r.stderr
     after = snapshot(out / "grow")
     assert {k: after[k] for k in before} == before
     whole = tmp_path / "whole"
-    assert subprocess.run(sweep_cmd(base, whole, "--jobs", "1"), env=ENV).returncode == 0
-    assert subprocess.run(sweep_cmd(bigger, whole, "--jobs", "1"), env=ENV).returncode == 0
+    assert subprocess.run(sweep_cmd(base, whole, "--jobs", "1"), env=env()).returncode == 0
+    assert subprocess.run(sweep_cmd(bigger, whole, "--jobs", "1"), env=env()).returncode == 0
     losses_a, runs_a = read_results(out / "grow")
     losses_b, runs_b = read_results(whole / "grow")
     pd.testing.assert_frame_equal(runs_a, runs_b, check_exact=True)  # same run ids too
@@ -247,7 +242,7 @@ def test_concurrent_shards_of_a_growth_agree(tmp_path):
     runner.sweep(spec_file(tmp_path), out=out, progress=False)
     bigger = spec_file(tmp_path, "bigger.toml", seeds=7, alpha="[0.01, 0.1, 0.2]")
     procs = [
-        subprocess.Popen(sweep_cmd(bigger, out, "--shard", f"{i}/3", "--jobs", "1"), env=ENV)
+        subprocess.Popen(sweep_cmd(bigger, out, "--shard", f"{i}/3", "--jobs", "1"), env=env())
         for i in range(3)
     ]
     assert [p.wait(timeout=300) for p in procs] == [0, 0, 0]

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import ENV, ROOT
+from helpers import ROOT, env
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -67,7 +67,7 @@ def test_same_points_in_another_process_and_folder(tmp_path):
         "import json, sys; from runner.spec import build_spec; "
         "print(build_spec(json.loads(sys.argv[1]), 's').sample['sha256'])"
     )
-    r = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], cwd=tmp_path, env=ENV,
+    r = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], cwd=tmp_path, env=env(),
                        capture_output=True, text=True, check=True)  # fmt: skip
     assert r.stdout.strip() == here
     assert (ROOT / "runner").is_dir()
