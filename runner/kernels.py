@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 import re
+from typing import NamedTuple
 
 import numpy as np
 from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import njit, types
 from numba.core import compiler, config
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 # Every Numba flag in one place. error_model="numpy" drops the division-by-zero
 # branch that would stop LLVM vectorising the loops.
@@ -244,13 +245,87 @@ def slot_of(epoch, every):
     return epoch // every
 
 
+class Scratch(NamedTuple):
+    """A tile's own arrays (``T`` lanes): weights, activations, deltas, accumulators
+    and per-lane statistics. The one definition of their order (see ``scratch``)."""
+
+    wh: np.ndarray  # (inputs, hidden, T)
+    wz: np.ndarray  # (hidden, outputs, T)
+    a: np.ndarray  # (T,) alpha, 0 on idle lanes
+    act: np.ndarray  # (T,) bool, lane is training
+    h: np.ndarray  # (n, hidden, T)
+    dh: np.ndarray  # (n, hidden, T)
+    dz: np.ndarray  # (n, outputs, T)
+    accw: np.ndarray  # (hidden * T,)
+    acc: np.ndarray  # (T,)
+    zs: np.ndarray  # (T,)
+    sq: np.ndarray  # (T,) sum of squared errors, then the epoch's loss
+    min_loss: np.ndarray  # (T,) float64
+    last_loss: np.ndarray  # (T,) float64
+    min_epoch: np.ndarray  # (T,) int64
+    last: np.ndarray  # (T,) int64
+    status: np.ndarray  # (T,) int64
+
+
+def scratch(n: int, ni: int, nh: int, no: int, T: int) -> Scratch:
+    """Scratch arrays of one tile of T lanes."""
+    f8, i8 = np.float64, np.int64
+    return Scratch(
+        np.empty((ni, nh, T)), np.empty((nh, no, T)), np.empty(T), np.empty(T, np.bool_),
+        np.empty((n, nh, T)), np.empty((n, nh, T)), np.empty((n, no, T)), np.empty(nh * T),
+        np.empty(T), np.empty(T), np.empty(T), np.empty(T, f8), np.empty(T, f8),
+        np.empty(T, i8), np.empty(T, i8), np.empty(T, i8),
+    )  # fmt: skip
+
+
+_scratch_jit = njit(**JIT)(scratch)
+
+
+@njit(inline="always", **JIT)
+def _sum_rows(acc, C, c0, cs, M, m0, ms, count):
+    """acc[u] = sum over i < count of C(i) * M[m0 + i * ms, u], where C(i) is the scalar
+    ``C[c0 + i * cs]`` (C 1-D) or the lane value ``C[c0 + i * cs, u]`` (C 2-D).
+
+    Summed left to right from 0, as the reference's dot does: ((0 + p0) + p1) + p2 ...,
+    two terms a pass (fewer loads and stores of acc; the same roundings)."""
+    L = acc.shape[0]
+    if count == 1:
+        for u in range(L):
+            acc[u] = 0.0 + _at(C, c0, u) * M[m0, u]
+    else:
+        c1, m1 = c0 + cs, m0 + ms
+        for u in range(L):
+            acc[u] = (0.0 + _at(C, c0, u) * M[m0, u]) + _at(C, c1, u) * M[m1, u]
+    i = 2
+    while i + 1 < count:
+        ca, ma = c0 + i * cs, m0 + i * ms
+        cb, mb = ca + cs, ma + ms
+        for u in range(L):
+            acc[u] = (acc[u] + _at(C, ca, u) * M[ma, u]) + _at(C, cb, u) * M[mb, u]
+        i += 2
+    if i < count:
+        ca, ma = c0 + i * cs, m0 + i * ms
+        for u in range(L):
+            acc[u] += _at(C, ca, u) * M[ma, u]
+
+
+def _at(C, i, u):
+    """C[i] for a 1-D C (a coefficient shared by every u), C[i, u] for a 2-D C."""
+
+
+@overload(_at, inline="always", jit_options=JIT)
+def _at_impl(C, i, u):
+    if C.ndim == 1:
+        return lambda C, i, u: C[i]
+    return lambda C, i, u: C[i, u]
+
+
 @njit(pipeline_class=_NoAliasCompiler, **JIT)
 def _train_tile(
     X, Y, Wh, Wz, alpha, epochs, sigmoid_out, sequential, every, stop_below, diverge_above,
-    loss_out, istats, fstats, r0, nt, wh, wz, a, act, h, dh, dz, accw, acc, zs, sq,
-    min_loss, last_loss, min_epoch, last, status,
+    loss_out, istats, fstats, r0, nt, w,
 ):  # fmt: skip
-    """Train runs ``r0 .. r0 + nt`` of the batch in one tile of ``T`` lanes.
+    """Train runs ``r0 .. r0 + nt`` of the batch in one tile of ``T`` lanes (scratch w).
 
     Every hot loop runs across the lanes (or across hidden units and lanes at
     once, ``u = j * T + t``) with no branch inside, so LLVM vectorises it. A run
@@ -258,15 +333,24 @@ def _train_tile(
     reset to zero weights and zero alpha, where it idles, so the updates need no
     mask; padding lanes (``nt <= t < T``) idle from the start.
     """
+    wh, wz, a, act, h, dh, dz = w.wh, w.wz, w.a, w.act, w.h, w.dh, w.dz
+    accw, acc, zs, sq = w.accw, w.acc, w.zs, w.sq
+    min_loss, last_loss, min_epoch, last, status = (
+        w.min_loss, w.last_loss, w.min_epoch, w.last, w.status
+    )
     n, ni = X.shape
     no = Y.shape[1]
     nh = wh.shape[1]
     T = a.shape[0]
     m = nh * T
     q, T4 = m // 4, T // 4  # T is a multiple of 4
+    Xf = X.reshape(n * ni)  # X[s, k] = Xf[s * ni + k]
     whf = wh.reshape(ni, m)
     hf = h.reshape(n, m)
     dhf = dh.reshape(n, m)
+    h2 = h.reshape(n * nh, T)  # h[s, j] = h2[s * nh + j]
+    wz2 = wz.reshape(nh * no, T)  # wz[j, o] = wz2[j * no + o]
+    dz2 = dz.reshape(n * no, T)  # dz[s, o] = dz2[s * no + o]
     size = n * no
     for t in range(T):
         wt = t < nt
@@ -293,46 +377,13 @@ def _train_tile(
         for t in range(T):
             sq[t] = 0.0
         for s in range(n):
-            # sums of products two terms a pass (same order: ((0 + p0) + p1) + ...)
-            x0 = X[s, 0]
-            if ni == 1:
-                for u in range(m):
-                    accw[u] = 0.0 + x0 * whf[0, u]
-            else:
-                x1 = X[s, 1]
-                for u in range(m):
-                    accw[u] = (0.0 + x0 * whf[0, u]) + x1 * whf[1, u]
-            k = 2
-            while k + 1 < ni:
-                x0, x1 = X[s, k], X[s, k + 1]
-                for u in range(m):
-                    accw[u] = (accw[u] + x0 * whf[k, u]) + x1 * whf[k + 1, u]
-                k += 2
-            if k < ni:
-                x0 = X[s, k]
-                for u in range(m):
-                    accw[u] += x0 * whf[k, u]
+            _sum_rows(accw, Xf, s * ni, 1, whf, 0, 1, ni)  # X[s] @ Wh
             for u in range(q):
                 hf[s, u], hf[s, q + u], hf[s, 2 * q + u], hf[s, 3 * q + u] = _sigmoid4(
                     accw[u], accw[q + u], accw[2 * q + u], accw[3 * q + u]
                 )
             for o in range(no):
-                if nh == 1:
-                    for t in range(T):
-                        acc[t] = 0.0 + h[s, 0, t] * wz[0, o, t]
-                else:
-                    for t in range(T):
-                        acc[t] = (0.0 + h[s, 0, t] * wz[0, o, t]) + h[s, 1, t] * wz[1, o, t]
-                j = 2
-                while j + 1 < nh:
-                    for t in range(T):
-                        acc[t] = (acc[t] + h[s, j, t] * wz[j, o, t]) + h[s, j + 1, t] * wz[
-                            j + 1, o, t
-                        ]
-                    j += 2
-                if j < nh:
-                    for t in range(T):
-                        acc[t] += h[s, j, t] * wz[j, o, t]
+                _sum_rows(acc, h2, s * nh, 1, wz2, o, no, nh)  # H[s] @ Wz[:, o]
                 y = Y[s, o]
                 if sigmoid_out:
                     for t in range(T4):
@@ -379,46 +430,14 @@ def _train_tile(
         # Wz += H.T @ dZ
         for j in range(nh):
             for o in range(no):
-                if n == 1:
-                    for t in range(T):
-                        acc[t] = 0.0 + h[0, j, t] * dz[0, o, t]
-                else:
-                    for t in range(T):
-                        acc[t] = (0.0 + h[0, j, t] * dz[0, o, t]) + h[1, j, t] * dz[1, o, t]
-                s = 2
-                while s + 1 < n:
-                    for t in range(T):
-                        acc[t] = (acc[t] + h[s, j, t] * dz[s, o, t]) + h[s + 1, j, t] * dz[
-                            s + 1, o, t
-                        ]
-                    s += 2
-                if s < n:
-                    for t in range(T):
-                        acc[t] += h[s, j, t] * dz[s, o, t]
+                _sum_rows(acc, h2, j, nh, dz2, o, no, n)  # H[:, j] . dZ[:, o]
                 for t in range(T):
                     wz[j, o, t] += acc[t]
         if sequential:
             _hidden_delta(h, dz, wz, dh)
         # Wh += X.T @ dH, across hidden units and lanes at once
         for k in range(ni):
-            x0 = X[0, k]
-            if n == 1:
-                for u in range(m):
-                    accw[u] = 0.0 + x0 * dhf[0, u]
-            else:
-                x1 = X[1, k]
-                for u in range(m):
-                    accw[u] = (0.0 + x0 * dhf[0, u]) + x1 * dhf[1, u]
-            s = 2
-            while s + 1 < n:
-                x0, x1 = X[s, k], X[s + 1, k]
-                for u in range(m):
-                    accw[u] = (accw[u] + x0 * dhf[s, u]) + x1 * dhf[s + 1, u]
-                s += 2
-            if s < n:
-                x0 = X[s, k]
-                for u in range(m):
-                    accw[u] += x0 * dhf[s, u]
+            _sum_rows(accw, Xf, k, ni, dhf, 0, 1, n)  # X[:, k] @ dH
             for u in range(m):
                 whf[k, u] += accw[u]
         # convergence (the epoch's update is kept)
@@ -479,20 +498,6 @@ def _hidden_delta(h, dz, wz, dh):
                 dh[s, j, t] *= ht * (1.0 - ht)
 
 
-def _work(n: int, ni: int, nh: int, no: int, T: int):
-    """Scratch arrays of one tile, in ``_train_tile``'s argument order (from ``wh`` on)."""
-    f8, i8 = np.float64, np.int64
-    return (
-        np.empty((ni, nh, T)), np.empty((nh, no, T)), np.empty(T), np.empty(T, np.bool_),
-        np.empty((n, nh, T)), np.empty((n, nh, T)), np.empty((n, no, T)), np.empty(nh * T),
-        np.empty(T), np.empty(T), np.empty(T), np.empty(T, f8), np.empty(T, f8),
-        np.empty(T, i8), np.empty(T, i8), np.empty(T, i8),
-    )  # fmt: skip
-
-
-_work_jit = njit(**JIT)(_work)
-
-
 @njit(**JIT)
 def train_batch(
     X, Y, Wh, Wz, alpha, epochs, sigmoid_out, sequential, every,
@@ -509,11 +514,11 @@ def train_batch(
     n, ni = X.shape
     nh, no = Wz.shape[0], Wz.shape[1]
     T = TILE
-    work = _work_jit(n, ni, nh, no, T)
+    w = _scratch_jit(n, ni, nh, no, T)
     for r0 in range(0, R, T):
         _train_tile(
             X, Y, Wh, Wz, alpha, epochs, sigmoid_out, sequential, every, stop_below,
-            diverge_above, loss_out, istats, fstats, r0, min(T, R - r0), *work,
+            diverge_above, loss_out, istats, fstats, r0, min(T, R - r0), w,
         )  # fmt: skip
 
 
@@ -529,7 +534,7 @@ def tile_asm(hidden: int = 4, sigmoid_out: bool = False, sequential: bool = True
     fn(
         np.ones((n, ni)), np.ones((n, no)), np.zeros((ni, hidden, R)), np.zeros((hidden, no, R)),
         np.zeros(R), 1, sigmoid_out, sequential, 1, -np.inf, np.inf, np.zeros((1, R)),
-        np.zeros((R, 3), dtype=np.int64), np.zeros((R, 2)), 0, R, *_work(n, ni, hidden, no, TILE),
+        np.zeros((R, 3), dtype=np.int64), np.zeros((R, 2)), 0, R, scratch(n, ni, hidden, no, TILE),
     )  # fmt: skip
     return "\n".join(fn.inspect_asm().values())
 
