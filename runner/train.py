@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runner import kernels
+from runner import kernels, tiles
 from runner import params as P
 from runner.errors import RunnerError
 from runner.plan import slots
@@ -81,24 +81,32 @@ def run_batch(
     fastmath: bool = False,
     tile: int | None = None,
 ) -> BatchResult:
-    """Train a batch of runs of one shape in one kernel call (Wh, Wz are updated in place)."""
-    # TEMPORARY SEAM (branch plan): the precision modes come with the kernel branch,
-    # which replaces this check with the real implementation of dtype and fastmath.
-    if dtype != "float64" or fastmath:
-        raise RunnerError(
-            f"dtype={dtype!r}, fastmath={fastmath!r}: not available yet in this build",
-            key="dtype" if dtype != "float64" else "fastmath",
-        )
+    """Train a batch of runs of one shape in one kernel call (Wh, Wz are updated in place).
+
+    ``dtype``: the training precision; for "float32", X, Y, the weights and alpha are
+    rounded to float32 once here, and the final weights written back widened (exactly).
+    ``fastmath``: FMA, reassociation and a cheaper exp and reciprocal (see
+    docs/precision.md). ``tile``: runs per kernel tile, a power of two from 4 to 64;
+    None chooses it from the shape (runner.tiles). Losses are computed in ``dtype``
+    and stored as ``loss_dtype``; ``fstats`` is float64 in every mode.
+    """
+    check_mode(dtype, fastmath, tile)
+    f = np.dtype(dtype)
+    n, ni = np.shape(X)
+    nh, no = Wz.shape[0], Wz.shape[1]
+    T = tiles.choose_tile(n, ni, nh, no, dtype) if tile is None else int(tile)
     R = len(alpha)
     loss = np.full((slots(epochs, every), R), np.nan, dtype=loss_dtype)
     istats = np.zeros((R, 3), dtype=np.int64)
     fstats = np.zeros((R, 2))
+    wh = Wh if Wh.dtype == f else np.ascontiguousarray(Wh, dtype=f)
+    wz = Wz if Wz.dtype == f else np.ascontiguousarray(Wz, dtype=f)
     kernels.train_batch(
-        np.ascontiguousarray(X, dtype=np.float64),
-        np.ascontiguousarray(Y, dtype=np.float64),
-        Wh,
-        Wz,
-        np.ascontiguousarray(alpha, dtype=np.float64),
+        np.ascontiguousarray(X, dtype=f),
+        np.ascontiguousarray(Y, dtype=f),
+        wh,
+        wz,
+        np.ascontiguousarray(alpha, dtype=f),
         int(epochs),
         output == "sigmoid",
         update == "sequential",
@@ -108,8 +116,22 @@ def run_batch(
         loss,
         istats,
         fstats,
+        kernels.scratch(n, ni, nh, no, T, f, bool(fastmath)),
     )
+    if wh is not Wh:
+        Wh[...] = wh
+        Wz[...] = wz
     return BatchResult(loss, istats, fstats, Wh, Wz)
+
+
+def check_mode(dtype: object, fastmath: object, tile: object = None) -> None:
+    """Raise RunnerError for an unknown dtype, a non-bool fastmath or a bad tile."""
+    if dtype not in P.DTYPES:
+        raise RunnerError(f"must be one of {P.DTYPES}, got {dtype!r}", key="dtype")
+    if not isinstance(fastmath, bool | np.bool_):
+        raise RunnerError(f"must be true or false, got {fastmath!r}", key="fastmath")
+    if tile is not None and tile not in tiles.TILES:
+        raise RunnerError(f"must be one of {tiles.TILES}, got {tile!r}", key="tile")
 
 
 def check_data(X: object, Y: object, where: str = "data") -> tuple[np.ndarray, np.ndarray]:
@@ -161,6 +183,9 @@ def train(
     fastmath: bool = False,
 ) -> TrainResult:
     """Train one two-layer network on full-batch data (docs/numerics.md).
+
+    ``dtype`` ("float64" or "float32") and ``fastmath`` choose the precision mode
+    (docs/precision.md); the loss is returned as float64 in every mode.
 
     >>> import runner
     >>> res = runner.train([[1, 1], [1, 2], [2, 1], [2, 2]], [[0], [1], [2], [3]], epochs=100)

@@ -1,10 +1,7 @@
 """`dtype` and `fastmath` as spec keys, grid axes, per-kernel-call keys and columns.
 
 The plumbing (spec -> plan -> driver -> run_batch keywords -> columns) is tested
-here with the float64 kernel standing in. The test marked ``needs_modes`` trains
-float32 and fastmath for real: it is an expected failure until the kernel branch
-(which implements ``run_batch(dtype=..., fastmath=...)``) is merged, and then
-must pass (``strict``: an unexpected pass fails, so the mark must be removed).
+with the float64 kernel standing in, and a grid over both keys trains each mode for real.
 """
 
 import numpy as np
@@ -16,25 +13,6 @@ from runner import driver, reference
 from runner.errors import RunnerError
 from runner.plan import Plan
 from runner.spec import build_spec
-from runner.train import init_weights, run_batch
-
-
-def _modes_available() -> bool:
-    Wh, Wz = init_weights([0], 1, 1, 1)
-    try:
-        run_batch(np.zeros((1, 1)), np.zeros((1, 1)), Wh, Wz, np.ones(1), 1, dtype="float32")
-    except RunnerError as exc:
-        if "not available yet" in str(exc):
-            return False
-        raise
-    return True
-
-
-needs_modes = pytest.mark.xfail(
-    not _modes_available(),
-    reason="float32 / fastmath training comes with the kernel branch (seam in train.run_batch)",
-    strict=True,
-)
 
 GRID = {
     "name": "modes",
@@ -101,7 +79,6 @@ def test_modes_not_swept_are_run_columns_only(tmp_path):
     assert not {"dtype", "fastmath"} & set(res.losses().columns)
 
 
-@needs_modes
 def test_precision_grid_trains_each_mode(tmp_path):
     """After the kernel merge: exact float32 runs equal the float32 reference; float64
     runs equal a float64-only sweep; fastmath runs are finite where exact ones are."""
