@@ -86,7 +86,7 @@ def test_precision_grid_trains_each_mode(tmp_path):
     only64 = {**GRID, "grid": {k: v for k, v in GRID["grid"].items() if k not in ("dtype",
               "fastmath")}}  # fmt: skip
     runner.sweep(only64, out=tmp_path / "64", jobs=1, progress=False)
-    res = runner.load(tmp_path / "all")
+    res = runner.load(tmp_path / "all" / "modes")
     runs = res.runs
     exact64 = runs[(runs["dtype"] == "float64") & ~runs["fastmath"]]
     base = runner.load(tmp_path / "64" / "modes").runs
