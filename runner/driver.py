@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 import os
+import queue
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,6 +20,9 @@ from runner import kernels, store
 from runner.errors import RunnerError
 from runner.spec import KERNEL_KEYS, MAX_RUNS, Spec, load_spec
 from runner.train import init_weights, run_batch
+
+if TYPE_CHECKING:
+    from runner.requeue import Graceful
 
 BACKENDS = ("threading", "loky", "dask")
 DEFAULT_BACKEND = "threading"  # measured: see the note in README "Performance"
@@ -154,9 +160,18 @@ def _train_and_write(task: ChunkTask) -> ChunkDone:
     axis_cols = {k: all_cols[k] for k in all_cols if k in store.axis_columns(task.axis_names)}
     losses = store.losses_table(run_ids, axis_cols, res.loss, res.istats, res.fstats, task.every)
     runs = store.runs_table(run_ids, all_cols, res.istats, res.fstats)
+    _test_hold()
     store.write_chunk(Path(task.out), task.index, losses, runs)
     diverged = int(np.count_nonzero(res.istats[:, kernels.STATUS] == kernels.DIVERGED))
     return ChunkDone(task.index, n, diverged, losses.num_rows, time.perf_counter() - t0)
+
+
+def _test_hold() -> None:
+    """Tests only: while the file named by $RUNNER_TEST_HOLD exists, keep the trained chunk
+    unwritten, so that a signal or a kill lands mid-chunk deterministically."""
+    path = os.environ.get("RUNNER_TEST_HOLD")
+    while path and os.path.exists(path):
+        time.sleep(0.05)
 
 
 def _init_mixed(seeds, inits, task, hidden):
@@ -265,10 +280,13 @@ def sweep(
     quiet: bool = False,
     progress: bool = True,
     yes: bool = False,
+    stop: Graceful | None = None,
 ) -> SweepReport:
     """Run (or resume) a sweep: train every chunk not yet done and write its files.
 
     ``out`` is the results root (default ``results``); files go to ``out/<name>/``.
+    ``stop`` (see ``runner.requeue``): once requested, no new chunk starts, the chunks in
+    flight are waited for while they fit in its grace, then ``Interrupted`` is raised.
     """
     if not isinstance(spec, Spec):
         spec = load_spec(spec, overrides)
@@ -315,13 +333,20 @@ def sweep(
     warm_up(spec.loss_dtype)
     pending_runs = sum(spec.chunk_range(c)[1] - spec.chunk_range(c)[0] for c in pending)
     bar = Progress(pending_runs, _mean_epochs(spec), quiet, progress)
+    results = dispatch(spec, folder, pending, jobs, backend, scheduler, stop)
+    if stop is not None:
+        results = _until_stopped(results, stop)
     try:
-        for res in dispatch(spec, folder, pending, jobs, backend, scheduler):
+        for res in results:
+            if res is None:  # not started: a stop was requested
+                continue
             report.chunks_run += 1
             report.runs_trained += res.runs
             report.diverged += res.diverged
             report.rows += res.rows
             bar.update(res.runs)
+        if stop is not None and stop.requested and report.chunks_run < len(pending):
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         bar.close()
         finished = len(set(mine) & store.done_chunks(folder))
@@ -355,13 +380,22 @@ def _mean_epochs(spec: Spec) -> float:
 
 
 def dispatch(
-    spec: Spec, folder: Path, pending: list[int], jobs: int, backend: str, scheduler: str | None
-) -> Iterator[ChunkDone]:
-    """Yield each chunk's summary as it finishes (any order)."""
+    spec: Spec,
+    folder: Path,
+    pending: list[int],
+    jobs: int,
+    backend: str,
+    scheduler: str | None,
+    stop: Graceful | None = None,
+) -> Iterator[ChunkDone | None]:
+    """Yield each chunk's summary as it finishes (any order); None for a chunk not started
+    because ``stop`` was requested (sequential and threading; loky and Dask workers run
+    what they were handed)."""
     tasks = tasks_for(spec, folder, pending)
+    chunk = run_chunk if stop is None else partial(_unless_stopped, stop)
     if backend != "dask" and (jobs == 1 or len(pending) == 1):
         for task in tasks:  # the sequential path: also the debugging path
-            yield run_chunk(task)
+            yield chunk(task)
         return
     from joblib import Parallel, delayed, parallel_config
 
@@ -374,7 +408,67 @@ def dispatch(
             )
         return
     extra = {"inner_max_num_threads": 1} if backend == "loky" else {}
+    func = chunk if backend == "threading" else run_chunk
     with parallel_config(backend=backend, n_jobs=min(jobs, len(pending)), **extra):
         yield from Parallel(return_as="generator_unordered", pre_dispatch="2*n_jobs")(
-            delayed(run_chunk)(t) for t in tasks
+            delayed(func)(t) for t in tasks
         )
+
+
+def _unless_stopped(stop: Graceful, task: ChunkTask) -> ChunkDone | None:
+    if stop.requested:
+        return None
+    stop.started[task.index] = time.monotonic()
+    try:
+        return run_chunk(task)
+    finally:
+        stop.started.pop(task.index, None)
+
+
+def _until_stopped(
+    results: Iterator[ChunkDone | None], stop: Graceful
+) -> Iterator[ChunkDone | None]:
+    """``results`` drawn by a helper thread, so that this one can act on a stop request
+    and give up on the chunks in flight once they no longer fit in the grace."""
+    box: queue.SimpleQueue = queue.SimpleQueue()
+    end = object()
+
+    def pump() -> None:
+        try:
+            for r in results:
+                box.put((r, None))
+            box.put((end, None))
+        except BaseException as exc:  # handed to the main thread
+            box.put((None, exc))
+
+    threading.Thread(target=pump, name="runner-chunks", daemon=True).start()
+    seconds: list[float] = []
+    noticed = False
+    while True:
+        try:
+            item, exc = box.get(timeout=0.1)
+            timed_out = False
+        except queue.Empty:
+            item, exc, timed_out = None, None, True
+        if stop.requested and not noticed:
+            noticed = True
+            sys.stderr.write(
+                f"runner: {stop.signal}: stopping: no new chunk; "
+                f"chunks in flight get {stop.budget:.3g} s\n"
+            )
+            sys.stderr.flush()
+        if timed_out:
+            if stop.give_up(sum(seconds) / len(seconds) if seconds else None):
+                stop.abandoned = True
+                raise KeyboardInterrupt
+            continue
+        if exc is not None:
+            if stop.requested and not isinstance(exc, ChunkFailed):  # workers killed too
+                stop.abandoned = True
+                raise KeyboardInterrupt
+            raise exc
+        if item is end:
+            return
+        if item is not None:
+            seconds.append(item.seconds)
+        yield item

@@ -20,6 +20,7 @@ dir="$(cd "$dir" && pwd)"
 export SLURM_CONF="$dir/slurm.conf"
 max_array="${SLURM_LOCAL_MAX_ARRAY:-64}"
 wait_s="${SLURM_LOCAL_WAIT:-60}"
+cred_expire="${SLURM_LOCAL_CRED_EXPIRE:-5}"  # also how long a requeued job waits (default 120)
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -64,7 +65,7 @@ SlurmctldPort=$ctld_port
 SlurmdPort=$slurmd_port
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$dir/munge/socket
+AuthInfo=socket=$dir/munge/socket,cred_expire=$cred_expire
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool/%n
 SlurmctldPidFile=$dir/slurmctld.pid
@@ -76,6 +77,9 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
+# a requeued job may start again after cred_expire (AuthInfo) seconds; schedule it at once
+SchedulerParameters=sched_interval=2,bf_interval=2
+JobRequeue=1
 MpiDefault=none
 ReturnToService=2
 MaxArraySize=$max_array

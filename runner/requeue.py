@@ -1,0 +1,154 @@
+"""Time limits and preemption: stop at a chunk boundary, then put the task back in the queue.
+
+``runner slurm --requeue`` writes ``#SBATCH --signal=B:USR1@S`` and execs runner as the
+batch shell, so S seconds before the time limit SLURM sends USR1 to runner itself. On
+USR1, or on SIGTERM from a preemption, the sweep takes no new chunk and waits for the
+chunks in flight while they fit in the grace (what is not written by then is abandoned:
+files appear whole or not at all). Then the task requeues itself with
+``scontrol requeue JOB_TASK`` while fewer than K requeues have happened
+(``SLURM_RESTART_COUNT``); past K it exits 130 with the resume hint.
+
+A SIGTERM without a preemption (``scancel``, a node going down) stops the task the same
+way but never requeues it: a person cancelled it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+DEFAULT_GRACE = 120  # seconds between USR1 and the time limit (#SBATCH --signal=B:USR1@S)
+DEFAULT_MAX_REQUEUES = 3
+STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+
+
+@dataclass
+class Graceful:
+    """A stop request from a signal, and how long the chunks in flight may still take."""
+
+    grace: float = DEFAULT_GRACE  # seconds from the signal to the kill
+    signal: str | None = None  # the signal that asked to stop, e.g. "SIGUSR1"
+    deadline: float = float("inf")  # time.monotonic() by which to give up on chunks in flight
+    abandoned: bool = False  # chunks in flight were given up at the deadline
+    event: threading.Event = field(default_factory=threading.Event)
+    started: dict[int, float] = field(default_factory=dict)  # chunk -> start, in this process
+
+    def request(self, signame: str) -> None:
+        """Stop taking chunks; the first request sets the deadline."""
+        if self.event.is_set():
+            return
+        self.signal = signame
+        # keep some of the grace for `scontrol requeue` and a clean exit
+        self.deadline = time.monotonic() + self.budget
+        self.event.set()
+
+    @property
+    def budget(self) -> float:
+        """Seconds the chunks in flight get: the grace less a reserve for requeue and exit."""
+        return self.grace - min(10.0, self.grace / 4)
+
+    @property
+    def requested(self) -> bool:
+        return self.event.is_set()
+
+    def give_up(self, chunk_seconds: float | None) -> bool:
+        """True once the chunks in flight cannot be finished in the grace.
+
+        ``chunk_seconds`` is the mean time of a chunk in this run, if any finished yet.
+        """
+        if not self.requested:
+            return False
+        now = time.monotonic()
+        if now >= self.deadline:
+            return True
+        if chunk_seconds is None:
+            return False
+        return any(t + chunk_seconds > self.deadline for t in list(self.started.values()))
+
+
+@contextmanager
+def handling(stop: Graceful) -> Iterator[Graceful]:
+    """USR1 and SIGTERM call ``stop.request`` (main thread only) until the block ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame):  # only sets flags: the sweep's loop logs and acts
+        stop.request(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    try:
+        yield stop
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def job_task() -> str | None:
+    """This array task as scontrol names it (``JOB_TASK``), or the job id; None outside SLURM."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
+def restarts() -> int:
+    """How often SLURM has requeued this job so far."""
+    text = os.environ.get("SLURM_RESTART_COUNT", "0")
+    return int(text) if text.isdigit() else 0
+
+
+def preempted(job: str) -> bool:
+    """True if SLURM marked the job as preempted (``PreemptTime`` is shown only then)."""
+    try:
+        proc = subprocess.run(
+            ["scontrol", "show", "job", job], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    for word in proc.stdout.split():
+        if word.startswith("PreemptTime=") and word != "PreemptTime=None":
+            return True
+    return False
+
+
+def say(line: str) -> None:
+    sys.stderr.write(f"runner: {line}\n")
+    sys.stderr.flush()
+
+
+def after_stop(stop: Graceful, done: int, total: int, max_requeues: int) -> int:
+    """Requeue this task or explain why not; returns the exit code (0 requeued, 130 not)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # our own requeue ends this job with TERM
+    what = "chunks in flight given up, not written" if stop.abandoned else "all started written"
+    say(f"{stop.signal}: stopped ({what}): {done} of {total} chunks of this task done")
+    hint = "run the same `runner slurm` command to resume (finished chunks are kept)"
+    job, k = job_task(), restarts()
+    if job is None:
+        say("not requeued: not a SLURM job; run the same command to resume")
+        return 130
+    if stop.signal == "SIGTERM" and not preempted(job):
+        say(f"not requeued: SIGTERM without a preemption (cancelled?); {hint}")
+        return 130
+    if k >= max_requeues:
+        say(f"not requeued: {k} of {max_requeues} requeues used (--max-requeues); {hint}")
+        return 130
+    say(f"requeued ({k + 1} of {max_requeues}): scontrol requeue {job}")
+    try:
+        proc = subprocess.run(
+            ["scontrol", "requeue", job], capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        say(f"requeue failed ({exc}); {hint}")
+        return 130
+    if proc.returncode != 0:
+        say(f"requeue failed ({' '.join(proc.stderr.split())}); {hint}")
+        return 130
+    return 0
