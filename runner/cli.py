@@ -222,6 +222,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     stop = requeue.Graceful(policy[0]) if policy else None
     # the handlers first: a USR1 during start-up must not kill the task
     with requeue.handling(stop) if stop else nullcontext():
+        if stop is not None:
+            stop.term_grace = requeue.kill_wait()
         from runner.driver import Interrupted, sweep
 
         try:

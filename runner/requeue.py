@@ -33,7 +33,8 @@ STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 class Graceful:
     """A stop request from a signal, and how long the chunks in flight may still take."""
 
-    grace: float = DEFAULT_GRACE  # seconds from the signal to the kill
+    grace: float = DEFAULT_GRACE  # seconds from USR1 to the time limit
+    term_grace: float | None = None  # seconds from SIGTERM to SIGKILL (SLURM's KillWait)
     signal: str | None = None  # the signal that asked to stop, e.g. "SIGUSR1"
     deadline: float = float("inf")  # time.monotonic() by which to give up on chunks in flight
     abandoned: bool = False  # chunks in flight were given up at the deadline
@@ -45,14 +46,16 @@ class Graceful:
         if self.event.is_set():
             return
         self.signal = signame
-        # keep some of the grace for `scontrol requeue` and a clean exit
         self.deadline = time.monotonic() + self.budget
         self.event.set()
 
     @property
     def budget(self) -> float:
         """Seconds the chunks in flight get: the grace less a reserve for requeue and exit."""
-        return self.grace - min(10.0, self.grace / 4)
+        grace = self.grace
+        if self.signal == "SIGTERM" and self.term_grace is not None:
+            grace = min(grace, self.term_grace)
+        return grace - min(10.0, grace / 4)
 
     @property
     def requested(self) -> bool:
@@ -91,6 +94,27 @@ def handling(stop: Graceful) -> Iterator[Graceful]:
             signal.signal(s, h)
 
 
+def kill_wait() -> float | None:
+    """SLURM's KillWait (seconds between SIGTERM and SIGKILL); None outside a SLURM job."""
+    if not os.environ.get("SLURM_JOB_ID"):
+        return None
+    found = _scontrol("show", "config")
+    for line in found.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "KillWait":
+            digits = value.split()[0] if value.split() else ""
+            return float(digits) if digits.isdigit() else None
+    return None
+
+
+def _scontrol(*args: str) -> str:
+    try:
+        proc = subprocess.run(["scontrol", *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return proc.stdout
+
+
 def job_task() -> str | None:
     """This array task as scontrol names it (``JOB_TASK``), or the job id; None outside SLURM."""
     array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
@@ -105,18 +129,11 @@ def restarts() -> int:
     return int(text) if text.isdigit() else 0
 
 
-def preempted(job: str) -> bool:
-    """True if SLURM marked the job as preempted (``PreemptTime`` is shown only then)."""
-    try:
-        proc = subprocess.run(
-            ["scontrol", "show", "job", job], capture_output=True, text=True, timeout=30
-        )
-    except (OSError, subprocess.SubprocessError):
-        return False
-    for word in proc.stdout.split():
-        if word.startswith("PreemptTime=") and word != "PreemptTime=None":
-            return True
-    return False
+def job_fields(job: str) -> dict[str, str]:
+    """``scontrol show job``'s KEY=VALUE words (``PreemptTime`` is shown only once the job
+    was preempted)."""
+    words = (w.partition("=") for w in _scontrol("show", "job", job).split())
+    return {k: v for k, sep, v in words if sep}
 
 
 def say(line: str) -> None:
@@ -134,9 +151,14 @@ def after_stop(stop: Graceful, done: int, total: int, max_requeues: int) -> int:
     if job is None:
         say("not requeued: not a SLURM job; run the same command to resume")
         return 130
-    if stop.signal == "SIGTERM" and not preempted(job):
-        say(f"not requeued: SIGTERM without a preemption (cancelled?); {hint}")
-        return 130
+    if stop.signal == "SIGTERM":
+        fields = job_fields(job)
+        if fields.get("JobState", "").startswith(("PENDING", "REQUEUE")):
+            say("preempted: SLURM requeues this task itself (PreemptMode=REQUEUE)")
+            return 0
+        if fields.get("PreemptTime", "None") == "None":
+            say(f"not requeued: SIGTERM without a preemption (cancelled?); {hint}")
+            return 130
     if k >= max_requeues:
         say(f"not requeued: {k} of {max_requeues} requeues used (--max-requeues); {hint}")
         return 130
