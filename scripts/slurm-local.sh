@@ -80,6 +80,10 @@ SchedulerType=sched/backfill
 # a requeued job may start again after cred_expire (AuthInfo) seconds; schedule it at once
 SchedulerParameters=sched_interval=2,bf_interval=2
 JobRequeue=1
+# a job in partition "urgent" preempts (cancels) jobs of "debug", as a site's high-priority
+# queue does; the tests use it to preempt a task
+PreemptType=preempt/partition_prio
+PreemptMode=CANCEL
 MpiDefault=none
 ReturnToService=2
 MaxArraySize=$max_array
@@ -92,12 +96,13 @@ InactiveLimit=0
 MinJobAge=60
 KillWait=5
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=urgent Nodes=localhost MaxTime=INFINITE State=UP PriorityTier=2 PreemptMode=OFF
 CONF
     slurmctld -i
     slurmd -N localhost
     for _ in $(seq "$((wait_s * 2))"); do
-        if [[ "$(sinfo -h -N -o %t 2>/dev/null)" == "idle" ]]; then
+        if [[ "$(sinfo -h -N -o %t 2>/dev/null | sort -u)" == "idle" ]]; then
             echo "export SLURM_CONF=$SLURM_CONF"
             return 0
         fi

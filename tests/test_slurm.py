@@ -370,3 +370,32 @@ def test_cancelled_requeue_task_is_not_requeued(slurm, tmp_path, capsys, monkeyp
     assert "not requeued: SIGTERM without a preemption" in log, log
     assert "requeued (" not in log
     hold.unlink()
+
+
+@pytest.mark.slurm
+def test_preempted_task_requeues_itself(slurm, tmp_path, reference, capsys, monkeypatch):
+    """A job of the higher-priority partition takes the node: SLURM cancels the task with
+    SIGTERM (PreemptMode=CANCEL); it gives up its held chunk within KillWait, requeues
+    itself, and the requeued run completes the sweep."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    monkeypatch.setenv("RUNNER_TEST_HOLD", str(hold))
+    extra = ("--requeue", "--sbatch-arg=--exclusive")
+    (job,) = submit_all(tmp_path, SMALL, capsys, *extra, tasks=1)
+    folder = tmp_path / NAME
+    log = folder / "slurm" / "logs" / f"{job}_0.out"
+    wait_for(lambda: claims(folder), "a held chunk")
+    urgent = subprocess.run(
+        ["sbatch", "--parsable", "--partition=urgent", "--exclusive", "--wrap=true",
+         f"--output={tmp_path / 'urgent.out'}"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.strip()  # fmt: skip
+    wait_for(lambda: "requeued (1 of 3)" in read(log), "the requeue")
+    hold.unlink()
+    wait_job(job)
+    wait_job(urgent)
+    text = log.read_text()
+    assert "DUE TO PREEMPTION" in text and "SIGTERM: stopping: no new chunk" in text, text
+    assert "chunks in flight given up, not written" in text
+    assert status(folder, capsys)[0] == 0
+    assert_exact(folder, reference(SMALL))
