@@ -128,18 +128,21 @@ def read(path: Path) -> str:
         return ""
 
 
-@pytest.mark.parametrize(("grace", "written"), [(60, 1), (1, 0)])
-def test_usr1_outside_slurm_stops_at_a_chunk_boundary(tmp_path, reference, grace, written):
-    """USR1 while a trained chunk is held unwritten: with grace it is written, without it
-    is given up; no chunk starts after the signal, nothing half-written; exit 130."""
+@pytest.mark.parametrize("jobs", [1, 2])  # the sequential path and two threads
+@pytest.mark.parametrize("grace", [60, 1])
+def test_usr1_outside_slurm_stops_at_a_chunk_boundary(tmp_path, reference, grace, jobs):
+    """USR1 while each worker holds a trained chunk unwritten: with grace they are
+    written, without they are given up; no chunk starts after the signal, nothing
+    half-written; exit 130; the same command completes the sweep."""
+    written = jobs if grace > 1 else 0
     hold = tmp_path / "hold"
     hold.touch()
-    cmd = sweep_cmd(tmp_path, SMALL, "--requeue", "--grace", str(grace), "--jobs", "1")
+    cmd = sweep_cmd(tmp_path, SMALL, "--requeue", "--grace", str(grace), "--jobs", str(jobs))
     folder = tmp_path / NAME
     proc = subprocess.Popen(cmd, env={**env(), "RUNNER_TEST_HOLD": str(hold)},
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        wait_for(lambda: claims(folder), "a claimed chunk")
+        wait_for(lambda: len(claims(folder)) == jobs, "a claimed chunk per worker")
         proc.send_signal(signal.SIGUSR1)
         if written:  # let the held chunk go once the stop is noticed
             line = proc.stderr.readline()
