@@ -143,7 +143,6 @@ def say(line: str) -> None:
 
 def after_stop(stop: Graceful, done: int, total: int, max_requeues: int) -> int:
     """Requeue this task or explain why not; returns the exit code (0 requeued, 130 not)."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # our own requeue ends this job with TERM
     what = "chunks in flight given up, not written" if stop.abandoned else "all started written"
     say(f"{stop.signal}: stopped ({what}): {done} of {total} chunks of this task done")
     hint = "run the same `runner slurm` command to resume (finished chunks are kept)"
@@ -163,6 +162,7 @@ def after_stop(stop: Graceful, done: int, total: int, max_requeues: int) -> int:
         say(f"not requeued: {k} of {max_requeues} requeues used (--max-requeues); {hint}")
         return 130
     say(f"requeued ({k + 1} of {max_requeues}): scontrol requeue {job}")
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the requeue ends this run with SIGTERM
     try:
         proc = subprocess.run(
             ["scontrol", "requeue", job], capture_output=True, text=True, timeout=60
