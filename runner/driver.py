@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import math
 import os
-import queue
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from runner import kernels, store
+from runner import kernels, requeue, store
 from runner.errors import RunnerError
 from runner.spec import KERNEL_KEYS, MAX_RUNS, Spec, load_spec
 from runner.train import init_weights, run_batch
-
-if TYPE_CHECKING:
-    from runner.requeue import Graceful
 
 BACKENDS = ("threading", "loky", "dask")
 DEFAULT_BACKEND = "threading"  # measured: see the note in README "Performance"
@@ -280,7 +275,7 @@ def sweep(
     quiet: bool = False,
     progress: bool = True,
     yes: bool = False,
-    stop: Graceful | None = None,
+    stop: requeue.Graceful | None = None,
 ) -> SweepReport:
     """Run (or resume) a sweep: train every chunk not yet done and write its files.
 
@@ -334,8 +329,8 @@ def sweep(
     pending_runs = sum(spec.chunk_range(c)[1] - spec.chunk_range(c)[0] for c in pending)
     bar = Progress(pending_runs, _mean_epochs(spec), quiet, progress)
     results = dispatch(spec, folder, pending, jobs, backend, scheduler, stop)
-    if stop is not None:
-        results = _until_stopped(results, stop)
+    if stop is not None:  # a helper thread draws the results; this one watches the clock
+        results = requeue.drain(results, stop, fatal=(ChunkFailed,))
     try:
         for res in results:
             if res is None:  # not started: a stop was requested
@@ -386,13 +381,13 @@ def dispatch(
     jobs: int,
     backend: str,
     scheduler: str | None,
-    stop: Graceful | None = None,
+    stop: requeue.Graceful | None = None,
 ) -> Iterator[ChunkDone | None]:
     """Yield each chunk's summary as it finishes (any order); None for a chunk not started
     because ``stop`` was requested (sequential and threading; loky and Dask workers run
     what they were handed)."""
     tasks = tasks_for(spec, folder, pending)
-    chunk = run_chunk if stop is None else partial(_unless_stopped, stop)
+    chunk = run_chunk if stop is None else partial(requeue.unless_stopped, stop, run_chunk)
     if backend != "dask" and (jobs == 1 or len(pending) == 1):
         for task in tasks:  # the sequential path: also the debugging path
             yield chunk(task)
@@ -413,62 +408,3 @@ def dispatch(
         yield from Parallel(return_as="generator_unordered", pre_dispatch="2*n_jobs")(
             delayed(func)(t) for t in tasks
         )
-
-
-def _unless_stopped(stop: Graceful, task: ChunkTask) -> ChunkDone | None:
-    if stop.requested:
-        return None
-    stop.started[task.index] = time.monotonic()
-    try:
-        return run_chunk(task)
-    finally:
-        stop.started.pop(task.index, None)
-
-
-def _until_stopped(
-    results: Iterator[ChunkDone | None], stop: Graceful
-) -> Iterator[ChunkDone | None]:
-    """``results`` drawn by a helper thread, so that this one can act on a stop request
-    and give up on the chunks in flight once they no longer fit in the grace."""
-    box: queue.SimpleQueue = queue.SimpleQueue()
-    end = object()
-
-    def pump() -> None:
-        try:
-            for r in results:
-                box.put((r, None))
-            box.put((end, None))
-        except BaseException as exc:  # handed to the main thread
-            box.put((None, exc))
-
-    threading.Thread(target=pump, name="runner-chunks", daemon=True).start()
-    seconds: list[float] = []
-    noticed = False
-    while True:
-        try:
-            item, exc = box.get(timeout=0.1)
-            timed_out = False
-        except queue.Empty:
-            item, exc, timed_out = None, None, True
-        if stop.requested and not noticed:
-            noticed = True
-            sys.stderr.write(
-                f"runner: {stop.signal}: stopping: no new chunk; "
-                f"chunks in flight get {stop.budget:.3g} s\n"
-            )
-            sys.stderr.flush()
-        if timed_out:
-            if stop.give_up(sum(seconds) / len(seconds) if seconds else None):
-                stop.abandoned = True
-                raise KeyboardInterrupt
-            continue
-        if exc is not None:
-            if stop.requested and not isinstance(exc, ChunkFailed):  # workers killed too
-                stop.abandoned = True
-                raise KeyboardInterrupt
-            raise exc
-        if item is end:
-            return
-        if item is not None:
-            seconds.append(item.seconds)
-        yield item

@@ -15,14 +15,18 @@ way but never requeues it: a person cancelled it.
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 DEFAULT_GRACE = 120  # seconds between USR1 and the time limit (#SBATCH --signal=B:USR1@S)
 DEFAULT_MAX_REQUEUES = 3
@@ -74,6 +78,64 @@ class Graceful:
         if chunk_seconds is None:
             return False
         return any(t + chunk_seconds > self.deadline for t in list(self.started.values()))
+
+
+def unless_stopped(stop: Graceful, func: Callable[[Any], T], task: Any) -> T | None:
+    """``func(task)`` unless a stop was requested (then None); ``task.index`` names it."""
+    if stop.requested:
+        return None
+    stop.started[task.index] = time.monotonic()
+    try:
+        return func(task)
+    finally:
+        stop.started.pop(task.index, None)
+
+
+def drain(
+    results: Iterator[T], stop: Graceful, fatal: tuple[type[BaseException], ...] = ()
+) -> Iterator[T]:
+    """``results`` drawn by a helper thread, so that this thread can act on a stop request
+    and give up the work in flight once it no longer fits in the grace: then (and when
+    the workers die after a stop, with an error not in ``fatal``) KeyboardInterrupt is
+    raised with ``stop.abandoned`` set. Items with ``.seconds`` time the estimate."""
+    box: queue.SimpleQueue = queue.SimpleQueue()
+    end = object()
+
+    def pump() -> None:
+        try:
+            for r in results:
+                box.put((r, None))
+            box.put((end, None))
+        except BaseException as exc:  # handed to the main thread
+            box.put((None, exc))
+
+    threading.Thread(target=pump, name="runner-chunks", daemon=True).start()
+    seconds: list[float] = []
+    noticed = False
+    while True:
+        try:
+            item, exc = box.get(timeout=0.1)
+            timed_out = False
+        except queue.Empty:
+            item, exc, timed_out = None, None, True
+        if stop.requested and not noticed:
+            noticed = True
+            say(f"{stop.signal}: stopping: no new chunk; chunks in flight get {stop.budget:.3g} s")
+        if timed_out:
+            if stop.give_up(sum(seconds) / len(seconds) if seconds else None):
+                stop.abandoned = True
+                raise KeyboardInterrupt
+            continue
+        if exc is not None:
+            if stop.requested and not isinstance(exc, fatal):  # workers killed too
+                stop.abandoned = True
+                raise KeyboardInterrupt
+            raise exc
+        if item is end:
+            return
+        if getattr(item, "seconds", None) is not None:
+            seconds.append(item.seconds)
+        yield item
 
 
 @contextmanager
