@@ -243,7 +243,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         except Interrupted as exc:
             if policy is None or stop is None or not stop.requested:
                 raise
-            return requeue.after_stop(stop, exc.done, exc.total, policy[1])
+            code = requeue.after_stop(stop, exc.done, exc.total, policy[1])
+            if stop.abandoned:  # worker threads still hold the given-up chunks: no waiting
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+            return code
     if report.chunks_run == 0:
         print(
             f"{report.out}: complete, nothing to train "

@@ -162,7 +162,8 @@ def submit(
     ``then``: also submit a follow-up job running ``runner THEN DIR`` after the array.
     """
     overrides = list(overrides or [])
-    _check_requeue(requeue)
+    options = options or SlurmOptions()
+    _check_requeue(requeue, options.time)
     if then is not None and then not in THEN_COMMANDS:
         raise RunnerError(f"must be one of {', '.join(THEN_COMMANDS)}, got {then!r}", key="--then")
     spec_path = Path(spec_path).resolve()
@@ -179,7 +180,6 @@ def submit(
         raise RunnerError(f"the grid has {spec.n_runs:,} runs; pass --yes", key="grid")
     root = Path(out).resolve()
     folder = root / spec.name
-    options = options or SlurmOptions()
     text = sbatch_script(
         spec, spec_path, root, tasks, overrides, options, sys.executable, yes, requeue
     )
@@ -230,12 +230,19 @@ def _sbatch(sbatch: str, script: Path, *args: str, submitted: str | None = None)
     return proc.stdout.strip().split(";")[0]
 
 
-def _check_requeue(requeue: Requeue | None) -> None:
+def _check_requeue(requeue: Requeue | None, limit: str | None) -> None:
     if requeue is None:
         return
     if not 1 <= requeue.grace <= MAX_SIGNAL_TIME:
         raise RunnerError(
             f"must be 1..{MAX_SIGNAL_TIME} seconds, got {requeue.grace}", key="--grace"
+        )
+    seconds = time_seconds(limit) if limit else None
+    if seconds is not None and requeue.grace >= seconds:
+        raise RunnerError(
+            f"{requeue.grace} s is not shorter than --time {limit}: every task would be "
+            "signalled as it starts",
+            key="--grace",
         )
     if requeue.max_requeues < 0:
         raise RunnerError(f"must be >= 0, got {requeue.max_requeues}", key="--max-requeues")
@@ -277,3 +284,20 @@ def job_ids(folder: str | Path) -> list[str]:
     except OSError:
         return []
     return [line.split()[0] for line in lines if line.strip()]
+
+
+def time_seconds(text: str) -> int | None:
+    """sbatch --time (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S) in seconds; None if not one."""
+    days, _, rest = text.strip().rpartition("-")
+    parts = rest.split(":")
+    if not all(p.isdigit() for p in parts) or (days and not days.isdigit()) or len(parts) > 3:
+        return None
+    nums = [int(p) for p in parts]
+    if days:  # D-H, D-H:M, D-H:M:S
+        h, m, sec = [*nums, 0, 0][:3]
+        return ((int(days) * 24 + h) * 60 + m) * 60 + sec
+    if len(nums) == 1:
+        return nums[0] * 60
+    if len(nums) == 2:
+        return nums[0] * 60 + nums[1]
+    return (nums[0] * 60 + nums[1]) * 60 + nums[2]

@@ -5,6 +5,7 @@ import time
 import pytest
 
 from runner.requeue import Graceful, after_stop
+from runner.slurm import time_seconds
 
 
 def test_budget_keeps_a_reserve_and_sigterm_gets_killwait():
@@ -52,3 +53,12 @@ def test_no_requeue_exits_130_with_the_hint(monkeypatch, capsys, env, said):
     err = capsys.readouterr().err
     assert "SIGUSR1: stopped (all started written): 2 of 5 chunks of this task done" in err
     assert said in err
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 5400), ("2:30", 150), ("01:00:00", 3600), ("1-0", 86400), ("1-2:30", 95400),
+     ("2-00:00:01", 172801), ("infinite", None), ("1:2:3:4", None), ("x-1", None)],
+)  # fmt: skip
+def test_sbatch_time_in_seconds(text, seconds):
+    assert time_seconds(text) == seconds

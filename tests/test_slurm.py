@@ -86,6 +86,7 @@ def test_requeue_and_then_scripts_match_golden_files(tmp_path, capsys):
         (["--requeue", "--grace", "70000"], "--grace: must be 1..65535"),
         (["--requeue", "--max-requeues", "-1"], "--max-requeues: must be >= 0"),
         (["--then", "table"], "invalid choice: 'table'"),
+        (["--requeue", "--time", "2:00"], "--grace: 120 s is not shorter than --time 2:00"),
     ],
 )
 def test_bad_requeue_and_then_options_are_one_line_errors(tmp_path, capsys, args, key):
