@@ -59,6 +59,13 @@ def _parser() -> Parser:
     s.add_argument("--fresh", action="store_true", help="delete earlier results of this name")
     s.add_argument("--quiet", action="store_true", help="no progress output")
     s.add_argument("--yes", action="store_true", help="allow a grid of over a million runs")
+    s.add_argument(
+        "--requeue",
+        action="store_true",
+        help="in a SLURM job (written by `runner slurm --requeue`): on USR1 or a preemption "
+        "stop at a chunk boundary and requeue this task",
+    )
+    _requeue_options(s)
 
     st = sub.add_parser(
         "status",
@@ -69,6 +76,12 @@ def _parser() -> Parser:
     )
     st.add_argument("dir", help="results folder, e.g. results/seed-sweep")
     st.add_argument("--shards", type=int, default=None, help="also show progress per shard of N")
+    st.add_argument(
+        "--watch", action="store_true", help="live view until complete (Ctrl-C ends it)"
+    )
+    st.add_argument(
+        "--interval", type=float, default=None, help="seconds between updates (default: 2)"
+    )
     b = sub.add_parser(
         "bench",
         help="side-by-side benchmark against the peers",
@@ -108,7 +121,54 @@ def _parser() -> Parser:
     )
     sl.add_argument("--yes", action="store_true", help="allow a grid of over a million runs")
     sl.add_argument("--dry-run", action="store_true", help="write and print, do not submit")
+    sl.add_argument(
+        "--requeue",
+        action="store_true",
+        help="a task stopped by its time limit (USR1 S s before) or a preemption requeues itself",
+    )
+    _requeue_options(sl)
+    sl.add_argument(
+        "--then",
+        choices=("report", "plot", "summary"),
+        default=None,
+        help="a follow-up job running this command (and status) once the array has ended",
+    )
     return p
+
+
+def _requeue_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--grace",
+        type=int,
+        default=None,
+        metavar="S",
+        help="with --requeue: seconds between USR1 and the time limit (default: 120)",
+    )
+    p.add_argument(
+        "--max-requeues",
+        type=int,
+        default=None,
+        metavar="K",
+        help="with --requeue: requeue at most K times, then exit 130 (default: 3)",
+    )
+
+
+def _requeue_args(args: argparse.Namespace) -> tuple[int, int] | None:
+    """(grace, max_requeues) with --requeue; None without (and then neither may be given)."""
+    from runner.requeue import DEFAULT_GRACE, DEFAULT_MAX_REQUEUES
+
+    if not args.requeue:
+        for key in ("grace", "max_requeues"):
+            if getattr(args, key) is not None:
+                raise RunnerError("needs --requeue", key=f"--{key.replace('_', '-')}")
+        return None
+    grace = DEFAULT_GRACE if args.grace is None else args.grace
+    most = DEFAULT_MAX_REQUEUES if args.max_requeues is None else args.max_requeues
+    if grace < 1:
+        raise RunnerError(f"must be >= 1 second, got {grace}", key="--grace")
+    if most < 0:
+        raise RunnerError(f"must be >= 0, got {most}", key="--max-requeues")
+    return grace, most
 
 
 def _analysis_parsers(sub) -> None:
@@ -154,20 +214,41 @@ def _version() -> str:
 
 @command
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from runner.driver import sweep
+    from contextlib import nullcontext
 
-    report = sweep(
-        args.spec,
-        out=args.out,
-        jobs=args.jobs,
-        backend=args.backend,
-        scheduler=args.scheduler,
-        shard=args.shard,
-        overrides=args.overrides,
-        fresh=args.fresh,
-        quiet=args.quiet,
-        yes=args.yes,
-    )
+    from runner import requeue
+
+    policy = _requeue_args(args)
+    stop = requeue.Graceful(policy[0]) if policy else None
+    # the handlers first: a USR1 during start-up must not kill the task
+    with requeue.handling(stop) if stop else nullcontext():
+        if stop is not None:
+            stop.term_grace = requeue.kill_wait()
+        from runner.driver import Interrupted, sweep
+
+        try:
+            report = sweep(
+                args.spec,
+                out=args.out,
+                jobs=args.jobs,
+                backend=args.backend,
+                scheduler=args.scheduler,
+                shard=args.shard,
+                overrides=args.overrides,
+                fresh=args.fresh,
+                quiet=args.quiet,
+                yes=args.yes,
+                stop=stop,
+            )
+        except Interrupted as exc:
+            if policy is None or stop is None or not stop.requested:
+                raise
+            code = requeue.after_stop(stop, exc.done, exc.total, policy[1])
+            if stop.abandoned:  # worker threads still hold the given-up chunks: no waiting
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+            return code
     if report.chunks_run == 0:
         print(
             f"{report.out}: complete, nothing to train ({report.runs_before} runs already there; "
@@ -185,8 +266,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 @command
 def cmd_status(args: argparse.Namespace) -> int:
-    from runner.status import status
+    from runner.status import status, watch
 
+    if args.interval is not None and not args.watch:
+        raise RunnerError("needs --watch", key="--interval")
+    if args.watch:
+        interval = 2.0 if args.interval is None else args.interval
+        if not interval > 0:
+            raise RunnerError(f"must be > 0 seconds, got {interval}", key="--interval")
+        try:
+            watch(args.dir, interval=interval, shards=args.shards)
+        except KeyboardInterrupt:
+            return 130  # Ctrl-C ends the view, quietly
+        return 0
     st = status(args.dir)
     print("\n".join(st.lines(args.shards)))
     return 0 if st.complete else 1
@@ -232,10 +324,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 @command
 def cmd_slurm(args: argparse.Namespace) -> int:
-    from runner.slurm import SlurmOptions, submit
+    from runner.slurm import Requeue, SlurmOptions, submit
 
     opts = SlurmOptions(args.partition, args.time, args.cpus_per_task, args.mem, args.account)
     opts.extra = args.extra
+    policy = _requeue_args(args)
     sub = submit(
         args.spec,
         args.tasks,
@@ -244,13 +337,26 @@ def cmd_slurm(args: argparse.Namespace) -> int:
         options=opts,
         dry_run=args.dry_run,
         yes=args.yes,
+        requeue=Requeue(*policy) if policy else None,
+        then=args.then,
     )
     if sub.job_id is None:
         print(sub.text, end="")
-        print(f"# dry run: written to {sub.script}, not submitted", file=sys.stderr)
+        written = [sub.script]
+        if sub.then_script is not None:
+            print(f"# ----- {sub.then_script.name}: sbatch --dependency=afterany:<array job>")
+            print(sub.then_text, end="")
+            written.append(sub.then_script)
+        where = " and ".join(map(str, written))
+        print(f"# dry run: written to {where}, not submitted", file=sys.stderr)
         return 0
     print(f"submitted job {sub.job_id} ({sub.tasks} tasks): {sub.script}")
-    print(f"follow it: runner status {sub.script.parent.parent}")
+    if sub.then_job_id is not None:
+        print(
+            f"submitted job {sub.then_job_id} ({args.then} once job {sub.job_id} has ended): "
+            f"{sub.then_script}"
+        )
+    print(f"follow it: runner status {sub.script.parent.parent} --watch")
     return 0
 
 

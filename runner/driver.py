@@ -8,11 +8,12 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from runner import kernels, params, store
+from runner import kernels, params, requeue, store
 from runner.errors import RunnerError
 from runner.growth import open_sweep
 from runner.plan import Chunk, Plan
@@ -145,9 +146,18 @@ def _train_and_write(task: ChunkTask) -> ChunkDone:
     axis_cols = {k: all_cols[k] for k in store.axis_columns(task.axis_names)}
     losses = store.losses_table(run_ids, axis_cols, res.loss, res.istats, res.fstats, task.every)
     runs = store.runs_table(run_ids, all_cols, res.istats, res.fstats)
+    _test_hold()
     store.write_chunk(Path(task.out), task.index, losses, runs)
     diverged = int(np.count_nonzero(res.istats[:, kernels.STATUS] == kernels.DIVERGED))
     return ChunkDone(task.index, n, diverged, losses.num_rows, time.perf_counter() - t0)
+
+
+def _test_hold() -> None:
+    """Tests only: while the file named by $RUNNER_TEST_HOLD exists, keep the trained chunk
+    unwritten, so that a signal or a kill lands mid-chunk deterministically."""
+    path = os.environ.get("RUNNER_TEST_HOLD")
+    while path and os.path.exists(path):
+        time.sleep(0.05)
 
 
 def _weights(cols: dict[str, np.ndarray], inputs: int, hidden: int, outputs: int):
@@ -264,6 +274,7 @@ def sweep(
     quiet: bool = False,
     progress: bool = True,
     yes: bool = False,
+    stop: requeue.Graceful | None = None,
 ) -> SweepReport:
     """Run, resume or grow a sweep: train every run not yet on disk and write its files.
 
@@ -271,6 +282,8 @@ def sweep(
     results root (default ``results``); files go to ``out/<name>/``. A spec that
     adds grid values or sample points to an existing sweep trains only the new
     runs (docs/growth.md).
+    ``stop`` (see ``runner.requeue``): once requested, no new chunk starts, the chunks in
+    flight are waited for while they fit in its grace, then ``Interrupted`` is raised.
     """
     if isinstance(spec, dict):
         spec = spec_from_dict(spec, overrides)
@@ -322,13 +335,20 @@ def sweep(
         warm_up(spec.loss_dtype, dtype, fastmath)
     pending_runs = int(sum(sizes[c] for c in pending))
     bar = Progress(pending_runs, _mean_epochs(plan), quiet, progress)
+    results = dispatch(spec, folder, pending, jobs, backend, scheduler, plan, stop)
+    if stop is not None:  # a helper thread draws the results; this one watches the clock
+        results = requeue.drain(results, stop, fatal=(ChunkFailed,))
     try:
-        for res in dispatch(spec, folder, pending, jobs, backend, scheduler, plan):
+        for res in results:
+            if res is None:  # not started: a stop was requested
+                continue
             report.chunks_run += 1
             report.runs_trained += res.runs
             report.diverged += res.diverged
             report.rows += res.rows
             bar.update(res.runs)
+        if stop is not None and stop.requested and report.chunks_run < len(pending):
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         bar.close()
         finished = len(set(mine) & store.done_chunks(folder))
@@ -384,12 +404,16 @@ def dispatch(
     backend: str,
     scheduler: str | None,
     plan: Plan | None = None,
-) -> Iterator[ChunkDone]:
-    """Yield each chunk's summary as it finishes (any order)."""
+    stop: requeue.Graceful | None = None,
+) -> Iterator[ChunkDone | None]:
+    """Yield each chunk's summary as it finishes (any order); None for a chunk not started
+    because ``stop`` was requested (sequential and threading; loky and Dask workers run
+    what they were handed)."""
     tasks = tasks_for(spec, folder, pending, plan)
+    chunk = run_chunk if stop is None else partial(requeue.unless_stopped, stop, run_chunk)
     if backend != "dask" and (jobs == 1 or len(pending) == 1):
         for task in tasks:  # the sequential path: also the debugging path
-            yield run_chunk(task)
+            yield chunk(task)
         return
     from joblib import Parallel, delayed, parallel_config
 
@@ -402,7 +426,8 @@ def dispatch(
             )
         return
     extra = {"inner_max_num_threads": 1} if backend == "loky" else {}
+    func = chunk if backend == "threading" else run_chunk
     with parallel_config(backend=backend, n_jobs=min(jobs, len(pending)), **extra):
         yield from Parallel(return_as="generator_unordered", pre_dispatch="2*n_jobs")(
-            delayed(run_chunk)(t) for t in tasks
+            delayed(func)(t) for t in tasks
         )

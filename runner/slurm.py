@@ -2,7 +2,10 @@
 
 ``submit`` writes ``<out>/<name>/slurm/sweep.sbatch``, hands it to ``sbatch --parsable``
 and returns at once. All tasks write into the one results folder; re-submitting runs
-only the chunks not yet done.
+only the chunks not yet done. With ``requeue`` a task stopped by its time limit or a
+preemption requeues itself (see ``runner.requeue``); with ``then`` a second job
+(``<command>.sbatch``) runs ``runner <command>`` and ``runner status`` on the results
+folder once every task of the array has ended.
 """
 
 from __future__ import annotations
@@ -18,9 +21,12 @@ from pathlib import Path
 
 from runner.errors import RunnerError
 from runner.growth import open_sweep
+from runner.requeue import DEFAULT_GRACE, DEFAULT_MAX_REQUEUES
 from runner.spec import MAX_RUNS, Spec, load_spec
 
 SLURM_DIR, SCRIPT, JOBS = "slurm", "sweep.sbatch", "jobs.txt"
+THEN_COMMANDS = ("report", "plot", "summary")
+MAX_SIGNAL_TIME = 65535  # sbatch --signal=...@S takes 0..65535 seconds
 ARRAY_RE = re.compile(r"^#SBATCH --array=0-(\d+)\s*$", re.MULTILINE)
 
 
@@ -37,11 +43,22 @@ class SlurmOptions:
 
 
 @dataclass
+class Requeue:
+    """--requeue: stop at a chunk boundary on USR1 (time limit) or preemption, requeue."""
+
+    grace: int = DEFAULT_GRACE  # USR1 this many seconds before the time limit
+    max_requeues: int = DEFAULT_MAX_REQUEUES  # then exit 130 with the resume hint
+
+
+@dataclass
 class Submission:
     script: Path  # the sbatch script written
     text: str  # its contents
     tasks: int
     job_id: str | None  # None for a dry run
+    then_script: Path | None = None  # the follow-up job's script (--then), if any
+    then_text: str | None = None
+    then_job_id: str | None = None
 
 
 def sbatch_script(
@@ -53,6 +70,7 @@ def sbatch_script(
     options: SlurmOptions,
     python: str,
     yes: bool = False,
+    requeue: Requeue | None = None,
 ) -> str:
     """The job array script; every path in it is absolute."""
     logs = root / spec.name / SLURM_DIR / "logs"
@@ -75,9 +93,48 @@ def sbatch_script(
     lines += [f"#SBATCH {_sbatch_arg(a)}" for a in options.extra]
     argv = [python, "-m", "runner", "sweep", str(spec_path), "--out", str(root)]
     argv += ["--shard", "auto", "--quiet"] + (["--yes"] if yes else [])
+    if requeue is not None:
+        lines += [
+            "#SBATCH --requeue",
+            f"#SBATCH --signal=B:USR1@{requeue.grace}",
+            "#SBATCH --open-mode=append",
+            f"# USR1 {requeue.grace} s before the time limit, or a preemption, stops a task at "
+            "a chunk boundary;",
+            f"# it requeues itself up to {requeue.max_requeues} times (one log file per task).",
+        ]
+        argv += ["--requeue", "--grace", str(requeue.grace)]
+        argv += ["--max-requeues", str(requeue.max_requeues)]
     for o in overrides:
         argv += ["--set", o]
+    # exec: runner is the batch shell, so that SLURM's USR1 (--signal=B:...) reaches it
     lines += ["set -eu", "exec " + shlex.join(argv), ""]
+    return "\n".join(lines)
+
+
+def then_script(name: str, folder: Path, command: str, options: SlurmOptions, python: str) -> str:
+    """The follow-up job: ``runner COMMAND DIR`` then ``runner status DIR``, once the
+    array has ended (the dependency is given to sbatch on its command line)."""
+    logs = folder / SLURM_DIR / "logs"
+    lines = [
+        "#!/bin/bash",
+        f"# Written by `runner slurm --then {command}`: submitted with "
+        "--dependency=afterany:<array job>,",
+        "# it runs once every task of the job array has ended (requeued tasks included).",
+        f"#SBATCH --job-name=runner-{name}-{command}",
+        f"#SBATCH --output={logs}/{command}-%j.out",
+    ]
+    named = {"partition": options.partition, "account": options.account}
+    lines += [f"#SBATCH --{k}={v}" for k, v in named.items() if v is not None]
+    lines += [f"#SBATCH {_sbatch_arg(a)}" for a in options.extra]
+    run = [python, "-m", "runner"]
+    lines += [
+        "set -u",
+        "rc=0",
+        shlex.join([*run, command, str(folder)]) + " || rc=$?",
+        shlex.join([*run, "status", str(folder)]) + " || rc=$?",
+        "exit $rc",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -97,9 +154,18 @@ def submit(
     options: SlurmOptions | None = None,
     dry_run: bool = False,
     yes: bool = False,
+    requeue: Requeue | None = None,
+    then: str | None = None,
 ) -> Submission:
-    """Validate the spec, write the job array script and submit it (unless ``dry_run``)."""
+    """Validate the spec, write the job array script and submit it (unless ``dry_run``).
+
+    ``then``: also submit a follow-up job running ``runner THEN DIR`` after the array.
+    """
     overrides = list(overrides or [])
+    options = options or SlurmOptions()
+    _check_requeue(requeue, options.time)
+    if then is not None and then not in THEN_COMMANDS:
+        raise RunnerError(f"must be one of {', '.join(THEN_COMMANDS)}, got {then!r}", key="--then")
     spec_path = Path(spec_path).resolve()
     spec = load_spec(spec_path, overrides)
     if tasks < 1:
@@ -116,8 +182,9 @@ def submit(
             key="--tasks",
         )
     text = sbatch_script(
-        spec, spec_path, root, tasks, overrides, options or SlurmOptions(), sys.executable, yes
+        spec, spec_path, root, tasks, overrides, options, sys.executable, yes, requeue
     )
+    follow = then_script(spec.name, folder, then, options, sys.executable) if then else None
     if not dry_run:
         sbatch = shutil.which("sbatch")
         if sbatch is None:
@@ -134,18 +201,49 @@ def submit(
     script = folder / SLURM_DIR / SCRIPT
     (script.parent / "logs").mkdir(parents=True, exist_ok=True)
     script.write_text(text)
+    sub = Submission(script, text, tasks, None)
+    if follow is not None:
+        sub.then_script, sub.then_text = script.with_name(f"{then}.sbatch"), follow
+        sub.then_script.write_text(follow)
     if dry_run:
-        return Submission(script, text, tasks, None)
+        return sub
+    sub.job_id = _sbatch(sbatch, script)
+    with open(script.parent / JOBS, "a") as fh:
+        fh.write(f"{sub.job_id} {tasks} {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
+    if sub.then_script is not None:
+        after = f"--dependency=afterany:{sub.job_id}"
+        sub.then_job_id = _sbatch(sbatch, sub.then_script, after, submitted=sub.job_id)
+    return sub
+
+
+def _sbatch(sbatch: str, script: Path, *args: str, submitted: str | None = None) -> str:
+    """Submit; the job id. ``submitted``: the array already running, for the message."""
     proc = subprocess.run(
-        [sbatch, "--parsable", str(script)], capture_output=True, text=True, timeout=120
+        [sbatch, "--parsable", *args, str(script)], capture_output=True, text=True, timeout=120
     )
     if proc.returncode != 0:
         msg = " ".join(proc.stderr.split()) or f"exit code {proc.returncode}"
-        raise RunnerError(f"sbatch refused the job: {msg}", file=str(script))
-    job_id = proc.stdout.strip().split(";")[0]
-    with open(script.parent / JOBS, "a") as fh:
-        fh.write(f"{job_id} {tasks} {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
-    return Submission(script, text, tasks, job_id)
+        also = f" (job array {submitted} is submitted)" if submitted else ""
+        raise RunnerError(f"sbatch refused the job{also}: {msg}", file=str(script))
+    return proc.stdout.strip().split(";")[0]
+
+
+def _check_requeue(requeue: Requeue | None, limit: str | None) -> None:
+    if requeue is None:
+        return
+    if not 1 <= requeue.grace <= MAX_SIGNAL_TIME:
+        raise RunnerError(
+            f"must be 1..{MAX_SIGNAL_TIME} seconds, got {requeue.grace}", key="--grace"
+        )
+    seconds = time_seconds(limit) if limit else None
+    if seconds is not None and requeue.grace >= seconds:
+        raise RunnerError(
+            f"{requeue.grace} s is not shorter than --time {limit}: every task would be "
+            "signalled as it starts",
+            key="--grace",
+        )
+    if requeue.max_requeues < 0:
+        raise RunnerError(f"must be >= 0, got {requeue.max_requeues}", key="--max-requeues")
 
 
 def max_array_size() -> int | None:
@@ -177,3 +275,20 @@ def job_ids(folder: str | Path) -> list[str]:
     except OSError:
         return []
     return [line.split()[0] for line in lines if line.strip()]
+
+
+def time_seconds(text: str) -> int | None:
+    """sbatch --time (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S) in seconds; None if not one."""
+    days, _, rest = text.strip().rpartition("-")
+    parts = rest.split(":")
+    if not all(p.isdigit() for p in parts) or (days and not days.isdigit()) or len(parts) > 3:
+        return None
+    nums = [int(p) for p in parts]
+    if days:  # D-H, D-H:M, D-H:M:S
+        h, m, sec = [*nums, 0, 0][:3]
+        return ((int(days) * 24 + h) * 60 + m) * 60 + sec
+    if len(nums) == 1:
+        return nums[0] * 60
+    if len(nums) == 2:
+        return nums[0] * 60 + nums[1]
+    return (nums[0] * 60 + nums[1]) * 60 + nums[2]

@@ -20,6 +20,7 @@ dir="$(cd "$dir" && pwd)"
 export SLURM_CONF="$dir/slurm.conf"
 max_array="${SLURM_LOCAL_MAX_ARRAY:-64}"
 wait_s="${SLURM_LOCAL_WAIT:-60}"
+cred_expire="${SLURM_LOCAL_CRED_EXPIRE:-5}"  # also how long a requeued job waits (default 120)
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -64,7 +65,7 @@ SlurmctldPort=$ctld_port
 SlurmdPort=$slurmd_port
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$dir/munge/socket
+AuthInfo=socket=$dir/munge/socket,cred_expire=$cred_expire
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool/%n
 SlurmctldPidFile=$dir/slurmctld.pid
@@ -76,6 +77,13 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
+# a requeued job may start again after cred_expire (AuthInfo) seconds; schedule it at once
+SchedulerParameters=sched_interval=2,bf_interval=2
+JobRequeue=1
+# a job in partition "urgent" preempts (cancels) jobs of "debug", as a site's high-priority
+# queue does; the tests use it to preempt a task
+PreemptType=preempt/partition_prio
+PreemptMode=CANCEL
 MpiDefault=none
 ReturnToService=2
 MaxArraySize=$max_array
@@ -88,12 +96,13 @@ InactiveLimit=0
 MinJobAge=60
 KillWait=5
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=urgent Nodes=localhost MaxTime=INFINITE State=UP PriorityTier=2 PreemptMode=OFF
 CONF
     slurmctld -i
     slurmd -N localhost
     for _ in $(seq "$((wait_s * 2))"); do
-        if [[ "$(sinfo -h -N -o %t 2>/dev/null)" == "idle" ]]; then
+        if [[ "$(sinfo -h -N -o %t 2>/dev/null | sort -u)" == "idle" ]]; then
             echo "export SLURM_CONF=$SLURM_CONF"
             return 0
         fi

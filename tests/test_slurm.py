@@ -5,6 +5,7 @@ import difflib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -12,37 +13,142 @@ from pathlib import Path
 
 import pytest
 from conftest import need_service
-from helpers import NAME, ROOT, SLOW, SMALL, SPEC, assert_same_results, env, sets
+from helpers import NAME, ROOT, SLOW, SMALL, SPEC, assert_same_results, env, sets, sweep_cmd
 
 from runner.cli import main
 
-GOLDEN = Path(__file__).parent / "golden" / "sweep.sbatch"
+GOLDEN = Path(__file__).parent / "golden"
 SCRIPT = ROOT / "scripts" / "slurm-local.sh"
+OPTS = ["--partition", "debug", "--time", "00:10:00", "--cpus-per-task", "2", "--mem", "1G",
+        "--account", "lab", "--sbatch-arg=--qos=normal"]  # fmt: skip
 
 
-# ----- the script, without a cluster -----
-def test_sbatch_script_matches_golden_file(tmp_path, capsys):
-    opts = ["--partition", "debug", "--time", "00:10:00", "--cpus-per-task", "2", "--mem", "1G",
-            "--account", "lab", "--sbatch-arg=--qos=normal", "--sbatch-arg", "requeue"]  # fmt: skip
-    argv = ["slurm", str(SPEC), "--tasks", "3", "--out", str(tmp_path), *sets(SMALL), *opts]
-    assert main([*argv, "--dry-run"]) == 0
-    printed = capsys.readouterr().out
-    text = (tmp_path / NAME / "slurm" / "sweep.sbatch").read_text()
-    assert printed == text
+def same_as_golden(text: str, name: str, out: Path) -> bool:
     for path, mark in (
         (sys.executable, "{PYTHON}"),
         (str(SPEC), "{SPEC}"),
-        (str(tmp_path), "{OUT}"),
+        (str(out), "{OUT}"),
     ):
         text = text.replace(path, mark)
-    want = GOLDEN.read_text()
+    want = (GOLDEN / name).read_text()
     if text != want:  # a line diff, as submitit prints it
         diff = difflib.unified_diff(
             want.splitlines(), text.splitlines(), "golden", "now", lineterm=""
         )
         print("\n".join(diff))
-    assert text == want
+    return text == want
+
+
+# ----- the script, without a cluster -----
+def test_sbatch_script_matches_golden_file(tmp_path, capsys):
+    argv = ["slurm", str(SPEC), "--tasks", "3", "--out", str(tmp_path), *sets(SMALL), *OPTS]
+    assert main([*argv, "--sbatch-arg", "requeue", "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    text = (tmp_path / NAME / "slurm" / "sweep.sbatch").read_text()
+    assert printed == text
+    assert same_as_golden(text, "sweep.sbatch", tmp_path)
     assert not (tmp_path / NAME / "sweep.json").exists()  # a dry run starts nothing
+
+
+def test_requeue_and_then_scripts_match_golden_files(tmp_path, capsys):
+    argv = ["slurm", str(SPEC), "--tasks", "3", "--out", str(tmp_path), *sets(SMALL), *OPTS,
+            "--requeue", "--grace", "300", "--max-requeues", "5", "--then", "report"]  # fmt: skip
+    assert main([*argv, "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    slurm_dir = tmp_path / NAME / "slurm"
+    sweep, report = (
+        (slurm_dir / "sweep.sbatch").read_text(),
+        (slurm_dir / "report.sbatch").read_text(),
+    )
+    assert printed.startswith(sweep) and printed.endswith(report)
+    assert same_as_golden(sweep, "sweep-requeue.sbatch", tmp_path)
+    assert same_as_golden(report, "report.sbatch", tmp_path)
+    assert not (tmp_path / NAME / "sweep.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        (["--grace", "60"], "--grace: needs --requeue"),
+        (["--max-requeues", "2"], "--max-requeues: needs --requeue"),
+        (["--requeue", "--grace", "0"], "--grace: must be"),
+        (["--requeue", "--grace", "70000"], "--grace: must be 1..65535"),
+        (["--requeue", "--max-requeues", "-1"], "--max-requeues: must be >= 0"),
+        (["--then", "table"], "invalid choice: 'table'"),
+        (["--requeue", "--time", "2:00"], "--grace: 120 s is not shorter than --time 2:00"),
+    ],
+)
+def test_bad_requeue_and_then_options_are_one_line_errors(tmp_path, capsys, args, key):
+    argv = ["slurm", str(SPEC), "--tasks", "3", "--out", str(tmp_path), *sets(SMALL), *args]
+    assert main([*argv, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert key in err and err.count("\n") == 1, err
+    assert not (tmp_path / NAME).exists()
+
+
+def wait_for(check, what: str, timeout: float = 120.0):
+    """Poll ``check()`` until it returns something true; that value."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    pytest.fail(f"{what}: not within {timeout} s")
+
+
+def claims(folder: Path, shard: int = 0, shards: int = 1) -> list[tuple[int, int]]:
+    """(chunk, pid) of the claims on chunks of this shard (a chunk being trained)."""
+    try:
+        names = os.listdir(folder / ".claims")
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        c, _, rest = name.partition(".")
+        if int(c) % shards == shard:
+            found.append((int(c), int(rest.rpartition(".")[2])))
+    return found
+
+
+def read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+@pytest.mark.parametrize("jobs", [1, 2])  # the sequential path and two threads
+@pytest.mark.parametrize("grace", [60, 1])
+def test_usr1_outside_slurm_stops_at_a_chunk_boundary(tmp_path, reference, grace, jobs):
+    """USR1 while each worker holds a trained chunk unwritten: with grace they are
+    written, without they are given up; no chunk starts after the signal, nothing
+    half-written; exit 130; the same command completes the sweep."""
+    written = jobs if grace > 1 else 0
+    hold = tmp_path / "hold"
+    hold.touch()
+    extra = ["--requeue", "--grace", str(grace), "--jobs", str(jobs)]
+    cmd = sweep_cmd(SPEC, tmp_path, *sets(SMALL), *extra)
+    folder = tmp_path / NAME
+    proc = subprocess.Popen(cmd, env={**env(), "RUNNER_TEST_HOLD": str(hold)},
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_for(lambda: len(claims(folder)) == jobs, "a claimed chunk per worker")
+        proc.send_signal(signal.SIGUSR1)
+        if written:  # let the held chunk go once the stop is noticed
+            line = proc.stderr.readline()
+            assert "SIGUSR1: stopping: no new chunk" in line, line
+            hold.unlink()
+        err = proc.stderr.read()
+        assert proc.wait(timeout=120) == 130, err
+    finally:
+        proc.kill()
+    assert "not requeued: not a SLURM job; run the same command to resume" in err
+    assert sorted(os.listdir(folder / "runs")) == sorted(os.listdir(folder / "losses"))
+    assert len(os.listdir(folder / "runs")) == written
+    hold.unlink(missing_ok=True)
+    subprocess.run(cmd, env=env(), check=True, timeout=300)  # the same command resumes
+    assert_same_results(folder, reference(SMALL))
 
 
 def test_missing_sbatch_is_a_one_line_error(tmp_path, monkeypatch, capsys):
@@ -147,3 +253,143 @@ def test_more_tasks_than_max_array_size_is_refused(slurm, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "MaxArraySize 64" in err and err.count("\n") == 1
     assert not (tmp_path / NAME).exists()
+
+
+# ----- requeue and follow-up jobs on the real cluster -----
+def submit_all(out, overrides, capsys, *extra, tasks) -> list[str]:
+    """Submit; the job ids printed (the array's first, then a follow-up job's). Two tasks
+    at most, so that all run at once on a two-core node while one is held."""
+    argv = ["slurm", str(SPEC), "--tasks", str(tasks), "--out", str(out), *sets(overrides)]
+    assert main([*argv, *extra]) == 0
+    return re.findall(r"submitted job (\d+)", capsys.readouterr().out)
+
+
+def usr1(task: str) -> None:
+    """What SLURM sends S seconds before the time limit (#SBATCH --signal=B:USR1@S)."""
+    subprocess.run(["scancel", "--signal=USR1", "--batch", task], check=True, timeout=30)
+
+
+def exit_code(task: str) -> str:
+    found = subprocess.run(["scontrol", "show", "job", task], capture_output=True, text=True)
+    return re.search(r"\bExitCode=(\S+)", found.stdout).group(1)
+
+
+@pytest.mark.slurm
+def test_signalled_task_requeues_itself_and_then_report_runs_after(
+    slurm, tmp_path, reference, capsys, monkeypatch
+):
+    """USR1 while task 1 holds a trained chunk: it writes that chunk, takes no other,
+    requeues itself; the requeued run does the rest; the report job runs after all."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    monkeypatch.setenv("RUNNER_TEST_HOLD", str(hold))  # jobs inherit it
+    job, then = submit_all(tmp_path, SMALL, capsys, "--requeue", "--grace", "60",
+                           "--then", "report", tasks=2)  # fmt: skip
+    folder = tmp_path / NAME
+    logs = folder / "slurm" / "logs"
+    wait_for(lambda: claims(folder, 1, 2), "task 1 holding a chunk")
+    usr1(f"{job}_1")
+    wait_for(lambda: "SIGUSR1: stopping" in read(logs / f"{job}_1.out"), "the stop")
+    hold.unlink()
+    wait_job(job, timeout=300)
+    wait_job(then, timeout=300)
+    log = (logs / f"{job}_1.out").read_text()  # both runs: --open-mode=append
+    assert log.count("requeued (1 of 3)") == 1, log
+    assert "stopped (all started written): 1 of 6 chunks of this task done" in log
+    assert log.index("requeued (1 of 3)") < log.index("done: ")  # the rerun did the rest
+    for k in (0,):
+        assert "requeued" not in (logs / f"{job}_{k}.out").read_text()
+    rc, out = status(folder, capsys)
+    assert rc == 0, out
+    assert_same_results(folder, reference(SMALL))
+    # the follow-up job ran once the whole array had ended, requeued task included
+    report = folder / "report.html"
+    assert report.is_file()
+    newest = max(p.stat().st_mtime for p in (folder / "runs").iterdir())
+    assert report.stat().st_mtime >= newest
+    then_log = (logs / f"report-{then}.out").read_text()
+    assert str(report) in then_log and then_log.rstrip().endswith("complete"), then_log
+
+
+@pytest.mark.slurm
+def test_requeues_stop_at_max_and_resubmit_completes(
+    slurm, tmp_path, reference, capsys, monkeypatch
+):
+    """A grace too short for the held chunk: it is given up unwritten, the task requeues
+    once (--max-requeues 1); signalled again it exits 130 with the hint. Re-submitting
+    completes the sweep."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    monkeypatch.setenv("RUNNER_TEST_HOLD", str(hold))
+    extra = ("--requeue", "--grace", "2", "--max-requeues", "1")
+    (job,) = submit_all(tmp_path, SMALL, capsys, *extra, tasks=2)
+    folder = tmp_path / NAME
+    log = folder / "slurm" / "logs" / f"{job}_1.out"
+    ((chunk, pid),) = wait_for(lambda: claims(folder, 1, 2), "task 1 holding a chunk")
+    usr1(f"{job}_1")
+    wait_for(lambda: "requeued (1 of 1)" in read(log), "the requeue")
+    # the requeued run takes the same chunk again: nothing of it was written
+    again = wait_for(lambda: [c for c in claims(folder, 1, 2) if c[1] != pid], "the rerun")
+    assert again == [(chunk, again[0][1])]
+    usr1(f"{job}_1")
+    wait_job(f"{job}_1", timeout=120)
+    text = log.read_text()
+    assert "not requeued: 1 of 1 requeues used (--max-requeues); run the same `runner slurm`" \
+        in text, text  # fmt: skip
+    assert text.count("chunks in flight given up, not written") == 2
+    assert exit_code(f"{job}_1") == "130:0"
+    hold.unlink()
+    wait_job(job)
+    rc, out = status(folder, capsys)
+    assert rc == 1 and "shard 1/2: 0/6 chunks done" in out, out
+    assert not [n for n in os.listdir(folder / "losses") if int(n[6:12]) % 2 == 1]
+    (again,) = submit_all(tmp_path, SMALL, capsys, *extra, tasks=2)
+    wait_job(again)
+    assert status(folder, capsys)[0] == 0
+    assert_same_results(folder, reference(SMALL))
+
+
+@pytest.mark.slurm
+def test_cancelled_requeue_task_is_not_requeued(slurm, tmp_path, capsys, monkeypatch):
+    """scancel sends SIGTERM too, but without a preemption: the task must stay cancelled."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    monkeypatch.setenv("RUNNER_TEST_HOLD", str(hold))
+    (job,) = submit_all(tmp_path, SMALL, capsys, "--requeue", "--grace", "2", tasks=1)
+    folder = tmp_path / NAME
+    wait_for(lambda: claims(folder), "a held chunk")
+    subprocess.run(["scancel", job], check=True, timeout=30)
+    wait_job(job)
+    log = (folder / "slurm" / "logs" / f"{job}_0.out").read_text()
+    assert "not requeued: SIGTERM without a preemption" in log, log
+    assert "requeued (" not in log
+    hold.unlink()
+
+
+@pytest.mark.slurm
+def test_preempted_task_requeues_itself(slurm, tmp_path, reference, capsys, monkeypatch):
+    """A job of the higher-priority partition takes the node: SLURM cancels the task with
+    SIGTERM (PreemptMode=CANCEL); it gives up its held chunk within KillWait, requeues
+    itself, and the requeued run completes the sweep."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    monkeypatch.setenv("RUNNER_TEST_HOLD", str(hold))
+    extra = ("--requeue", "--sbatch-arg=--exclusive")
+    (job,) = submit_all(tmp_path, SMALL, capsys, *extra, tasks=1)
+    folder = tmp_path / NAME
+    log = folder / "slurm" / "logs" / f"{job}_0.out"
+    wait_for(lambda: claims(folder), "a held chunk")
+    urgent = subprocess.run(
+        ["sbatch", "--parsable", "--partition=urgent", "--exclusive", "--wrap=true",
+         f"--output={tmp_path / 'urgent.out'}"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.strip()  # fmt: skip
+    wait_for(lambda: "requeued (1 of 3)" in read(log), "the requeue")
+    hold.unlink()
+    wait_job(job)
+    wait_job(urgent)
+    text = log.read_text()
+    assert "DUE TO PREEMPTION" in text and "SIGTERM: stopping: no new chunk" in text, text
+    assert "chunks in flight given up, not written" in text
+    assert status(folder, capsys)[0] == 0
+    assert_same_results(folder, reference(SMALL))
