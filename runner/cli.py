@@ -42,9 +42,9 @@ def _parser() -> Parser:
     s.add_argument("--jobs", type=int, default=None, help="parallel workers (default: all cores)")
     s.add_argument(
         "--backend",
-        choices=("loky", "threading", "dask"),
+        choices=("loky", "threading", "dask", "cuda"),
         default=None,
-        help="joblib backend (default: threading)",
+        help="joblib backend (default: threading), or cuda: the visible GPUs (runner[cuda])",
     )
     s.add_argument("--scheduler", default=None, help="Dask scheduler address (backend dask)")
     s.add_argument("--shard", default=None, help="I/N: run chunks c with c mod N == I; or auto")

@@ -16,9 +16,9 @@ import numpy as np
 from runner import kernels, store
 from runner.errors import RunnerError
 from runner.spec import KERNEL_KEYS, MAX_RUNS, Spec, load_spec
-from runner.train import init_weights, run_batch
+from runner.train import BatchResult, init_weights, run_batch
 
-BACKENDS = ("threading", "loky", "dask")
+BACKENDS = ("threading", "loky", "dask", "cuda")
 DEFAULT_BACKEND = "threading"  # measured: see the note in README "Performance"
 
 
@@ -124,17 +124,7 @@ def run_chunk(task: ChunkTask) -> ChunkDone:
 
 def _train_and_write(task: ChunkTask) -> ChunkDone:
     t0 = time.perf_counter()
-    p = task.params
-    n = task.run_stop - task.run_start
-    kern = {k: _scalar(p[k]) for k in KERNEL_KEYS}
-    seeds = np.broadcast_to(np.asarray(p["seed"], dtype=np.int64), (n,))
-    if isinstance(p["init"], list) and isinstance(p["init"][0], list):
-        Wh, Wz = _init_mixed(seeds, p["init"], task, kern["hidden"])
-    else:
-        Wh, Wz = init_weights(
-            seeds, task.X.shape[1], kern["hidden"], task.Y.shape[1], tuple(p["init"])
-        )
-    alpha = np.broadcast_to(np.asarray(p["alpha"], dtype=np.float64), (n,)).copy()
+    kern, Wh, Wz, alpha = chunk_inputs(task)
     res = run_batch(
         task.X,
         task.Y,
@@ -149,6 +139,34 @@ def _train_and_write(task: ChunkTask) -> ChunkDone:
         kern["diverge_above"],
         np.dtype(task.loss_dtype).type,
     )
+    return write_results(task, res, t0)
+
+
+def kernel_keys(task: ChunkTask) -> dict[str, Any]:
+    """The chunk's kernel keys: one value each (a chunk is one kernel call)."""
+    return {k: _scalar(task.params[k]) for k in KERNEL_KEYS}
+
+
+def chunk_inputs(task: ChunkTask) -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]:
+    """A chunk's kernel keys (one value each) and its runs' initial Wh, Wz and alpha."""
+    p = task.params
+    n = task.run_stop - task.run_start
+    kern = kernel_keys(task)
+    seeds = np.broadcast_to(np.asarray(p["seed"], dtype=np.int64), (n,))
+    if isinstance(p["init"], list) and isinstance(p["init"][0], list):
+        Wh, Wz = _init_mixed(seeds, p["init"], task, kern["hidden"])
+    else:
+        Wh, Wz = init_weights(
+            seeds, task.X.shape[1], kern["hidden"], task.Y.shape[1], tuple(p["init"])
+        )
+    alpha = np.broadcast_to(np.asarray(p["alpha"], dtype=np.float64), (n,)).copy()
+    return kern, Wh, Wz, alpha
+
+
+def write_results(task: ChunkTask, res: BatchResult, t0: float) -> ChunkDone:
+    """Write a trained chunk's two files (runs last) and summarise it; t0: when it started."""
+    p = task.params
+    n = task.run_stop - task.run_start
     run_ids = np.arange(task.run_start, task.run_stop)
     all_cols = store.param_columns(p, n, list(p))
     axis_cols = {k: all_cols[k] for k in all_cols if k in store.axis_columns(task.axis_names)}
@@ -284,6 +302,10 @@ def sweep(
             file=spec.file,
             key="grid",
         )
+    if backend == "cuda":  # no device: one line, before anything is written
+        from runner.gpu import device_count
+
+        device_count()
     shard_ = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
     root = Path(out) if out is not None else Path("results")
     folder = root / spec.name
@@ -312,7 +334,8 @@ def sweep(
     if not pending:
         report.seconds = time.perf_counter() - t0
         return report
-    warm_up(spec.loss_dtype)
+    if backend != "cuda":
+        warm_up(spec.loss_dtype)
     pending_runs = sum(spec.chunk_range(c)[1] - spec.chunk_range(c)[0] for c in pending)
     bar = Progress(pending_runs, _mean_epochs(spec), quiet, progress)
     try:
@@ -359,6 +382,11 @@ def dispatch(
 ) -> Iterator[ChunkDone]:
     """Yield each chunk's summary as it finishes (any order)."""
     tasks = tasks_for(spec, folder, pending)
+    if backend == "cuda":
+        from runner.gpu_sweep import dispatch as cuda_dispatch
+
+        yield from cuda_dispatch(list(tasks), writers=jobs)
+        return
     if backend != "dask" and (jobs == 1 or len(pending) == 1):
         for task in tasks:  # the sequential path: also the debugging path
             yield run_chunk(task)
