@@ -26,10 +26,18 @@ from numba.core import config
 
 from runner import kernels
 from runner.kernels import (  # the CPU kernel's column and status numbers
-    CONVERGED, DIVERGED, EPOCHS_RUN, FINAL_LOSS, MIN_EPOCH, MIN_LOSS, RAN_ALL, STATUS,
+    CONVERGED,
+    DIVERGED,
+    EPOCHS_RUN,
+    FINAL_LOSS,
+    MIN_EPOCH,
+    MIN_LOSS,
+    RAN_ALL,
+    STATUS,
 )  # fmt: skip
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)
+
 
 def device(fn):
     """A device function; in the simulator the plain Python function (the simulator's

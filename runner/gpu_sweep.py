@@ -25,7 +25,12 @@ import numpy as np
 
 from runner import store
 from runner.driver import (
-    ChunkDone, ChunkFailed, ChunkTask, chunk_inputs, kernel_keys, write_results,
+    ChunkDone,
+    ChunkFailed,
+    ChunkTask,
+    chunk_inputs,
+    kernel_keys,
+    write_results,
 )  # fmt: skip
 from runner.gpu import Launch, _simulator, device_count
 from runner.train import BatchResult, slots
@@ -129,7 +134,7 @@ def _device_worker(d, work, results, pool, stop) -> None:
                     _finish(*inflight.popleft(), pool, results)
             while inflight and not stop.is_set():
                 _finish(*inflight.popleft(), pool, results)
-    except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+    except BaseException as exc:  # handed to the main thread
         results.put(_failed(exc))
 
 
@@ -165,7 +170,7 @@ def _finish(g: Group, launch: Launch, held: list, t0: float, pool, results) -> N
                 res.Wz[:, :, a:b],
             )  # fmt: skip
             results.put(write_results(task, sub, t0))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             results.put(_failed(exc, task.index))
         finally:
             store.release(claim)

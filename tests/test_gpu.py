@@ -1,0 +1,190 @@
+"""--backend cuda: the CUDA kernel in numba-cuda's simulator gives the CPU's bytes.
+
+The simulator is chosen by NUMBA_ENABLE_CUDASIM=1 before numba.cuda is imported, so
+those sweeps run in a fresh interpreter; the CPU sweeps they are compared with run
+here. The PTX test compiles the real kernel (NVVM, no device needed) and reads it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import need_service
+from helpers import ROOT, assert_same_results, read_results, sweep_cmd
+
+import runner
+
+SIM = dict(os.environ, PYTHONPATH=str(ROOT), NUMBA_ENABLE_CUDASIM="1")
+
+# Mixed shapes (hidden 1 and 3, 3 inputs and 2 outputs), both output layers, both
+# update orders, a chaotic alpha that diverges for some runs and not others,
+# stop_below that some runs reach, losses every 7th epoch, chunks of 4 runs.
+MIXED = """
+name = "mixed"
+[data]
+path = "{data}"
+[train]
+epochs = 150
+stop_below = 0.14
+diverge_above = 1e4
+[grid]
+output = ["linear", "sigmoid"]
+update = ["sequential", "simultaneous"]
+hidden = [1, 3]
+alpha = [0.05, 0.9]
+seed = {{ start = 0, stop = 3 }}
+[record]
+every = 7
+[sweep]
+chunk_runs = 4
+"""
+
+# The seed problem at a chaotic learning rate, every epoch recorded in float64.
+SEED = """
+name = "seed"
+[data]
+builtin = "seed"
+[train]
+epochs = 400
+hidden = 4
+[grid]
+alpha = [0.1, 0.25]
+seed = {{ start = 0, stop = 6 }}
+[record]
+loss_dtype = "float64"
+"""
+
+
+def _data(folder: Path) -> Path:
+    rng = np.random.default_rng(7)
+    X = rng.uniform(-1, 1, size=(5, 3))
+    Y = np.stack([np.tanh(X.sum(1)), X[:, 0] * X[:, 1]], axis=1)
+    np.savez(folder / "points.npz", X=X, Y=Y)
+    return folder / "points.npz"
+
+
+def _both(tmp_path: Path, text: str) -> tuple[Path, Path]:
+    """The sweep on the CPU (here) and with --backend cuda in the simulator."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text(textwrap.dedent(text.format(data=_data(tmp_path))))
+    cpu = runner.sweep(spec, out=tmp_path / "cpu", jobs=1, quiet=True, progress=False)
+    r = subprocess.run(
+        sweep_cmd(spec, tmp_path / "gpu", "--backend", "cuda"),
+        capture_output=True, text=True, env=SIM, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return cpu.out, tmp_path / "gpu" / cpu.out.name
+
+
+def test_mixed_sweep_is_the_cpus_bytes(tmp_path):
+    cpu, gpu = _both(tmp_path, MIXED)
+    assert_same_results(gpu, cpu)
+    _, runs = read_results(cpu)  # the sweep did exercise every rule
+    assert runs["diverged"].any() and not runs["diverged"].all()
+    assert runs["converged_epoch"].notna().any()
+    assert (runs["epochs_run"] == 150).any()
+    assert set(runs["hidden"]) == {1, 3}
+
+
+def test_chaotic_seed_sweep_is_the_cpus_bytes(tmp_path):
+    cpu, gpu = _both(tmp_path, SEED)
+    assert_same_results(gpu, cpu)
+    losses, runs = read_results(cpu)
+    assert losses["loss"].dtype == np.float64
+    assert (runs["epochs_run"] == 400).any() and runs["diverged"].any()  # inf reached
+
+
+def test_no_device_is_one_line_and_writes_nothing(tmp_path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(textwrap.dedent(SEED.format()))
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env |= {"PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}  # hides any real GPU too
+    r = subprocess.run(
+        sweep_cmd(spec, tmp_path / "out", "--backend", "cuda"),
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "--backend cuda" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_launches_group_equal_kernel_keys(tmp_path):
+    from runner.driver import kernel_keys, tasks_for
+    from runner.gpu_sweep import plan_launches
+    from runner.spec import load_spec
+
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(textwrap.dedent(MIXED.format(data=_data(tmp_path))))
+    spec = load_spec(spec_path)
+    tasks = list(tasks_for(spec, tmp_path, list(range(spec.n_chunks))))
+    kerns = [kernel_keys(t) for t in tasks]
+    groups = plan_launches(tasks, kerns, target=8)
+    seen = [t.index for g in groups for t in g.tasks]
+    assert sorted(seen) == list(range(spec.n_chunks))  # every chunk once
+    for g in groups:
+        assert all(kernel_keys(t) == g.kern for t in g.tasks)
+        assert g.runs == sum(t.run_stop - t.run_start for t in g.tasks)
+        assert g.runs <= 8 or len(g.tasks) == 1
+        starts = [a for _, a, _ in g.parts]
+        assert starts == sorted(starts) and starts[0] == 0
+    assert len(groups) < spec.n_chunks  # chunks were batched
+
+
+def _ptx(dtype: str, fastmath: bool) -> str:
+    from numba import cuda
+    from numba import types as t
+
+    from runner.gpu_kernel import make_kernel
+
+    f = t.float64 if dtype == "float64" else t.float32
+    sig = (f[:, ::1], f[:, ::1], f[:, :, ::1], f[:, :, ::1], f[::1], t.int64, t.int64,
+           t.float64, t.float64, t.float32[:, ::1], t.int64[:, ::1], f[:, ::1])  # fmt: skip
+    kernel = make_kernel(4, 2, 4, 1, True, True, dtype, fastmath)
+    try:
+        ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0), fastmath=fastmath)
+    except Exception as exc:  # no NVVM: numba-cuda[cu13] brings it (the dev extra does)
+        if "NVVM" in str(exc) or "nvvm" in str(exc) or "libdevice" in str(exc):
+            need_service(f"NVVM to compile PTX: {' '.join(str(exc).split())[:120]}")
+        raise
+    return ptx
+
+
+@pytest.mark.skipif(
+    os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", reason="PTX needs the real numba-cuda"
+)
+def test_exact_ptx_never_fuses_and_fastmath_does():
+    """NVVM would contract a*b + c into fma.rn.f64; the exact kernel multiplies and adds
+    with .rn instructions only (PTX never fuses those), fastmath uses FMA."""
+    exact = _ptx("float64", False)
+    ops = re.findall(r"^\s*((?:fma|mul|add|sub|div|rcp|ex2)\.[\w.]*f64)", exact, re.M)
+    assert "mul.rn.f64" in ops and "add.rn.f64" in ops
+    assert not [op for op in ops if op.startswith("fma")]
+    assert not re.search(r"\b(ex2|lg2)\.approx", exact)
+    fast = _ptx("float64", True)
+    assert re.search(r"^\s*fma\.rn\.f64", fast, re.M)
+
+
+def test_gpu_check_runs_end_to_end_in_the_simulator(tmp_path):
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--scale", "0.0001",
+         "--json", str(tmp_path / "check.json")],
+        capture_output=True, text=True, env=SIM, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    import json
+
+    out = json.loads((tmp_path / "check.json").read_text())
+    assert out["identical"] == {"seed": True, "mixed": True}
+    assert out["device"]["simulator"] is True
+    assert {row["mode"] for row in out["kernel"]} >= {"float64"}
+    assert {row["every"] for row in out["end_to_end"]} == {1, 100}
+    assert all(row["epoch_runs_per_s"] > 0 for row in out["kernel"] + out["end_to_end"])
+    assert "gpu_check" in r.stdout and "epoch-runs/s" in r.stdout
