@@ -99,6 +99,12 @@ def _parser() -> Parser:
         sl.add_argument(f"--{opt}", default=None, help=f"sbatch --{opt}")
     sl.add_argument("--cpus-per-task", type=int, default=None, help="sbatch --cpus-per-task")
     sl.add_argument(
+        "--gpus-per-task",
+        type=int,
+        default=None,
+        help="sbatch --gpus-per-task; the tasks then sweep with --backend cuda",
+    )
+    sl.add_argument(
         "--sbatch-arg",
         dest="extra",
         action="append",
@@ -235,6 +241,10 @@ def cmd_slurm(args: argparse.Namespace) -> int:
 
     opts = SlurmOptions(args.partition, args.time, args.cpus_per_task, args.mem, args.account)
     opts.extra = args.extra
+    if args.gpus_per_task is not None:
+        if args.gpus_per_task < 1:
+            raise RunnerError(f"must be >= 1, got {args.gpus_per_task}", key="--gpus-per-task")
+        opts.gpus_per_task = args.gpus_per_task
     sub = submit(
         args.spec,
         args.tasks,

@@ -191,3 +191,19 @@ def test_gpu_check_runs_end_to_end_in_the_simulator(tmp_path):
     assert out["ratios"]["float64_vs_cpu_2cores"] > 0
     assert "gpu_check" in r.stdout and "epoch-runs/s" in r.stdout
     assert out["dask_imported"] is False  # GPU machines have no dask
+
+
+def test_slurm_gpus_per_task_passes_through(tmp_path, capsys):
+    from runner.cli import main
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(textwrap.dedent(SEED.format()))
+    argv = ["slurm", str(spec), "--tasks", "1", "--out", str(tmp_path), "--dry-run"]
+    assert main([*argv, "--gpus-per-task", "2"]) == 0
+    text = (tmp_path / "seed" / "slurm" / "sweep.sbatch").read_text()
+    assert "#SBATCH --gpus-per-task=2\n" in text
+    assert text.rstrip().endswith("--backend cuda")
+    assert main([*argv, "--gpus-per-task", "0"]) == 2
+    assert "--gpus-per-task" in capsys.readouterr().err
+    assert main(argv) == 0  # without it: the CPU, as before
+    assert "cuda" not in (tmp_path / "seed" / "slurm" / "sweep.sbatch").read_text()
