@@ -57,15 +57,15 @@ def _check_mode(dtype: str, fastmath: bool) -> None:
 
 
 class Launch:
-    """One batch on one device: inputs copied, kernel queued, outputs on their way back.
+    """One batch on the current device: inputs copied and the kernel queued on ``stream``.
 
-    Everything is queued on ``stream``; ``result()`` waits for it and returns the
-    BatchResult (host arrays). Nothing blocks before ``result()``.
+    Nothing waits until ``result()``, which copies the outputs back on the same stream
+    (so a launch queued after this one on another stream keeps the device busy).
     """
 
     def __init__(
         self, X, Y, Wh, Wz, alpha, epochs, output, update, every, stop_below, diverge_above,
-        loss_dtype, dtype, fastmath, stream=None,
+        loss_dtype, dtype, fastmath,
     ):  # fmt: skip
         from numba import cuda
 
@@ -81,26 +81,16 @@ class Launch:
         kernel = make_kernel(
             n, ni, nh, no, output == "sigmoid", update == "sequential", dtype, bool(fastmath)
         )
-        self.Wh_out, self.Wz_out = Wh, Wz
-        self.stream = stream if stream is not None else cuda.stream()
-        s = self.stream
-        loss_dtype = np.dtype(loss_dtype)
-        self.loss = _host((slots(epochs, every), R), loss_dtype)
-        self.loss.fill(np.nan)
-        self.istats = _host((R, 3), np.int64)
-        self.fstats = _host((R, 2), f)
-        self.wh = _host(Wh.shape, f)
-        self.wz = _host(Wz.shape, f)
-        self.wh[...] = Wh  # rounded once to dtype (float32 mode), as the CPU does
-        self.wz[...] = Wz
-        self.d = [
-            cuda.to_device(a, stream=s)
-            for a in (
-                X, Y, self.wh, self.wz, np.ascontiguousarray(alpha, dtype=f), self.loss,
-                self.istats, self.fstats,
-            )
-        ]  # fmt: skip
-        dX, dY, dWh, dWz, dalpha, dloss, dist, dfst = self.d
+        self.Wh, self.Wz = Wh, Wz
+        self.stream = s = cuda.stream()
+        # weights rounded once to dtype (float32 mode), as the CPU kernel rounds them
+        inputs = (X, Y, Wh.astype(f), Wz.astype(f), np.asarray(alpha, dtype=f))
+        dX, dY, dWh, dWz, dalpha = (cuda.to_device(a, stream=s) for a in inputs)
+        # every element of the outputs is written by the kernel: no copies in
+        dloss = cuda.device_array((slots(epochs, every), R), np.dtype(loss_dtype), stream=s)
+        dist = cuda.device_array((R, 3), np.int64, stream=s)
+        dfst = cuda.device_array((R, 2), f, stream=s)
+        self.out = (dloss, dist, dfst, dWh, dWz)
         if R:
             with _quiet_simulator():
                 kernel[-(-R // THREADS), THREADS, s](
@@ -109,18 +99,16 @@ class Launch:
                     math.inf if diverge_above is None else float(diverge_above),
                     dloss, dist, dfst,
                 )  # fmt: skip
-        for d, h in ((dloss, self.loss), (dist, self.istats), (dfst, self.fstats)):
-            d.copy_to_host(h, stream=s)
-        dWh.copy_to_host(self.wh, stream=s)
-        dWz.copy_to_host(self.wz, stream=s)
 
     def result(self) -> BatchResult:
+        """Wait for the kernel and copy its outputs back; Wh, Wz are updated in place."""
+        loss, istats, fstats, wh, wz = (d.copy_to_host(stream=self.stream) for d in self.out)
         self.stream.synchronize()
-        self.d = []  # device memory back to the pool
-        self.Wh_out[...] = self.wh
-        self.Wz_out[...] = self.wz
-        fstats = self.fstats.astype(np.float64)  # float32 values widen exactly
-        return BatchResult(self.loss, self.istats, fstats, self.Wh_out, self.Wz_out)
+        self.out = ()  # device memory back to the pool
+        self.Wh[...] = wh
+        self.Wz[...] = wz
+        fstats = fstats.astype(np.float64)  # float32 values widen exactly
+        return BatchResult(loss, istats, fstats, self.Wh, self.Wz)
 
 
 @contextlib.contextmanager
@@ -133,15 +121,6 @@ def _quiet_simulator() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         yield
-
-
-def _host(shape, dtype) -> np.ndarray:
-    """Page-locked host memory (copies overlap with kernels); plain memory in the simulator."""
-    from numba import cuda
-
-    if _simulator():
-        return np.empty(shape, dtype)
-    return cuda.pinned_array(shape, dtype)
 
 
 def run_batch_cuda(

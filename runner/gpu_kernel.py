@@ -286,6 +286,9 @@ def make_kernel(
             if loss < stop_below:
                 status = CONVERGED  # the epoch's update is kept
                 break
+        nxt = last if every == 1 else last // every + 1
+        for row in range(nxt, loss_out.shape[0]):  # slots after the run stopped
+            loss_out[row, r] = math.nan
         for k in range(NI):
             for j in range(NH):
                 Wh[k, j, r] = wh[k, j]

@@ -101,6 +101,39 @@ def test_chaotic_seed_sweep_is_the_cpus_bytes(tmp_path):
     assert (runs["epochs_run"] == 400).any() and runs["diverged"].any()  # inf reached
 
 
+BATCH = """
+import numpy as np
+from runner.gpu import run_batch_cuda
+from runner.train import init_weights, run_batch
+
+rng = np.random.default_rng(3)
+X, Y = rng.uniform(-1, 1, (6, 3)), rng.uniform(0, 1, (6, 2))
+alpha = np.array([0.05, 0.5, 2.0, 8.0] * 6)
+for output in ("linear", "sigmoid"):
+    for update in ("sequential", "simultaneous"):
+        Wh, Wz = init_weights(range(len(alpha)), 3, 5, 2, (-1.0, 1.0))
+        a = run_batch(X, Y, Wh.copy(), Wz.copy(), alpha, 60, output, update, 4, 0.05, 50.0,
+                      np.float32)
+        b = run_batch_cuda(X, Y, Wh.copy(), Wz.copy(), alpha, 60, output, update, 4, 0.05,
+                           50.0, np.float32)
+        for name in ("loss", "istats", "fstats", "Wh", "Wz"):
+            np.testing.assert_array_equal(getattr(b, name), getattr(a, name), err_msg=name)
+        print(output, update, *np.bincount(a.istats[:, 2], minlength=3))
+"""
+
+
+def test_batch_equals_run_batch_with_final_weights():
+    """run_batch_cuda against run_batch: recorded losses (NaN after a stop), per-run
+    statistics and the final weights, which the sweep files do not hold."""
+    r = subprocess.run(
+        [sys.executable, "-c", BATCH], capture_output=True, text=True, env=SIM, timeout=600
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    counts = np.array([line.split()[2:] for line in r.stdout.splitlines()], dtype=int)
+    assert counts.shape == (4, 3)
+    assert counts[:, 1].sum() > 0 and counts[:, 2].sum() > 0  # some diverged, some converged
+
+
 def test_no_device_is_one_line_and_writes_nothing(tmp_path):
     spec = tmp_path / "spec.toml"
     spec.write_text(textwrap.dedent(SEED.format()))
