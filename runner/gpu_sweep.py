@@ -86,7 +86,7 @@ def dispatch(tasks: list[ChunkTask], writers: int) -> Iterator[ChunkDone]:
 
     n_dev = device_count()
     kerns = [kernel_keys(t) for t in tasks]
-    target = launch_runs(None if _simulator() else cuda.gpus[0])
+    target = launch_runs(None if _simulator() else cuda.gpus[0])  # device 0 speaks for all
     groups = plan_launches(tasks, kerns, target)
     work: queue.Queue[Group] = queue.Queue()
     for g in groups:
@@ -116,11 +116,8 @@ def dispatch(tasks: list[ChunkTask], writers: int) -> Iterator[ChunkDone]:
 
 def _device_worker(d, work, results, pool, stop) -> None:
     """Launch groups on device d, DEPTH in flight, and hand finished ones to the writers."""
-    from numba import cuda
-
     try:
-        ctx = cuda.gpus[d]
-        with ctx:
+        with _device(d):
             room = threading.Semaphore(DEPTH + 1)  # launches started but not yet written
             inflight: deque[tuple[Group, Launch, list, float]] = deque()
             while not stop.is_set():
@@ -138,20 +135,33 @@ def _device_worker(d, work, results, pool, stop) -> None:
         results.put(_failed(exc))
 
 
+def _device(d: int):
+    """Device d's context for the calling thread."""
+    from numba import cuda
+
+    return cuda.gpus[d]
+
+
 def _start(g: Group, room: threading.Semaphore):
+    """Claim the group's chunks, build their inputs on the host and queue the launch."""
     t0 = time.perf_counter()
     claims = [store.claim(Path(t.out), t.index) for t in g.tasks]
-    inputs = [chunk_inputs(t) for t in g.tasks]
-    Wh = np.concatenate([i[1] for i in inputs], axis=2)
-    Wz = np.concatenate([i[2] for i in inputs], axis=2)
-    alpha = np.concatenate([i[3] for i in inputs])
-    t = g.tasks[0]
-    k = g.kern
-    launch = Launch(
-        t.X, t.Y, Wh, Wz, alpha, int(k["epochs"]), k["output"], k["update"], t.every,
-        k["stop_below"], k["diverge_above"], np.dtype(t.loss_dtype),
-        k.get("dtype", "float64"), bool(k.get("fastmath", False)),
-    )  # fmt: skip
+    try:
+        inputs = [chunk_inputs(t) for t in g.tasks]
+        Wh = np.concatenate([i[1] for i in inputs], axis=2)
+        Wz = np.concatenate([i[2] for i in inputs], axis=2)
+        alpha = np.concatenate([i[3] for i in inputs])
+        t = g.tasks[0]
+        k = g.kern
+        launch = Launch(
+            t.X, t.Y, Wh, Wz, alpha, int(k["epochs"]), k["output"], k["update"], t.every,
+            k["stop_below"], k["diverge_above"], np.dtype(t.loss_dtype),
+            k.get("dtype", "float64"), bool(k.get("fastmath", False)),
+        )  # fmt: skip
+    except BaseException:
+        for c in claims:
+            store.release(c)
+        raise
     return g, launch, [claims, room], t0
 
 

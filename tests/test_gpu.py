@@ -240,3 +240,47 @@ def test_slurm_gpus_per_task_passes_through(tmp_path, capsys):
     assert "--gpus-per-task" in capsys.readouterr().err
     assert main(argv) == 0  # without it: the CPU, as before
     assert "cuda" not in (tmp_path / "seed" / "slurm" / "sweep.sbatch").read_text()
+
+
+def test_two_devices_keep_two_launches_in_flight(tmp_path, monkeypatch):
+    """The dispatcher with two fake devices whose launches train on the CPU: every chunk
+    is written once, the files are the CPU sweep's, and each device queues its next
+    launch before it waits for the last one (double buffering)."""
+    import contextlib
+    import itertools
+    import threading
+
+    from runner import gpu_sweep
+    from runner.train import run_batch
+
+    log, ids = [], itertools.count()
+
+    class CpuLaunch:
+        def __init__(self, *args):
+            self.args = args[:12]  # run_batch's positional arguments; dtype, fastmath follow
+            self.id = next(ids)
+            log.append(("start", threading.current_thread().name, self.id))
+
+        def result(self):
+            log.append(("result", threading.current_thread().name, self.id))
+            return run_batch(*self.args)
+
+    monkeypatch.setattr(gpu_sweep, "Launch", CpuLaunch)
+    monkeypatch.setattr(gpu_sweep, "device_count", lambda: 2)
+    monkeypatch.setattr(gpu_sweep, "_device", lambda d: contextlib.nullcontext())
+    monkeypatch.setattr(gpu_sweep, "_simulator", lambda: True)
+    monkeypatch.setattr(gpu_sweep, "launch_runs", lambda device=None: 8)  # two chunks each
+    monkeypatch.setattr("runner.gpu.device_count", lambda: 2)
+    spec = tmp_path / "spec.toml"
+    spec.write_text(textwrap.dedent(MIXED.format(data=_data(tmp_path))))
+    cpu = runner.sweep(spec, out=tmp_path / "cpu", jobs=1, quiet=True, progress=False)
+    gpu = runner.sweep(spec, out=tmp_path / "gpu", backend="cuda", jobs=2, quiet=True,
+                       progress=False)  # fmt: skip
+    assert gpu.chunks_run == cpu.chunks_run == 16  # 8 kernel settings x 2 chunks of 3 runs
+    assert_same_results(gpu.out, cpu.out)
+    starts = [e for e in log if e[0] == "start"]  # one launch per kernel setting
+    assert len(starts) == 8 and sorted(e[2] for e in log if e[0] == "result") == list(range(8))
+    for name in {e[1] for e in starts}:
+        mine = [e for e in log if e[1] == name]
+        if len([e for e in mine if e[0] == "start"]) >= 2:
+            assert [e[0] for e in mine[:2]] == ["start", "start"]
