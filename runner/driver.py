@@ -124,7 +124,17 @@ def run_chunk(task: ChunkTask) -> ChunkDone:
 
 def _train_and_write(task: ChunkTask) -> ChunkDone:
     t0 = time.perf_counter()
-    kern, Wh, Wz, alpha = chunk_inputs(task)
+    p = task.params
+    n = task.run_stop - task.run_start
+    kern = kernel_keys(task)
+    seeds = np.broadcast_to(np.asarray(p["seed"], dtype=np.int64), (n,))
+    if isinstance(p["init"], list) and isinstance(p["init"][0], list):
+        Wh, Wz = _init_mixed(seeds, p["init"], task, kern["hidden"])
+    else:
+        Wh, Wz = init_weights(
+            seeds, task.X.shape[1], kern["hidden"], task.Y.shape[1], tuple(p["init"])
+        )
+    alpha = np.broadcast_to(np.asarray(p["alpha"], dtype=np.float64), (n,)).copy()
     res = run_batch(
         task.X,
         task.Y,
@@ -145,22 +155,6 @@ def _train_and_write(task: ChunkTask) -> ChunkDone:
 def kernel_keys(task: ChunkTask) -> dict[str, Any]:
     """The chunk's kernel keys: one value each (a chunk is one kernel call)."""
     return {k: _scalar(task.params[k]) for k in KERNEL_KEYS}
-
-
-def chunk_inputs(task: ChunkTask) -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]:
-    """A chunk's kernel keys (one value each) and its runs' initial Wh, Wz and alpha."""
-    p = task.params
-    n = task.run_stop - task.run_start
-    kern = kernel_keys(task)
-    seeds = np.broadcast_to(np.asarray(p["seed"], dtype=np.int64), (n,))
-    if isinstance(p["init"], list) and isinstance(p["init"][0], list):
-        Wh, Wz = _init_mixed(seeds, p["init"], task, kern["hidden"])
-    else:
-        Wh, Wz = init_weights(
-            seeds, task.X.shape[1], kern["hidden"], task.Y.shape[1], tuple(p["init"])
-        )
-    alpha = np.broadcast_to(np.asarray(p["alpha"], dtype=np.float64), (n,)).copy()
-    return kern, Wh, Wz, alpha
 
 
 def write_results(task: ChunkTask, res: BatchResult, t0: float) -> ChunkDone:

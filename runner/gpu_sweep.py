@@ -23,15 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from runner import store
-from runner.driver import (
-    ChunkDone,
-    ChunkFailed,
-    ChunkTask,
-    chunk_inputs,
-    kernel_keys,
-    write_results,
-)  # fmt: skip
+from runner import seeding, store
+from runner.driver import ChunkDone, ChunkFailed, ChunkTask, kernel_keys, write_results  # fmt: skip
 from runner.gpu import Launch, _simulator, device_count
 from runner.train import BatchResult, slots
 
@@ -147,12 +140,9 @@ def _start(g: Group, room: threading.Semaphore):
     t0 = time.perf_counter()
     claims = [store.claim(Path(t.out), t.index) for t in g.tasks]
     try:
-        inputs = [chunk_inputs(t) for t in g.tasks]
-        Wh = np.concatenate([i[1] for i in inputs], axis=2)
-        Wz = np.concatenate([i[2] for i in inputs], axis=2)
-        alpha = np.concatenate([i[3] for i in inputs])
         t = g.tasks[0]
         k = g.kern
+        Wh, Wz, alpha = _inputs(g.tasks, t.X.shape[1], int(k["hidden"]), t.Y.shape[1])
         launch = Launch(
             t.X, t.Y, Wh, Wz, alpha, int(k["epochs"]), k["output"], k["update"], t.every,
             k["stop_below"], k["diverge_above"], np.dtype(t.loss_dtype),
@@ -163,6 +153,23 @@ def _start(g: Group, room: threading.Semaphore):
             store.release(c)
         raise
     return g, launch, [claims, room], t0
+
+
+def _inputs(tasks: list[ChunkTask], inputs: int, hidden: int, outputs: int):
+    """Initial Wh, Wz (runner.seeding: train.init_weights' bits, compiled) and alpha of
+    the tasks' runs, in order."""
+    seeds, lo, hi, alpha = [], [], [], []
+    for t in tasks:
+        p, n = t.params, t.run_stop - t.run_start
+        seeds.append(np.broadcast_to(np.asarray(p["seed"], dtype=np.int64), (n,)))
+        alpha.append(np.broadcast_to(np.asarray(p["alpha"], dtype=np.float64), (n,)))
+        pairs = np.broadcast_to(np.asarray(p["init"], dtype=np.float64).reshape(-1, 2), (n, 2))
+        lo.append(pairs[:, 0])
+        hi.append(pairs[:, 1])
+    Wh, Wz = seeding.init_weights(
+        np.concatenate(seeds), inputs, hidden, outputs, np.concatenate(lo), np.concatenate(hi)
+    )
+    return Wh, Wz, np.concatenate(alpha)
 
 
 def _finish(g: Group, launch: Launch, held: list, t0: float, pool, results) -> None:

@@ -272,14 +272,16 @@ def test_two_devices_keep_two_launches_in_flight(tmp_path, monkeypatch):
     monkeypatch.setattr(gpu_sweep, "launch_runs", lambda device=None: 8)  # two chunks each
     monkeypatch.setattr("runner.gpu.device_count", lambda: 2)
     spec = tmp_path / "spec.toml"
-    spec.write_text(textwrap.dedent(MIXED.format(data=_data(tmp_path))))
+    init = "init = [[0.0, 1.0], [-1.0, 0.5]]\n[record]"  # an init axis: per-run ranges
+    spec.write_text(textwrap.dedent(MIXED.format(data=_data(tmp_path))).replace("[record]", init))
     cpu = runner.sweep(spec, out=tmp_path / "cpu", jobs=1, quiet=True, progress=False)
     gpu = runner.sweep(spec, out=tmp_path / "gpu", backend="cuda", jobs=2, quiet=True,
                        progress=False)  # fmt: skip
-    assert gpu.chunks_run == cpu.chunks_run == 16  # 8 kernel settings x 2 chunks of 3 runs
+    assert gpu.chunks_run == cpu.chunks_run == 24  # 8 kernel settings x 3 chunks of 4 runs
     assert_same_results(gpu.out, cpu.out)
-    starts = [e for e in log if e[0] == "start"]  # one launch per kernel setting
-    assert len(starts) == 8 and sorted(e[2] for e in log if e[0] == "result") == list(range(8))
+    starts = [e for e in log if e[0] == "start"]  # per kernel setting: 4 + 4 runs, then 4
+    assert len(starts) == 16
+    assert sorted(e[2] for e in log if e[0] == "result") == list(range(16))
     for name in {e[1] for e in starts}:
         mine = [e for e in log if e[1] == name]
         if len([e for e in mine if e[0] == "start"]) >= 2:
