@@ -197,8 +197,18 @@ def end_to_end(tmp: Path, every: int, runs: int, epochs: int) -> dict:
 
 
 def init_rate(runs: int) -> dict:
-    seconds = _median(lambda: init_weights(range(runs), 2, 4, 1), 1)
-    return {"runs": runs, "seconds": seconds, "runs_per_s": runs / seconds}
+    """Seeded initial weights per second on the host: NumPy run by run (the CPU path)
+    and runner.seeding (the cuda path), which must agree."""
+    from runner import seeding
+
+    seeds = np.arange(runs)
+    seeding.init_weights(seeds[:2], 2, 4, 1, 0.0, 1.0)  # compiled or loaded
+    numpy_s = _median(lambda: init_weights(seeds, 2, 4, 1), 1)
+    fast_s = _median(lambda: seeding.init_weights(seeds, 2, 4, 1, 0.0, 1.0), 3)
+    want, got = init_weights(seeds, 2, 4, 1), seeding.init_weights(seeds, 2, 4, 1, 0.0, 1.0)
+    same = all(np.array_equal(a, b) for a, b in zip(want, got, strict=True))
+    return {"runs": runs, "numpy_runs_per_s": runs / numpy_s, "runs_per_s": runs / fast_s,
+            "same_as_numpy": same}  # fmt: skip
 
 
 # ----- 3. JAX on the same GPU -----
@@ -322,7 +332,11 @@ def table(res: dict) -> str:
     lines.append(line("runner CPU kernel, one core", res["cpu_1core"]))
     for r in res["end_to_end"]:
         lines.append(line("sweep --backend cuda + Parquet", r) + f"  {r['rows_per_s']:.3g} rows/s")
-    lines.append(f"init_weights on the host: {res['init_weights']['runs_per_s']:.3g} runs/s")
+    w = res["init_weights"]
+    lines.append(
+        f"initial weights on the host: {w['runs_per_s']:.3g} runs/s compiled, "
+        f"{w['numpy_runs_per_s']:.3g} runs/s with NumPy (same: {w['same_as_numpy']})"
+    )
     lines += [f"ratio {k}: {v:.3g}" for k, v in res["ratios"].items()]
     return "\n".join(lines)
 
@@ -339,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.json is not None:
         args.json.write_text(text + "\n")
-    return 0 if all(res["identical"].values()) and not res["dask_imported"] else 1
+    ok = all(res["identical"].values()) and res["init_weights"]["same_as_numpy"]
+    return 0 if ok and not res["dask_imported"] else 1
 
 
 if __name__ == "__main__":

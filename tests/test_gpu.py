@@ -223,7 +223,8 @@ def test_gpu_check_runs_end_to_end_in_the_simulator(tmp_path):
     assert all(row["epoch_runs_per_s"] > 0 for row in timed + out["end_to_end"])
     assert out["ratios"]["float64_vs_cpu_2cores"] > 0
     assert "gpu_check" in r.stdout and "epoch-runs/s" in r.stdout
-    assert out["dask_imported"] is False  # GPU machines have no dask
+    assert out["dask_imported"] is False
+    assert out["init_weights"]["same_as_numpy"] is True  # GPU machines have no dask
 
 
 def test_slurm_gpus_per_task_passes_through(tmp_path, capsys):
