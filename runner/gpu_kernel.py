@@ -21,7 +21,7 @@ import math
 from functools import cache
 
 import numpy as np
-from numba import cuda, float32, float64
+from numba import cuda, float32, float64, int32, int64
 from numba.core import config
 
 from runner import kernels
@@ -48,16 +48,15 @@ def device(fn):
 THREADS = 128  # threads per block: the kernel is register and local-memory heavy
 
 
-def _exp_constants(dtype: str) -> dict:
-    """The CPU exp's constants for ``dtype`` (from runner.kernels), as that dtype."""
+def _exp_constants(dtype: str):
+    """The CPU exp's (HI, LO, LOG2E, LN2_HI, LN2_LO), coefficients, exponent bias and
+    mantissa bits for ``dtype``, from runner.kernels."""
     if dtype == "float64":
-        c = dict(
-            LOG2E=kernels.LOG2E, LN2_HI=kernels.LN2_HI, LN2_LO=kernels.LN2_LO,
-            HI=kernels.EXP_HI, LO=kernels.EXP_LO, C=kernels.EXP_COEFFS,
-            BIAS=1023, SHIFT=52,
-        )  # fmt: skip
-        return c
-    raise ValueError(f"the CUDA kernel has no exact exp for dtype {dtype!r} yet")
+        k = (kernels.EXP_HI, kernels.EXP_LO, kernels.LOG2E, kernels.LN2_HI, kernels.LN2_LO)
+        return k, kernels.EXP_COEFFS, 1023, 52
+    if hasattr(kernels, "EXP32"):
+        return kernels.EXP32, kernels.EXP_COEFFS32, 127, 23
+    raise ValueError("the CUDA kernel has no exact float32 exp: runner.kernels has no EXP32")
 
 
 def _ops(dtype: str, fastmath: bool):
@@ -137,35 +136,54 @@ def _ops(dtype: str, fastmath: bool):
 
 
 def _exact_exp(dtype: str, mul, add, sub, rint, bits):
-    """The CPU kernel's exp (kernels.fexp with _scale_bits), operation by operation."""
+    """The CPU kernel's exp (kernels.fexp with _scale_bits), operation by operation:
+    q(r) of degree 9 in float64, 4 in float32, by the same Estrin scheme."""
     f = np.float64 if dtype == "float64" else np.float32
-    k = _exp_constants(dtype)
-    LOG2E, LN2_HI, LN2_LO, HI, LO = (f(k[n]) for n in ("LOG2E", "LN2_HI", "LN2_LO", "HI", "LO"))
-    c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11 = (f(v) for v in k["C"])
-    BIAS, SHIFT = k["BIAS"], k["SHIFT"]
+    consts, coeffs, BIAS, SHIFT = _exp_constants(dtype)
+    HI, LO, LOG2E, LN2_HI, LN2_LO = (f(v) for v in consts)
+    c = tuple(f(v) for v in coeffs)  # q's coefficients, highest first; then r's and 1
+    to_int = int64 if dtype == "float64" else int32
+
+    if len(c) == 12:
+        c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11 = c
+
+        @device
+        def poly(r):
+            r2 = mul(r, r)
+            b0 = add(c9, mul(c8, r))
+            b1 = add(c7, mul(c6, r))
+            b2 = add(c5, mul(c4, r))
+            b3 = add(c3, mul(c2, r))
+            b4 = add(c1, mul(c0, r))
+            r4 = mul(r2, r2)
+            d0 = add(b0, mul(b1, r2))
+            d1 = add(b2, mul(b3, r2))
+            r8 = mul(r4, r4)
+            q = add(add(d0, mul(d1, r4)), mul(b4, r8))
+            return add(c11, add(mul(c10, r), mul(r2, q)))
+
+    else:
+        c0, c1, c2, c3, c4, c5, c6 = c
+
+        @device
+        def poly(r):
+            r2 = mul(r, r)
+            b0 = add(c4, mul(c3, r))
+            b1 = add(c2, mul(c1, r))
+            r4 = mul(r2, r2)
+            q = add(add(b0, mul(b1, r2)), mul(c0, r4))
+            return add(c6, add(mul(c5, r), mul(r2, q)))
 
     @device
     def fexp(x):
         x = HI if x > HI else x  # a NaN stays NaN
         x = LO if x < LO else x
         kf = rint(mul(x, LOG2E))
-        r = sub(sub(x, mul(kf, LN2_HI)), mul(kf, LN2_LO))
-        r2 = mul(r, r)
-        b0 = add(c9, mul(c8, r))
-        b1 = add(c7, mul(c6, r))
-        b2 = add(c5, mul(c4, r))
-        b3 = add(c3, mul(c2, r))
-        b4 = add(c1, mul(c0, r))
-        r4 = mul(r2, r2)
-        d0 = add(b0, mul(b1, r2))
-        d1 = add(b2, mul(b3, r2))
-        r8 = mul(r4, r4)
-        q = add(add(d0, mul(d1, r4)), mul(b4, r8))
-        p = add(c11, add(mul(c10, r), mul(r2, q)))
+        p = poly(sub(sub(x, mul(kf, LN2_HI)), mul(kf, LN2_LO)))
         n = int(kf) if kf == kf else 0  # a NaN's kf: any integer, p carries the NaN
         n1 = n >> 1
         n2 = n - n1
-        return mul(mul(p, bits((n1 + BIAS) << SHIFT)), bits((n2 + BIAS) << SHIFT))
+        return mul(mul(p, bits(to_int((n1 + BIAS) << SHIFT))), bits(to_int((n2 + BIAS) << SHIFT)))
 
     return fexp
 
