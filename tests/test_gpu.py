@@ -306,3 +306,19 @@ def test_two_devices_keep_two_launches_in_flight(tmp_path, monkeypatch):
         mine = [e for e in log if e[1] == name]
         if len([e for e in mine if e[0] == "start"]) >= 2:
             assert [e[0] for e in mine[:2]] == ["start", "start"]
+
+
+def test_without_numba_cuda_the_error_names_the_extra(tmp_path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(textwrap.dedent(SEED.format()))
+    code = (
+        "import sys; sys.modules['numba.cuda'] = None  # as if numba-cuda were not installed\n"
+        "from runner.cli import main\n"
+        f"sys.exit(main(['sweep', {str(spec)!r}, '--out', {str(tmp_path / 'out')!r}, "
+        "'--backend', 'cuda']))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)  # fmt: skip
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "runner[cuda]" in r.stderr
+    assert not (tmp_path / "out").exists()
