@@ -1,15 +1,15 @@
 """``--backend cuda``: batches of runs on CUDA devices (numba-cuda), one thread per run.
 
-``run_batch_cuda`` is ``train.run_batch`` on a device. ``device_count`` says how
-many devices there are (or raises RunnerError). ``dispatch`` is the sweep backend
-(runner.gpu_sweep). numba-cuda is imported only when a function here needs it.
+``run_batch_cuda`` is ``train.run_batch`` on a device; ``Launch`` is the same call in
+two halves (queue, then collect) for the sweep (runner.gpu_sweep). ``device_count``
+says how many devices there are, or raises RunnerError. numba-cuda is imported only
+when a function here needs it; the kernel itself is runner.gpu_kernel.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 import warnings
 from collections.abc import Iterator
 
@@ -29,7 +29,7 @@ def device_count() -> int:
         raise RunnerError(
             "needs numba-cuda: pip install 'runner[cuda]'", key="--backend cuda"
         ) from None
-    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" or _simulator():
+    if _simulator():  # NUMBA_ENABLE_CUDASIM=1 when numba was imported
         return 1
     try:
         if cuda.is_available():

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from runner import seeding, store
-from runner.driver import ChunkDone, ChunkFailed, ChunkTask, kernel_keys, write_results  # fmt: skip
+from runner.driver import ChunkDone, ChunkFailed, ChunkTask, kernel_keys, write_results
 from runner.gpu import Launch, _simulator, device_count
 from runner.train import BatchResult, slots
 
@@ -43,7 +43,7 @@ class Group:
 
 
 def launch_runs(device=None) -> int:
-    """Runs per launch: two waves of resident threads (1 in the simulator)."""
+    """Runs per launch: two waves of the device's resident threads (no device: 2**17)."""
     if device is None:
         return 1 << 17
     sms = getattr(device, "MULTIPROCESSOR_COUNT", 0) or 0
