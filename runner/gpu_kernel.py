@@ -1,8 +1,8 @@
-"""The CUDA tile kernel (numba-cuda): one thread trains one run. No I/O.
+"""The CUDA kernel (numba-cuda): one thread trains one run. No I/O.
 
 It does the CPU kernel's arithmetic (``runner.kernels``) operation by operation:
-the same exp (Cody-Waite reduction, degree-11 Estrin polynomial, scaling by two
-bit-built powers of two), the same sums of products left to right from 0.0, the
+the same exp (Cody-Waite reduction, Estrin polynomial of degree 11 in float64 and 6
+in float32, scaling by two bit-built powers of two), the same sums of products left to right from 0.0, the
 same divergence, stop and record rules. NVVM contracts ``a * b + c`` into an FMA
 by default, even without fastmath; the exact modes therefore multiply and add with
 libdevice's ``dmul_rn``/``dadd_rn`` (``fmul_rn``/``fadd_rn`` in float32), which
@@ -45,7 +45,7 @@ def device(fn):
     return fn if SIMULATOR else cuda.jit(device=True, inline=True)(fn)
 
 
-THREADS = 128  # threads per block: the kernel is register and local-memory heavy
+THREADS = 128  # threads per block: the kernel is register heavy (weights live there)
 
 
 def _exp_constants(dtype: str):
@@ -60,7 +60,7 @@ def _exp_constants(dtype: str):
 
 
 def _ops(dtype: str, fastmath: bool):
-    """(mul, add, sub, div, rint, bits, exp_kind) device functions for a mode."""
+    """(mul, add, sub, div, rint, bits): the arithmetic of a mode as device functions."""
     if SIMULATOR or fastmath:
 
         @device
