@@ -1,14 +1,14 @@
 """The CUDA kernel (numba-cuda): one thread trains one run. No I/O.
 
 It does the CPU kernel's arithmetic (``runner.kernels``) operation by operation:
-the same exp (Cody-Waite reduction, Estrin polynomial of degree 11 in float64 and 6
-in float32, scaling by two bit-built powers of two), the same sums of products left to right from 0.0, the
-same divergence, stop and record rules. NVVM contracts ``a * b + c`` into an FMA
-by default, even without fastmath; the exact modes therefore multiply and add with
-libdevice's ``dmul_rn``/``dadd_rn`` (``fmul_rn``/``fadd_rn`` in float32), which
-PTX never fuses, and divide with the IEEE ``ddiv_rn``/``fdiv_rn``. ``fastmath``
-uses plain operators (FMA), ``math.exp`` and cuda.jit's fastmath flag: its bytes
-differ from the CPU's.
+the same exp (Cody-Waite reduction, Estrin polynomial of degree 11 in float64 and
+6 in float32, scaling by two bit-built powers of two), the same sums of products
+left to right from 0.0, the same divergence, stop and record rules. NVVM contracts
+``a * b + c`` into an FMA by default, even without fastmath; the exact modes
+therefore multiply and add with libdevice's ``dmul_rn``/``dadd_rn`` (``fmul_rn``/
+``fadd_rn`` in float32), which PTX never fuses, and divide with the IEEE
+``ddiv_rn``/``fdiv_rn``. ``fastmath`` uses plain operators (FMA), ``math.exp`` and
+cuda.jit's fastmath flag: its bytes differ from the CPU's.
 
 numba-cuda's simulator (``NUMBA_ENABLE_CUDASIM=1``) runs the same kernel source in
 Python; its libdevice stubs return NaN or None, so there the operations are plain
