@@ -134,10 +134,13 @@ def identity(tmp: Path, scale: float) -> dict[str, bool]:
         f"grid.seed={{ start = 0, stop = {_size(100, scale, 2)} }}",
         f"train.epochs={_size(10000, scale, 20)}",
     ])  # fmt: skip
+    out: dict[str, bool | str] = {
+        f"batch_{d}": batch_identity(_size(4096, scale, 16), _size(5000, scale, 50), d)
+        for d in ("float64", "float32")
+    }
     sweeps = {"seed": seed, "mixed": (mixed, [])}
     if _has_float32():  # the seed sweep in float32 too, where specs take [train] dtype
         sweeps["seed_float32"] = (seed[0], [*seed[1], "train.dtype=float32"])
-    out: dict[str, bool | str] = {}
     for name, (spec, sets) in sweeps.items():
         kw = dict(overrides=sets, quiet=True, progress=False)
         try:
@@ -186,14 +189,38 @@ def kernel_rate(runs: int, epochs: int, every: int, dtype: str, fastmath: bool) 
     return row | {"seconds": seconds, "epoch_runs_per_s": work / seconds}
 
 
-def cpu_rate(runs: int, epochs: int) -> dict:
+def cpu_rate(runs: int, epochs: int, dtype: str) -> dict:
+    """runner's CPU kernel on one core (one kernel call is one thread)."""
     X, Y = builtin("seed")
     Wh, Wz = _weights(runs, 4)
     alpha = np.full(runs, ALPHA)
-    run_batch(X, Y, Wh.copy(), Wz.copy(), alpha, 2)  # compiled or loaded
-    seconds = _median(lambda: run_batch(X, Y, Wh.copy(), Wz.copy(), alpha, epochs), 3)
-    return {"runs": runs, "epochs": epochs, "seconds": seconds,
+    mode = {"dtype": dtype} if _has_float32() else {}
+    if dtype != "float64" and not mode:
+        return {"mode": dtype, "runs": runs, "epochs": epochs, "error": "no float32 mode"}
+    run_batch(X, Y, Wh.copy(), Wz.copy(), alpha, 2, **mode)  # compiled or loaded
+    seconds = _median(lambda: run_batch(X, Y, Wh.copy(), Wz.copy(), alpha, epochs, **mode), 3)
+    return {"mode": dtype, "runs": runs, "epochs": epochs, "seconds": seconds,
             "epoch_runs_per_s": runs * epochs / seconds}  # fmt: skip
+
+
+def batch_identity(runs: int, epochs: int, dtype: str) -> bool | str:
+    """run_batch_cuda against run_batch on the seed problem at rates from stable to
+    diverging, every epoch recorded: losses, statistics and final weights."""
+    from runner.gpu import run_batch_cuda
+
+    if dtype != "float64" and not _has_float32():
+        return "skipped: run_batch has no float32 mode in this checkout"
+    X, Y = builtin("seed")
+    Wh, Wz = init_weights(range(runs), 2, 4, 1)
+    alpha = np.geomspace(0.003, 0.3, runs)
+    mode = {"dtype": dtype} if dtype != "float64" else {}
+    args = (X, Y, Wh, Wz, alpha, epochs, "linear", "sequential", 1, None, None, np.float64)
+    a = run_batch(*args[:2], Wh.copy(), Wz.copy(), *args[4:], **mode)
+    b = run_batch_cuda(*args[:2], Wh.copy(), Wz.copy(), *args[4:], dtype=dtype)
+    return all(
+        np.array_equal(getattr(a, k), getattr(b, k), equal_nan=True)
+        for k in ("loss", "istats", "fstats", "Wh", "Wz")
+    )
 
 
 def end_to_end(tmp: Path, every: int, runs: int, epochs: int) -> dict:
@@ -298,7 +325,8 @@ def run(scale: float) -> dict:
                                     for d in ("float64", "float32")]  # fmt: skip
         jax = jax_rows(peer_runs, epochs)
         result["jax"] = jax if isinstance(jax, list) else {"skipped": jax}
-        result["cpu_1core"] = cpu_rate(_size(4096, scale, 64), epochs)
+        result["cpu_1core"] = [cpu_rate(_size(4096, scale, 64), epochs, d)
+                               for d in ("float64", "float32")]  # fmt: skip
         result["init_weights"] = init_rate(_size(65536, scale, 64))
         result["end_to_end"] = [
             end_to_end(tmp, 100, _size(262144, scale, 64), _size(5000, scale, 200)),
@@ -317,10 +345,10 @@ def _rate(rows, mode: str, fastmath: bool = False) -> float | None:
 
 def ratios(res: dict) -> dict:
     out = {}
-    cpu2 = 2 * res["cpu_1core"]["epoch_runs_per_s"]
     for mode in ("float64", "float32"):
-        k = _rate(res["kernel"], mode)
-        if k is not None:
+        k, cpu = _rate(res["kernel"], mode), _rate(res["cpu_1core"], mode)
+        if k is not None and cpu is not None:
+            cpu2 = 2 * cpu
             out[f"{mode}_vs_cpu_2cores"] = k / cpu2
         if isinstance(res["jax"], list):
             mine, jax = _rate(res["kernel_every_1"], mode), _rate(res["jax"], mode)
@@ -348,7 +376,7 @@ def table(res: dict) -> str:
         lines += [line(f"JAX jit(vmap(scan)) {r['mode']}", r) for r in res["jax"]]
     else:
         lines.append(f"JAX skipped: {res['jax']['skipped']}")
-    lines.append(line("runner CPU kernel, one core", res["cpu_1core"]))
+    lines += [line(f"runner CPU kernel {r['mode']}, one core", r) for r in res["cpu_1core"]]
     for r in res["end_to_end"]:
         lines.append(line("sweep --backend cuda + Parquet", r) + f"  {r['rows_per_s']:.3g} rows/s")
     w = res["init_weights"]

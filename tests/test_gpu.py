@@ -233,7 +233,9 @@ def test_gpu_check_runs_end_to_end_in_the_simulator(tmp_path):
     import json
 
     out = json.loads((tmp_path / "check.json").read_text())
-    assert out["identical"]["seed"] is True and out["identical"]["mixed"] is True
+    same = out["identical"]
+    assert same["seed"] is True and same["mixed"] is True and same["batch_float64"] is True
+    assert same["batch_float32"] is True
     assert all(v is True or v.startswith("skipped") for v in out["identical"].values())
     assert out["device"]["simulator"] is True
     timed = [r for r in out["kernel"] if "error" not in r]
