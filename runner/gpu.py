@@ -73,8 +73,6 @@ class Launch:
 
         _check_mode(dtype, fastmath)
         f = np.dtype(dtype)
-        X = np.ascontiguousarray(X, dtype=f)
-        Y = np.ascontiguousarray(Y, dtype=f)
         R = len(alpha)
         n, ni = X.shape
         nh, no = Wz.shape[0], Wz.shape[1]
@@ -84,7 +82,7 @@ class Launch:
         self.Wh, self.Wz = Wh, Wz
         self.stream = s = cuda.stream()
         # weights rounded once to dtype (float32 mode), as the CPU kernel rounds them
-        inputs = (X, Y, Wh.astype(f), Wz.astype(f), np.asarray(alpha, dtype=f))
+        inputs = [np.ascontiguousarray(a, dtype=f) for a in (X, Y, Wh, Wz, alpha)]
         dX, dY, dWh, dWz, dalpha = (cuda.to_device(a, stream=s) for a in inputs)
         # every element of the outputs is written by the kernel: no copies in
         dloss = cuda.device_array((slots(epochs, every), R), np.dtype(loss_dtype), stream=s)
