@@ -51,7 +51,7 @@ def working_set_bytes(
     deltas and accumulators (``kernels.scratch``), and the data X, Y."""
     f = np.dtype(dtype).itemsize
     per_lane = (
-        inputs * hidden + hidden * outputs  # wh, wz
+        2 * inputs * hidden + hidden * outputs  # wh and its update, wz
         + 2 * n * hidden + n * outputs  # h, dh, dz
         + hidden + 5  # accw; a, acc, zs, sq and the lane flags
     )  # fmt: skip
