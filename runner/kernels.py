@@ -349,6 +349,7 @@ class Scratch(NamedTuple):
     dh: np.ndarray  # (n, hidden, T)
     dz: np.ndarray  # (n, outputs, T)
     accw: np.ndarray  # (hidden * T,)
+    accwh: np.ndarray  # (inputs, hidden * T)
     acc: np.ndarray  # (T,)
     zs: np.ndarray  # (T,)
     sq: np.ndarray  # (T,) sum of squared errors, then the epoch's loss
@@ -373,7 +374,8 @@ def scratch(
     return (FastScratch if fast else Scratch)(
         np.empty((ni, nh, T), f), np.empty((nh, no, T), f), np.empty(T, f),
         np.empty(T, np.bool_), np.empty((n, nh, T), f), np.empty((n, nh, T), f),
-        np.empty((n, no, T), f), np.empty(nh * T, f), np.empty(T, f), np.empty(T, f),
+        np.empty((n, no, T), f), np.empty(nh * T, f), np.empty((ni, nh * T), f),
+        np.empty(T, f), np.empty(T, f),
         np.empty(T, f), np.empty(T, f8), np.empty(T, f8),
         np.empty(T, i8), np.empty(T, i8), np.empty(T, i8),
     )  # fmt: skip
@@ -406,6 +408,37 @@ def _sum_rows(acc, C, c0, cs, M, m0, ms, count):
         ca, ma = c0 + i * cs, m0 + i * ms
         for u in range(L):
             acc[u] += _at(C, ca, u) * M[ma, u]
+
+
+@njit(inline="always", **JIT)
+def _sum_outer(acc, X, D, n):
+    """acc[k, u] = sum over s < n of X[s, k] * D[s, u]: the same sums, in the same
+    order, as ``_sum_rows`` for each k, but sample by sample for all k at once, so
+    that D (samples x hidden x lanes, often past the cache) is read once, not once
+    per input."""
+    ni, L = acc.shape
+    zero = acc.dtype.type(0)
+    for k in range(ni):
+        x0 = X[0, k]
+        if n == 1:
+            for u in range(L):
+                acc[k, u] = zero + x0 * D[0, u]
+        else:
+            x1 = X[1, k]
+            for u in range(L):
+                acc[k, u] = (zero + x0 * D[0, u]) + x1 * D[1, u]
+    s = 2
+    while s + 1 < n:
+        for k in range(ni):
+            x0, x1 = X[s, k], X[s + 1, k]
+            for u in range(L):
+                acc[k, u] = (acc[k, u] + x0 * D[s, u]) + x1 * D[s + 1, u]
+        s += 2
+    if s < n:
+        for k in range(ni):
+            x0 = X[s, k]
+            for u in range(L):
+                acc[k, u] += x0 * D[s, u]
 
 
 def _at(C, i, u):
@@ -528,7 +561,7 @@ def _tile(
     mask; padding lanes (``nt <= t < T``) idle from the start.
     """
     wh, wz, a, act, h, dh, dz = w.wh, w.wz, w.a, w.act, w.h, w.dh, w.dz
-    accw, acc, zs, sq = w.accw, w.acc, w.zs, w.sq
+    accw, accwh, acc, zs, sq = w.accw, w.accwh, w.acc, w.zs, w.sq
     min_loss, last_loss, min_epoch, last = w.min_loss, w.last_loss, w.min_epoch, w.last
     status = w.status
     n, ni = X.shape
@@ -630,10 +663,10 @@ def _tile(
         if sequential:
             _hidden_delta(h, dz, wz, dh)
         # Wh += X.T @ dH, across hidden units and lanes at once
+        _sum_outer(accwh, X, dhf, n)
         for k in range(ni):
-            _sum_rows(accw, Xf, k, ni, dhf, 0, 1, n)  # X[:, k] @ dH
             for u in range(m):
-                whf[k, u] += accw[u]
+                whf[k, u] += accwh[k, u]
         # convergence (the epoch's update is kept)
         if stop_below > -np.inf:
             for t in range(nt):
@@ -763,40 +796,55 @@ _train_tile_fast = njit(pipeline_class=_NoAliasCompiler, fastmath=FASTMATH, **JI
 )
 
 
-_VECTOR_OP = re.compile(r"\bv(mul|add|sub|div)pd\b.*\b([yz]mm)")
-_SCALAR_OP = re.compile(r"\bv(mul|add|sub|div)sd\b")
+_VECTOR_OP = re.compile(r"\bv(mul|add|sub|div)p[sd]\b.*\b([yz]mm)")
+_SCALAR_OP = re.compile(r"\bv(mul|add|sub|div)s[sd]\b")
+_FMA = re.compile(r"\bvf(n?m(add|sub)|madd|msub)\w*\b")
 _CALL = re.compile(r"\bcall[lq]?\s+(\S+)")
 
 
-def tile_asm(hidden: int = 4, sigmoid_out: bool = False, sequential: bool = True) -> str:
-    """Assembly of the tile kernel, compiled afresh (cached code cannot be inspected)."""
-    fn = njit(pipeline_class=_NoAliasCompiler, **{**JIT, "cache": False})(_train_tile.py_func)
+def tile_asm(
+    hidden: int = 4,
+    sigmoid_out: bool = False,
+    sequential: bool = True,
+    dtype: str = "float64",
+    fastmath: bool = False,
+) -> str:
+    """Assembly of the tile kernel of one mode, compiled afresh (cached code cannot be
+    inspected)."""
+    py = (_train_tile_fast if fastmath else _train_tile).py_func
+    flags = {**JIT, "cache": False} | ({"fastmath": FASTMATH} if fastmath else {})
+    fn = njit(pipeline_class=_NoAliasCompiler, **flags)(py)
+    f = np.dtype(dtype)
     n, ni, no, R = 4, 2, 1, TILE
     fn(
-        np.ones((n, ni)), np.ones((n, no)), np.zeros((ni, hidden, R)), np.zeros((hidden, no, R)),
-        np.zeros(R), 1, sigmoid_out, sequential, 1, -np.inf, np.inf, np.zeros((1, R)),
-        np.zeros((R, 3), dtype=np.int64), np.zeros((R, 2)), 0, R, scratch(n, ni, hidden, no, TILE),
+        np.ones((n, ni), f), np.ones((n, no), f), np.zeros((ni, hidden, R), f),
+        np.zeros((hidden, no, R), f), np.zeros(R, f), 1, sigmoid_out, sequential, 1, -np.inf,
+        np.inf, np.zeros((1, R)), np.zeros((R, 3), dtype=np.int64), np.zeros((R, 2)), 0, R,
+        scratch(n, ni, hidden, no, TILE, f, fastmath),
     )  # fmt: skip
     return "\n".join(fn.inspect_asm().values())
 
 
-def vector_report() -> dict:
-    """Count packed-double arithmetic in the tile kernel's assembly (does it vectorise?).
+def vector_report(dtype: str = "float64", fastmath: bool = False) -> dict:
+    """Count packed arithmetic in the tile kernel's assembly (does it vectorise?).
 
-    ``packed``: lines of ``v{mul,add,sub,div}pd`` on ymm/zmm registers; ``zmm`` and
-    ``ymm`` split them by width; ``scalar``: the same operations as ``...sd``;
-    ``calls``: call targets; ``exp_call``: whether any call to a libm exp remains.
+    ``packed``: lines of ``v{mul,add,sub,div}p{d,s}`` on ymm/zmm registers; ``zmm`` and
+    ``ymm`` split them by width; ``scalar``: the same operations as ``...s{d,s}``;
+    ``fma``: fused multiply-adds (none in the exact modes); ``calls``: call targets;
+    ``exp_call``: whether any call to a libm exp remains.
     """
-    asm = tile_asm()
-    widths = [m.group(2) for m in map(_VECTOR_OP.search, asm.splitlines()) if m]
-    calls = sorted({m.group(1) for m in map(_CALL.search, asm.splitlines()) if m})
+    asm = tile_asm(dtype=dtype, fastmath=fastmath)
+    lines = asm.splitlines()
+    widths = [m.group(2) for m in map(_VECTOR_OP.search, lines) if m]
+    calls = sorted({m.group(1) for m in map(_CALL.search, lines) if m})
     return {
         "tile": TILE,
         "packed": len(widths),
         "zmm": widths.count("zmm"),
         "ymm": widths.count("ymm"),
-        "scalar": sum(1 for line in asm.splitlines() if _SCALAR_OP.search(line)),
-        "round": len(re.findall(r"\bv(rndscale|round)pd\b", asm)),
+        "scalar": sum(1 for line in lines if _SCALAR_OP.search(line)),
+        "fma": sum(1 for line in lines if _FMA.search(line)),
+        "round": len(re.findall(r"\bv(rndscale|round)p[sd]\b", asm)),
         "calls": calls,
         "exp_call": any("exp" in c for c in calls),
     }

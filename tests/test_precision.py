@@ -197,3 +197,59 @@ def test_float32_ldexp_scaling_is_bitwise_the_two_product_scaling():
     a, b = _scales(p, kf)
     assert a.dtype == np.float32
     np.testing.assert_array_equal(a.view(np.int32), b.view(np.int32))
+
+
+# ----- fastmath -----
+@pytest.mark.parametrize(("dtype", "tol"), [("float64", 1e-8), ("float32", 1e-4)])
+@pytest.mark.parametrize(("output", "update"), COMBOS)
+@pytest.mark.parametrize("alpha", [0.01, 0.02])
+def test_fastmath_stays_close_to_the_reference_on_stable_runs(alpha, output, update, dtype, tol):
+    X, Y = builtin("seed")
+    res = runner.train(X, Y, alpha=alpha, epochs=3000, output=output, update=update,
+                       dtype=dtype, fastmath=True)  # fmt: skip
+    Wh, Wz = reference.init_weights(0, 2, 4, 1)
+    ref = reference.train_reference(X, Y, Wh, Wz, alpha, 3000, output, update, dtype=dtype)
+    assert res.loss.shape == ref.loss.shape
+    rel = np.abs(res.loss - ref.loss) / ref.loss
+    assert rel.max() <= tol
+    for got, want in ((res.Wh, ref.Wh), (res.Wz, ref.Wz)):
+        assert np.max(np.abs(got - want) / np.abs(want)) <= 10 * tol
+    assert not np.array_equal(res.loss, ref.loss)  # fastmath really is another kernel
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_fastmath_is_statistically_the_exact_mode_on_chaotic_runs(dtype):
+    """1,000 seeds at each alpha: the same share of diverged runs (within 2 points) and
+    the same median final loss of the converging runs (within 10%)."""
+    X, Y = builtin("seed")
+    seeds = np.arange(1000)
+    alphas = np.repeat([0.1, 0.15, 0.2], seeds.size)
+    Wh0, Wz0 = init_weights(np.tile(seeds, 3), 2, 4, 1)
+    outs = []
+    for fastmath in (False, True):
+        Wh, Wz = Wh0.copy(), Wz0.copy()
+        outs.append(run_batch(X, Y, Wh, Wz, alphas, 3000, every=3000, dtype=dtype,
+                              fastmath=fastmath))  # fmt: skip
+    exact, fast = outs
+    assert not np.array_equal(exact.fstats, fast.fstats)
+    shares = []
+    for a in (0.1, 0.15, 0.2):
+        on = alphas == a
+        div = [o.istats[on, kernels.STATUS] == kernels.DIVERGED for o in outs]
+        assert abs(div[0].mean() - div[1].mean()) <= 0.02
+        shares.append(div[0].mean())
+        finals = [o.fstats[on][~d, kernels.FINAL_LOSS] for o, d in zip(outs, div, strict=True)]
+        if min(len(f) for f in finals):
+            m0, m1 = (np.median(f) for f in finals)
+            assert abs(m1 - m0) <= 0.1 * m0
+    assert max(shares) > 0.5  # divergence is found in fastmath too (no nnan/ninf)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_exact_kernels_have_no_fma_and_fastmath_kernels_do(dtype):
+    exact = kernels.vector_report(dtype)
+    fast = kernels.vector_report(dtype, fastmath=True)
+    assert exact["packed"] > 0 and fast["packed"] > 0
+    assert exact["fma"] == 0
+    assert fast["fma"] > 0
+    assert not exact["exp_call"] and not fast["exp_call"]
