@@ -42,9 +42,9 @@ def _parser() -> Parser:
     s.add_argument("--jobs", type=int, default=None, help="parallel workers (default: all cores)")
     s.add_argument(
         "--backend",
-        choices=("loky", "threading", "dask"),
+        choices=("loky", "threading", "dask", "cuda"),
         default=None,
-        help="joblib backend (default: threading)",
+        help="joblib backend (default: threading), or cuda: the visible GPUs (runner[cuda])",
     )
     s.add_argument("--scheduler", default=None, help="Dask scheduler address (backend dask)")
     s.add_argument("--shard", default=None, help="I/N: run chunks c with c mod N == I; or auto")
@@ -111,6 +111,12 @@ def _parser() -> Parser:
     for opt in ("partition", "time", "mem", "account"):
         sl.add_argument(f"--{opt}", default=None, help=f"sbatch --{opt}")
     sl.add_argument("--cpus-per-task", type=int, default=None, help="sbatch --cpus-per-task")
+    sl.add_argument(
+        "--gpus-per-task",
+        type=int,
+        default=None,
+        help="sbatch --gpus-per-task; the tasks then sweep with --backend cuda",
+    )
     sl.add_argument(
         "--sbatch-arg",
         dest="extra",
@@ -329,6 +335,10 @@ def cmd_slurm(args: argparse.Namespace) -> int:
     opts = SlurmOptions(args.partition, args.time, args.cpus_per_task, args.mem, args.account)
     opts.extra = args.extra
     policy = _requeue_args(args)
+    if args.gpus_per_task is not None:
+        if args.gpus_per_task < 1:
+            raise RunnerError(f"must be >= 1, got {args.gpus_per_task}", key="--gpus-per-task")
+        opts.gpus_per_task = args.gpus_per_task
     sub = submit(
         args.spec,
         args.tasks,

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,9 +19,9 @@ from runner.errors import RunnerError
 from runner.growth import open_sweep
 from runner.plan import Chunk, Plan
 from runner.spec import MAX_RUNS, Spec, load_spec, spec_from_dict
-from runner.train import init_weights, run_batch
+from runner.train import BatchResult, init_weights, run_batch
 
-BACKENDS = ("threading", "loky", "dask")
+BACKENDS = ("threading", "loky", "dask", "cuda")
 DEFAULT_BACKEND = "threading"  # measured: see the note in README "Performance"
 
 
@@ -121,9 +122,7 @@ def run_chunk(task: ChunkTask) -> ChunkDone:
 def _train_and_write(task: ChunkTask) -> ChunkDone:
     t0 = time.perf_counter()
     cols = task.columns
-    n = task.run_stop - task.run_start
-    chunk = Chunk(task.index, task.run_start, task.run_stop, cols)
-    kern = chunk.call()
+    kern = kernel_keys(task)
     Wh, Wz = _weights(cols, task.X.shape[1], kern["hidden"], task.Y.shape[1])
     res = run_batch(
         task.X,
@@ -141,6 +140,18 @@ def _train_and_write(task: ChunkTask) -> ChunkDone:
         dtype=kern["dtype"],
         fastmath=kern["fastmath"],
     )
+    return write_results(task, res, t0)
+
+
+def kernel_keys(task: ChunkTask) -> dict[str, Any]:
+    """The chunk's kernel keys: one value each (a chunk is one kernel call)."""
+    return Chunk(task.index, task.run_start, task.run_stop, task.columns).call()
+
+
+def write_results(task: ChunkTask, res: BatchResult, t0: float) -> ChunkDone:
+    """Write a trained chunk's two files (runs last) and summarise it; t0: when it started."""
+    cols = task.columns
+    n = task.run_stop - task.run_start
     run_ids = np.arange(task.run_start, task.run_stop)
     all_cols = store.param_columns(cols)
     axis_cols = {k: all_cols[k] for k in store.axis_columns(task.axis_names)}
@@ -301,6 +312,10 @@ def sweep(
             file=spec.file,
             key="grid",
         )
+    if backend == "cuda":  # no device: one line, before anything is written
+        from runner.gpu import device_count
+
+        device_count()
     shard_ = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
     root = Path(out) if out is not None else Path("results")
     folder = root / spec.name
@@ -331,8 +346,9 @@ def sweep(
     if not pending:
         report.seconds = time.perf_counter() - t0
         return report
-    for dtype, fastmath in _modes(plan, pending):
-        warm_up(spec.loss_dtype, dtype, fastmath)
+    if backend != "cuda":
+        for dtype, fastmath in _modes(plan, pending):
+            warm_up(spec.loss_dtype, dtype, fastmath)
     pending_runs = int(sum(sizes[c] for c in pending))
     bar = Progress(pending_runs, _mean_epochs(plan), quiet, progress)
     results = dispatch(spec, folder, pending, jobs, backend, scheduler, plan, stop)
@@ -411,6 +427,11 @@ def dispatch(
     what they were handed)."""
     tasks = tasks_for(spec, folder, pending, plan)
     chunk = run_chunk if stop is None else partial(requeue.unless_stopped, stop, run_chunk)
+    if backend == "cuda":
+        from runner.gpu_sweep import dispatch as cuda_dispatch
+
+        yield from cuda_dispatch(list(tasks), writers=jobs)
+        return
     if backend != "dask" and (jobs == 1 or len(pending) == 1):
         for task in tasks:  # the sequential path: also the debugging path
             yield chunk(task)

@@ -363,6 +363,7 @@ class Scratch(NamedTuple):
     dh: np.ndarray  # (n, hidden, T)
     dz: np.ndarray  # (n, outputs, T)
     accw: np.ndarray  # (hidden * T,)
+    accwh: np.ndarray  # (inputs, hidden * T)
     acc: np.ndarray  # (T,)
     zs: np.ndarray  # (T,)
     sq: np.ndarray  # (T,) sum of squared errors, then the epoch's loss
@@ -387,7 +388,8 @@ def scratch(
     return (FastScratch if fast else Scratch)(
         np.empty((ni, nh, T), f), np.empty((nh, no, T), f), np.empty(T, f),
         np.empty(T, np.bool_), np.empty((n, nh, T), f), np.empty((n, nh, T), f),
-        np.empty((n, no, T), f), np.empty(nh * T, f), np.empty(T, f), np.empty(T, f),
+        np.empty((n, no, T), f), np.empty(nh * T, f), np.empty((ni, nh * T), f),
+        np.empty(T, f), np.empty(T, f),
         np.empty(T, f), np.empty(T, f8), np.empty(T, f8),
         np.empty(T, i8), np.empty(T, i8), np.empty(T, i8),
     )  # fmt: skip
@@ -420,6 +422,37 @@ def _sum_rows(acc, C, c0, cs, M, m0, ms, count):
         ca, ma = c0 + i * cs, m0 + i * ms
         for u in range(L):
             acc[u] += _at(C, ca, u) * M[ma, u]
+
+
+@njit(inline="always", **JIT)
+def _sum_outer(acc, X, D, n):
+    """acc[k, u] = sum over s < n of X[s, k] * D[s, u]: the same sums, in the same
+    order, as ``_sum_rows`` for each k, but sample by sample for all k at once, so
+    that D (samples x hidden x lanes, often past the cache) is read once, not once
+    per input."""
+    ni, L = acc.shape
+    zero = acc.dtype.type(0)
+    for k in range(ni):
+        x0 = X[0, k]
+        if n == 1:
+            for u in range(L):
+                acc[k, u] = zero + x0 * D[0, u]
+        else:
+            x1 = X[1, k]
+            for u in range(L):
+                acc[k, u] = (zero + x0 * D[0, u]) + x1 * D[1, u]
+    s = 2
+    while s + 1 < n:
+        for k in range(ni):
+            x0, x1 = X[s, k], X[s + 1, k]
+            for u in range(L):
+                acc[k, u] = (acc[k, u] + x0 * D[s, u]) + x1 * D[s + 1, u]
+        s += 2
+    if s < n:
+        for k in range(ni):
+            x0 = X[s, k]
+            for u in range(L):
+                acc[k, u] += x0 * D[s, u]
 
 
 def _at(C, i, u):
@@ -542,7 +575,7 @@ def _tile(
     mask; padding lanes (``nt <= t < T``) idle from the start.
     """
     wh, wz, a, act, h, dh, dz = w.wh, w.wz, w.a, w.act, w.h, w.dh, w.dz
-    accw, acc, zs, sq = w.accw, w.acc, w.zs, w.sq
+    accw, accwh, acc, zs, sq = w.accw, w.accwh, w.acc, w.zs, w.sq
     min_loss, last_loss, min_epoch, last = w.min_loss, w.last_loss, w.min_epoch, w.last
     status = w.status
     n, ni = X.shape
@@ -644,10 +677,10 @@ def _tile(
         if sequential:
             _hidden_delta(h, dz, wz, dh)
         # Wh += X.T @ dH, across hidden units and lanes at once
+        _sum_outer(accwh, X, dhf, n)
         for k in range(ni):
-            _sum_rows(accw, Xf, k, ni, dhf, 0, 1, n)  # X[:, k] @ dH
             for u in range(m):
-                whf[k, u] += accw[u]
+                whf[k, u] += accwh[k, u]
         # convergence (the epoch's update is kept)
         if stop_below > -np.inf:
             for t in range(nt):

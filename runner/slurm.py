@@ -39,6 +39,7 @@ class SlurmOptions:
     cpus_per_task: int | None = None  # --cpus-per-task; each task uses that many workers
     mem: str | None = None  # --mem, per task, e.g. 4G
     account: str | None = None  # --account
+    gpus_per_task: int | None = None  # --gpus-per-task; each task then sweeps with --backend cuda
     extra: list[str] = field(default_factory=list)  # more sbatch options, e.g. --qos=high
 
 
@@ -88,11 +89,14 @@ def sbatch_script(
         "cpus-per-task": options.cpus_per_task,
         "mem": options.mem,
         "account": options.account,
+        "gpus-per-task": options.gpus_per_task,
     }
     lines += [f"#SBATCH --{k}={v}" for k, v in named.items() if v is not None]
     lines += [f"#SBATCH {_sbatch_arg(a)}" for a in options.extra]
     argv = [python, "-m", "runner", "sweep", str(spec_path), "--out", str(root)]
     argv += ["--shard", "auto", "--quiet"] + (["--yes"] if yes else [])
+    if options.gpus_per_task:
+        argv += ["--backend", "cuda"]  # one worker per GPU SLURM gives the task
     if requeue is not None:
         lines += [
             "#SBATCH --requeue",

@@ -1,0 +1,151 @@
+"""``--backend cuda``: batches of runs on CUDA devices (numba-cuda), one thread per run.
+
+``run_batch_cuda`` is ``train.run_batch`` on a device; ``Launch`` is the same call in
+two halves (queue, then collect) for the sweep (runner.gpu_sweep). ``device_count``
+says how many devices there are, or raises RunnerError. numba-cuda is imported only
+when a function here needs it; the kernel itself is runner.gpu_kernel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+
+from runner.errors import RunnerError
+from runner.train import BatchResult, slots
+
+DTYPES = ("float64", "float32")
+
+
+def device_count() -> int:
+    """Visible CUDA devices (1 in numba-cuda's simulator); RunnerError if there are none."""
+    try:
+        from numba import cuda
+    except ImportError:
+        raise RunnerError(
+            "needs numba-cuda: pip install 'runner[cuda]'", key="--backend cuda"
+        ) from None
+    if _simulator():  # NUMBA_ENABLE_CUDASIM=1 when numba was imported
+        return 1
+    try:
+        if cuda.is_available():
+            return len(cuda.gpus)
+    except Exception as exc:  # a broken driver or toolkit: say what it said
+        reason = " ".join(str(exc).split())[:200]
+        raise RunnerError(f"no usable CUDA device ({reason})", key="--backend cuda") from None
+    raise RunnerError(
+        "no CUDA device found (no driver, or CUDA_VISIBLE_DEVICES hides them all)",
+        key="--backend cuda",
+    )
+
+
+def _simulator() -> bool:
+    from numba.core import config
+
+    return bool(config.ENABLE_CUDASIM)
+
+
+def _check_mode(dtype: str, fastmath: bool) -> None:
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if not isinstance(fastmath, bool | np.bool_):
+        raise ValueError(f"fastmath must be true or false, got {fastmath!r}")
+
+
+class Launch:
+    """One batch on the current device: inputs copied and the kernel queued on ``stream``.
+
+    Nothing waits until ``result()``, which copies the outputs back on the same stream
+    (so a launch queued after this one on another stream keeps the device busy).
+    """
+
+    def __init__(
+        self, X, Y, Wh, Wz, alpha, epochs, output, update, every, stop_below, diverge_above,
+        loss_dtype, dtype, fastmath,
+    ):  # fmt: skip
+        from numba import cuda
+
+        from runner.gpu_kernel import THREADS, make_kernel
+
+        _check_mode(dtype, fastmath)
+        f = np.dtype(dtype)
+        R = len(alpha)
+        n, ni = X.shape
+        nh, no = Wz.shape[0], Wz.shape[1]
+        kernel = make_kernel(
+            n, ni, nh, no, output == "sigmoid", update == "sequential", dtype, bool(fastmath)
+        )
+        self.Wh, self.Wz = Wh, Wz
+        self.stream = s = cuda.stream()
+        # weights rounded once to dtype (float32 mode), as the CPU kernel rounds them
+        inputs = [np.ascontiguousarray(a, dtype=f) for a in (X, Y, Wh, Wz, alpha)]
+        dX, dY, dWh, dWz, dalpha = (cuda.to_device(a, stream=s) for a in inputs)
+        # every element of the outputs is written by the kernel: no copies in
+        dloss = cuda.device_array((slots(epochs, every), R), np.dtype(loss_dtype), stream=s)
+        dist = cuda.device_array((R, 3), np.int64, stream=s)
+        dfst = cuda.device_array((R, 2), f, stream=s)
+        self.out = (dloss, dist, dfst, dWh, dWz)
+        if R:
+            with _quiet_simulator():
+                kernel[-(-R // THREADS), THREADS, s](
+                    dX, dY, dWh, dWz, dalpha, int(epochs), int(every),
+                    -math.inf if stop_below is None else float(stop_below),
+                    math.inf if diverge_above is None else float(diverge_above),
+                    dloss, dist, dfst,
+                )  # fmt: skip
+
+    def result(self) -> BatchResult:
+        """Wait for the kernel and copy its outputs back; Wh, Wz are updated in place."""
+        loss, istats, fstats, wh, wz = (d.copy_to_host(stream=self.stream) for d in self.out)
+        self.stream.synchronize()
+        self.out = ()  # device memory back to the pool
+        self.Wh[...] = wh
+        self.Wz[...] = wz
+        fstats = fstats.astype(np.float64)  # float32 values widen exactly
+        return BatchResult(loss, istats, fstats, self.Wh, self.Wz)
+
+
+@contextlib.contextmanager
+def _quiet_simulator() -> Iterator[None]:
+    """The simulator runs the kernel in Python threads on NumPy scalars, which warn on
+    overflow where a device is silent (the warnings filter is process-wide)."""
+    if not _simulator():
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def run_batch_cuda(
+    X: np.ndarray,
+    Y: np.ndarray,
+    Wh: np.ndarray,
+    Wz: np.ndarray,
+    alpha: np.ndarray,
+    epochs: int,
+    output: str = "linear",
+    update: str = "sequential",
+    every: int = 1,
+    stop_below: float | None = None,
+    diverge_above: float | None = None,
+    loss_dtype: type = np.float64,
+    *,
+    dtype: str = "float64",
+    fastmath: bool = False,
+    tile: int | None = None,
+) -> BatchResult:
+    """``train.run_batch`` on the current CUDA device (Wh, Wz are updated in place).
+
+    Exact modes give the CPU kernel's bytes; ``tile`` is a CPU notion and is ignored
+    (a block holds ``gpu_kernel.THREADS`` runs).
+    """
+    del tile
+    return Launch(
+        X, Y, Wh, Wz, alpha, epochs, output, update, every, stop_below, diverge_above,
+        loss_dtype, dtype, fastmath,
+    ).result()  # fmt: skip

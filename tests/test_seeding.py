@@ -1,0 +1,42 @@
+"""runner.seeding: initial weights for many runs, bit for bit numpy's default_rng."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from runner import seeding
+from runner.train import init_weights
+
+SEEDS = st.one_of(
+    st.integers(0, 2**16),
+    st.sampled_from([0, 2**32 - 1, 2**32, 2**63 - 1]),
+    st.integers(0, 2**63 - 1),
+)
+RANGES = st.sampled_from([(0.0, 1.0), (-1.0, 1.0), (0.5, 2.0), (-1e-3, 3e-7)])
+
+
+@given(
+    seeds=st.lists(SEEDS, min_size=1, max_size=6),
+    shape=st.tuples(st.integers(1, 4), st.integers(1, 9), st.integers(1, 3)),
+    init=RANGES,
+)
+def test_same_weights_as_default_rng(seeds, shape, init):
+    want = init_weights(seeds, *shape, init)
+    got = seeding.init_weights(seeds, *shape, *init)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_per_run_ranges():
+    seeds, lo, hi = [3, 4, 5], np.array([0.0, -1.0, 0.5]), np.array([1.0, 1.0, 2.0])
+    Wh, Wz = seeding.init_weights(seeds, 2, 3, 1, lo, hi)
+    for r in range(3):
+        wh, wz = init_weights([seeds[r]], 2, 3, 1, (lo[r], hi[r]))
+        np.testing.assert_array_equal(Wh[:, :, r], wh[:, :, 0])
+        np.testing.assert_array_equal(Wz[:, :, r], wz[:, :, 0])
+
+
+def test_negative_seed_is_refused():
+    with pytest.raises(ValueError, match="seeds"):
+        seeding.init_weights([-1], 2, 3, 1, 0.0, 1.0)
