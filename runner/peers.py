@@ -302,8 +302,8 @@ def make(peer: str, shape, dtype: str, fastmath: bool, threads: int = 1) -> Peer
     return PEERS[peer](tuple(shape), dtype, fastmath, threads)
 
 
-def tile_choice(shape: tuple[int, int, int], dtype: str) -> int | str:
-    """Runs per tile the kernel picks for this shape (runner.tiles if this build has it)."""
+def tile_choice(shape: tuple[int, int, int], dtype: str) -> int:
+    """Runs per tile the kernel picks for this shape (fixed in a build without runner.tiles)."""
     try:
         from runner import tiles
     except ImportError:
@@ -311,7 +311,4 @@ def tile_choice(shape: tuple[int, int, int], dtype: str) -> int | str:
 
         return TILE
     n, ni, nh = shape
-    try:
-        return tiles.choose_tile(n, ni, nh, 1, dtype=dtype)
-    except TypeError:
-        return tiles.choose_tile(n, ni, nh, 1)
+    return tiles.choose_tile(n, ni, nh, 1, dtype)
