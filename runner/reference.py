@@ -1,6 +1,6 @@
 """The notebook's algorithm in plain NumPy, line for line: the slow, obvious truth.
 
-Used by tests and benchmarks only. See DESIGN.md, "Numerics".
+Used by tests and benchmarks only. See docs/numerics.md and docs/precision.md.
 """
 
 from __future__ import annotations
@@ -13,33 +13,49 @@ from runner import kernels as k  # constants of the shared exp only
 
 
 def exp(x: np.ndarray) -> np.ndarray:
-    """The kernel's exp, in NumPy, same operations in the same order (within 1 ulp of np.exp).
+    """The kernel's exp, in NumPy, same operations in the same order (within 1 ulp of
+    the correctly rounded exp). A float32 array gets the float32 exp: its own
+    constants and polynomial, every operation in float32; anything else float64.
 
     Chaotic runs amplify a last-bit difference, so kernel and reference share it.
     """
-    x = np.asarray(x, dtype=np.float64)
-    x = np.where(x > k.EXP_HI, k.EXP_HI, x)  # min(x, HI), a NaN kept
-    x = np.where(x < k.EXP_LO, k.EXP_LO, x)
-    kf = np.rint(x * k.LOG2E)
-    r = (x - kf * k.LN2_HI) - kf * k.LN2_LO
-    c = k.EXP_COEFFS  # the kernel's Estrin scheme, step by step (kernels._exp_poly)
-    r2 = r * r
-    b0 = c[9] + c[8] * r
-    b1 = c[7] + c[6] * r
-    b2 = c[5] + c[4] * r
-    b3 = c[3] + c[2] * r
-    b4 = c[1] + c[0] * r
-    r4 = r2 * r2
-    d0 = b0 + b1 * r2
-    d1 = b2 + b3 * r2
-    r8 = r4 * r4
-    q = (d0 + d1 * r4) + b4 * r8
-    p = c[11] + (c[10] * r + r2 * q)
+    x = np.asarray(x)
+    f32 = x.dtype == np.float32
+    x = x if f32 else x.astype(np.float64)
+    (hi, lo, log2e, ln2_hi, ln2_lo), c = (
+        (k.EXP32, k.EXP_COEFFS32) if f32 else (k.EXP64, k.EXP_COEFFS)
+    )
+    x = np.where(x > hi, hi, x)  # min(x, HI), a NaN kept
+    x = np.where(x < lo, lo, x)
+    kf = np.rint(x * log2e)
+    r = (x - kf * ln2_hi) - kf * ln2_lo
+    r2 = r * r  # the kernel's Estrin scheme, step by step (kernels._q9, kernels._q4)
+    if f32:
+        b0 = c[4] + c[3] * r
+        b1 = c[2] + c[1] * r
+        r4 = r2 * r2
+        q = (b0 + b1 * r2) + c[0] * r4
+    else:
+        b0 = c[9] + c[8] * r
+        b1 = c[7] + c[6] * r
+        b2 = c[5] + c[4] * r
+        b3 = c[3] + c[2] * r
+        b4 = c[1] + c[0] * r
+        r4 = r2 * r2
+        d0 = b0 + b1 * r2
+        d1 = b2 + b3 * r2
+        r8 = r4 * r4
+        q = (d0 + d1 * r4) + b4 * r8
+    p = c[-1] + (c[-2] * r + r2 * q)
+    bias, shift = (127, 23) if f32 else (1023, 52)
     with np.errstate(invalid="ignore"):  # a NaN's kf: any integer, p carries the NaN
         n = kf.astype(np.int64)
     n1 = n >> 1
     n2 = n - n1
-    return (p * ((n1 + 1023) << 52).view(np.float64)) * ((n2 + 1023) << 52).view(np.float64)
+    ints = np.int32 if f32 else np.int64
+    s1 = ((n1 + bias) << shift).astype(ints).view(p.dtype)
+    s2 = ((n2 + bias) << shift).astype(ints).view(p.dtype)
+    return (p * s1) * s2
 
 
 def dot(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -94,12 +110,20 @@ def train_reference(
     update: str = "sequential",
     stop_below: float | None = None,
     diverge_above: float | None = None,
+    dtype: str = "float64",
 ) -> ReferenceResult:
-    """Train one run from the given initial weights (copied, not modified)."""
-    X = np.asarray(X, dtype=np.float64)
-    Y = np.asarray(Y, dtype=np.float64)
-    Wh = np.array(Wh, dtype=np.float64)
-    Wz = np.array(Wz, dtype=np.float64)
+    """Train one run from the given initial weights (copied, not modified).
+
+    ``dtype="float32"`` rounds X, Y, the weights and alpha to float32 once and does
+    every operation in float32 (NumPy keeps float32 with Python scalars); losses and
+    weights come back as float32 values (the losses widened to float64).
+    """
+    f = np.dtype(dtype)
+    X = np.asarray(X, dtype=f)
+    Y = np.asarray(Y, dtype=f)
+    Wh = np.array(Wh, dtype=f)
+    Wz = np.array(Wz, dtype=f)
+    alpha = f.type(alpha)
     losses = []
     diverged = converged = None
     with np.errstate(all="ignore"):

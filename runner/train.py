@@ -8,11 +8,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runner import kernels
+from runner import kernels, tiles
 from runner.errors import RunnerError
 
 OUTPUTS = ("linear", "sigmoid")
 UPDATES = ("sequential", "simultaneous")
+DTYPES = ("float64", "float32")
 
 
 @dataclass
@@ -82,18 +83,37 @@ def run_batch(
     stop_below: float | None = None,
     diverge_above: float | None = None,
     loss_dtype: type = np.float64,
+    *,
+    dtype: str = "float64",
+    fastmath: bool = False,
+    tile: int | None = None,
 ) -> BatchResult:
-    """Train a batch of runs of one shape in one kernel call (Wh, Wz are updated in place)."""
+    """Train a batch of runs of one shape in one kernel call (Wh, Wz are updated in place).
+
+    ``dtype``: the training precision; for "float32", X, Y, the weights and alpha are
+    rounded to float32 once here, and the final weights written back widened (exactly).
+    ``fastmath``: FMA, reassociation and a cheaper exp and reciprocal (see
+    docs/precision.md). ``tile``: runs per kernel tile, a power of two from 4 to 64;
+    None chooses it from the shape (runner.tiles). Losses are computed in ``dtype``
+    and stored as ``loss_dtype``; ``fstats`` is float64 in every mode.
+    """
+    check_mode(dtype, fastmath, tile)
+    f = np.dtype(dtype)
+    n, ni = np.shape(X)
+    nh, no = Wz.shape[0], Wz.shape[1]
+    T = tiles.choose_tile(n, ni, nh, no, dtype) if tile is None else int(tile)
     R = len(alpha)
     loss = np.full((slots(epochs, every), R), np.nan, dtype=loss_dtype)
     istats = np.zeros((R, 3), dtype=np.int64)
     fstats = np.zeros((R, 2))
+    wh = Wh if Wh.dtype == f else np.ascontiguousarray(Wh, dtype=f)
+    wz = Wz if Wz.dtype == f else np.ascontiguousarray(Wz, dtype=f)
     kernels.train_batch(
-        np.ascontiguousarray(X, dtype=np.float64),
-        np.ascontiguousarray(Y, dtype=np.float64),
-        Wh,
-        Wz,
-        np.ascontiguousarray(alpha, dtype=np.float64),
+        np.ascontiguousarray(X, dtype=f),
+        np.ascontiguousarray(Y, dtype=f),
+        wh,
+        wz,
+        np.ascontiguousarray(alpha, dtype=f),
         int(epochs),
         output == "sigmoid",
         update == "sequential",
@@ -103,8 +123,22 @@ def run_batch(
         loss,
         istats,
         fstats,
+        kernels.scratch(n, ni, nh, no, T, f, bool(fastmath)),
     )
+    if wh is not Wh:
+        Wh[...] = wh
+        Wz[...] = wz
     return BatchResult(loss, istats, fstats, Wh, Wz)
+
+
+def check_mode(dtype: object, fastmath: object, tile: object = None) -> None:
+    """Raise ValueError for an unknown dtype, a non-bool fastmath or a bad tile."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if not isinstance(fastmath, bool | np.bool_):
+        raise ValueError(f"fastmath must be true or false, got {fastmath!r}")
+    if tile is not None and tile not in tiles.TILES:
+        raise ValueError(f"tile must be one of {tiles.TILES}, got {tile!r}")
 
 
 def check_data(X: object, Y: object, where: str = "data") -> tuple[np.ndarray, np.ndarray]:
@@ -172,8 +206,13 @@ def train(
     init: Sequence[float] = (0.0, 1.0),
     stop_below: float | None = None,
     diverge_above: float | None = None,
+    dtype: str = "float64",
+    fastmath: bool = False,
 ) -> TrainResult:
-    """Train one two-layer network on full-batch data (DESIGN.md, "Numerics").
+    """Train one two-layer network on full-batch data (docs/numerics.md).
+
+    ``dtype`` ("float64" or "float32") and ``fastmath`` choose the precision mode
+    (docs/precision.md); the loss is returned as float64 in every mode.
 
     >>> import runner
     >>> res = runner.train([[1, 1], [1, 2], [2, 1], [2, 2]], [[0], [1], [2], [3]], epochs=100)
@@ -182,6 +221,7 @@ def train(
     """
     Xa, Ya = check_data(X, Y)
     check_params(alpha, hidden, seed, epochs, output, update, init, stop_below, diverge_above)
+    check_mode(dtype, fastmath)
     Wh, Wz = init_weights([seed], Xa.shape[1], hidden, Ya.shape[1], (init[0], init[1]))
     out = run_batch(
         Xa,
@@ -195,6 +235,8 @@ def train(
         1,
         stop_below,
         diverge_above,
+        dtype=dtype,
+        fastmath=fastmath,
     )
     n = int(out.istats[0, kernels.EPOCHS_RUN])
     status = int(out.istats[0, kernels.STATUS])

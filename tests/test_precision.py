@@ -1,0 +1,199 @@
+"""Precision modes: float32 exact against the float32 reference, bit for bit."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from numba import njit
+
+import runner
+from runner import kernels, reference
+from runner.data import builtin
+from runner.train import init_weights, run_batch
+
+COMBOS = [(o, u) for o in ("linear", "sigmoid") for u in ("sequential", "simultaneous")]
+
+
+def check_against_reference(X, Y, hidden, seeds, alphas, epochs, output, update, every=1,
+                            init=(-1.0, 1.0), dtype="float64", tile=None):  # fmt: skip
+    """run_batch of these runs equals train_reference run by run, every bit."""
+    inputs, outputs = X.shape[1], Y.shape[1]
+    Wh, Wz = init_weights(seeds, inputs, hidden, outputs, init)
+    out = run_batch(X, Y, Wh, Wz, alphas, epochs, output, update, every=every, dtype=dtype,
+                    tile=tile)  # fmt: skip
+    for r in range(len(seeds)):
+        wh0, wz0 = reference.init_weights(int(seeds[r]), inputs, hidden, outputs, init)
+        ref = reference.train_reference(
+            X, Y, wh0, wz0, alphas[r], epochs, output, update, dtype=dtype
+        )
+        n = int(out.istats[r, kernels.EPOCHS_RUN])
+        assert n == len(ref.loss)
+        rec = [e for e in range(1, n + 1) if e == 1 or e % every == 0]
+        got = out.loss[[kernels.slot_of(e, every) for e in rec], r]
+        np.testing.assert_array_equal(got, ref.loss[np.array(rec) - 1])
+        if ref.diverged_epoch is None:
+            np.testing.assert_array_equal(out.Wh[:, :, r], ref.Wh)
+            np.testing.assert_array_equal(out.Wz[:, :, r], ref.Wz)
+            assert out.fstats[r, kernels.MIN_LOSS] == ref.loss.min()
+            assert out.istats[r, kernels.MIN_EPOCH] == int(np.argmin(ref.loss)) + 1
+
+
+@pytest.mark.parametrize(("output", "update"), COMBOS)
+@pytest.mark.parametrize("alpha", [0.01, 0.03, 0.1])
+def test_float32_seed_data_10000_epochs_is_the_float32_reference(alpha, output, update):
+    X, Y = builtin("seed")
+    res = runner.train(X, Y, alpha=alpha, epochs=10000, output=output, update=update,
+                       dtype="float32")  # fmt: skip
+    Wh, Wz = reference.init_weights(0, 2, 4, 1)
+    ref = reference.train_reference(X, Y, Wh, Wz, alpha, 10000, output, update, dtype="float32")
+    assert ref.Wh.dtype == np.float32
+    np.testing.assert_array_equal(res.loss, ref.loss)
+    np.testing.assert_array_equal(res.Wh, ref.Wh)
+    np.testing.assert_array_equal(res.Wz, ref.Wz)
+    assert res.diverged_epoch is None
+
+
+def test_float32_is_single_precision_and_differs_from_float64():
+    X, Y = builtin("seed")
+    r32 = runner.train(X, Y, alpha=0.01, epochs=500, dtype="float32")
+    r64 = runner.train(X, Y, alpha=0.01, epochs=500)
+    assert r32.loss.dtype == np.float64  # widened, exactly
+    np.testing.assert_array_equal(r32.loss.astype(np.float32), r32.loss)
+    np.testing.assert_array_equal(r32.Wh.astype(np.float32), r32.Wh)
+    assert not np.array_equal(r64.loss.astype(np.float32), r64.loss)
+    assert np.count_nonzero(r32.loss != r64.loss) > 490
+    assert np.max(np.abs(r32.loss - r64.loss) / r64.loss) < 1e-4  # but the same training
+
+
+def test_float32_divergence_at_the_reference_epoch():
+    X, Y = builtin("seed")
+    res = runner.train(X, Y, alpha=0.2, epochs=10000, dtype="float32")
+    Wh, Wz = reference.init_weights(0, 2, 4, 1)
+    ref = reference.train_reference(X, Y, Wh, Wz, 0.2, 10000, dtype="float32")
+    assert ref.diverged_epoch is not None
+    assert res.diverged_epoch == ref.diverged_epoch
+    np.testing.assert_array_equal(res.loss[:-1], ref.loss[:-1])
+
+
+@given(
+    samples=st.integers(1, 16),
+    inputs=st.integers(1, 5),
+    hidden=st.integers(1, 32),
+    outputs=st.integers(1, 3),
+    runs=st.integers(1, 40),
+    output=st.sampled_from(["linear", "sigmoid"]),
+    update=st.sampled_from(["sequential", "simultaneous"]),
+    data_seed=st.integers(0, 2**32 - 1),
+    every=st.integers(1, 7),
+)
+def test_float32_random_shapes_and_mixed_alpha_batches(
+    samples, inputs, hidden, outputs, runs, output, update, data_seed, every
+):
+    rng = np.random.default_rng(data_seed)
+    X = rng.normal(size=(samples, inputs))
+    Y = rng.normal(size=(samples, outputs))
+    alphas = 10 ** rng.uniform(-3, 0, size=runs)
+    seeds = rng.integers(0, 2**31, size=runs)
+    check_against_reference(X, Y, hidden, seeds, alphas, 40, output, update, every,
+                            dtype="float32")  # fmt: skip
+
+
+def test_run_batch_float32_writes_widened_weights_back_and_keeps_loss_dtype():
+    X, Y = builtin("seed")
+    Wh, Wz = init_weights(range(5), 2, 3, 1)
+    out = run_batch(X, Y, Wh, Wz, np.full(5, 0.05), 50, loss_dtype=np.float32, dtype="float32")
+    assert out.Wh is Wh and Wh.dtype == np.float64
+    np.testing.assert_array_equal(Wh.astype(np.float32), Wh)
+    assert out.loss.dtype == np.float32 and out.fstats.dtype == np.float64
+    np.testing.assert_array_equal(out.fstats[:, kernels.FINAL_LOSS].astype(np.float32),
+                                  out.loss[-1])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kw", "msg"),
+    [({"dtype": "float16"}, "dtype"), ({"fastmath": "yes"}, "fastmath"), ({"tile": 48}, "tile"),
+     ({"tile": 128}, "tile")],
+)  # fmt: skip
+def test_bad_mode_arguments_raise_value_error(kw, msg):
+    X, Y = builtin("seed")
+    Wh, Wz = init_weights([0], 2, 2, 1)
+    with pytest.raises(ValueError, match=msg):
+        run_batch(X, Y, Wh, Wz, np.ones(1), 2, **kw)
+    if "tile" not in kw:
+        with pytest.raises(ValueError, match=msg):
+            runner.train(X, Y, epochs=2, **kw)
+
+
+def ulps32(a, b):
+    return np.abs(a.view(np.int32).astype(np.int64) - b.view(np.int32))
+
+
+def test_float32_exp_within_one_ulp_of_the_correctly_rounded_exp():
+    rng = np.random.default_rng(0)
+    x = np.concatenate(
+        [rng.uniform(-104, 89, 1_000_000), rng.uniform(-1, 1, 300_000),
+         rng.uniform(-0.35, 0.35, 300_000),
+         [0.0, -0.0, 88.72, 88.7228, -87.3, -103.0, -103.97, 1e-30, -1e-30]]
+    ).astype(np.float32)  # fmt: skip
+    with np.errstate(all="ignore"):
+        ours = reference.exp(x)
+        exact = np.exp(x.astype(np.float64)).astype(np.float32)  # correctly rounded
+        assert ours.dtype == np.float32
+        assert ulps32(ours, exact).max() <= 1
+        # NumPy's own float32 exp is itself up to 2 ulp from the rounded one here
+        assert ulps32(ours, np.exp(x)).max() <= 3
+        edge = reference.exp(np.array([np.nan, np.inf, -np.inf, 89.0, 100.0, -110.0], np.float32))
+    assert np.isnan(edge[0]) and edge[1] == np.inf and edge[2] == 0.0
+    assert edge[3] == np.inf and edge[4] == np.inf and edge[5] == 0.0
+
+
+@njit
+def _exp_and_sigmoids(x):
+    e = np.empty_like(x)
+    a = np.empty_like(x)
+    b = np.empty_like(x)
+    q = x.size // 4
+    for i in range(x.size):
+        e[i] = kernels.fexp(x[i])
+        b[i] = kernels.sigmoid(x[i])
+    for i in range(q):
+        a[i], a[q + i], a[2 * q + i], a[3 * q + i] = kernels._sigmoid4(
+            x[i], x[q + i], x[2 * q + i], x[3 * q + i]
+        )
+    return e, a, b
+
+
+def test_kernel_float32_exp_and_sigmoid_are_bitwise_the_reference():
+    rng = np.random.default_rng(5)
+    x = np.concatenate(
+        [rng.uniform(-120, 100, 200_000), rng.uniform(-20, 20, 100_000),
+         [0.0, -0.0, np.inf, -np.inf, 89.0, -89.0, 104.0, -104.0, 88.5, -88.5, 1e-30, -1e-30]]
+    ).astype(np.float32)  # fmt: skip
+    e, a, b = _exp_and_sigmoids(x)
+    assert e.dtype == a.dtype == b.dtype == np.float32
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(e.view(np.int32), reference.exp(x).view(np.int32))
+        ref = reference.sigmoid(x)
+    assert ref.dtype == np.float32
+    np.testing.assert_array_equal(b.view(np.int32), ref.view(np.int32))
+    np.testing.assert_array_equal(a.view(np.int32), ref.view(np.int32))
+
+
+@njit
+def _scales(p, kf):
+    a = np.empty_like(p)
+    b = np.empty_like(p)
+    for i in range(p.size):
+        a[i] = kernels._scale_bits(p[i], kf[i])
+        b[i] = kernels._scale_ldexp(p[i], kf[i])
+    return a, b
+
+
+def test_float32_ldexp_scaling_is_bitwise_the_two_product_scaling():
+    """Normal, subnormal, zero and overflowing float32 results alike."""
+    rng = np.random.default_rng(6)
+    kf = np.floor(rng.uniform(-151, 130, 300_000)).astype(np.float32)
+    p = rng.uniform(np.exp(-0.35), np.exp(0.35), kf.size).astype(np.float32)
+    a, b = _scales(p, kf)
+    assert a.dtype == np.float32
+    np.testing.assert_array_equal(a.view(np.int32), b.view(np.int32))
