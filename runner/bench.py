@@ -1,13 +1,16 @@
 """runner bench: runner against its peers, side by side, measured in the same run.
 
-Each measurement runs in a fresh subprocess (so peak memory is its own), pinned
-to one core unless it is an all-cores measurement; times are medians of repeats.
-Before timing, each peer's losses are checked against runner's.
+Each kernel measurement runs in a fresh subprocess (so peak memory is its own),
+pinned to one core unless it is an all-cores measurement; times are medians of
+repeats, each repeat long enough (about 0.3 s) to time well. Before timing, every
+peer's losses are checked against runner's in the same dtype. The end-to-end rows
+time whole processes (`runner sweep` and a JAX + pyarrow script), start-up included.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import resource
@@ -22,231 +25,98 @@ from typing import Any
 
 import numpy as np
 
-PROBLEMS = {"seed": 4, "wide": 32}  # hidden size on the notebook's data
-ALPHA = 0.01  # a stable rate: peers with other exp/summation stay within 1e-9
-CHECK_RTOL = 1e-9
+from runner import peak, peers
+from runner.peers import MODES, has_modes, mode_name
+
+PROBLEMS = {"seed": (4, 2, 4), "wide": (4, 2, 32)}  # samples, inputs, hidden
+# issue 15's six shapes first, then wider and longer ones
+SHAPES = (
+    (4, 2, 4),
+    (256, 2, 4),
+    (16, 2, 256),
+    (64, 8, 32),
+    (256, 8, 64),
+    (1024, 4, 16),
+    (4, 2, 32),
+    (128, 4, 128),
+    (512, 16, 128),
+    (1024, 8, 256),
+)
+QUICK_SHAPES = ((4, 2, 4), (64, 8, 32))
+BUDGET_S = {False: 0.3, True: 0.03}  # one timed repeat, full and quick
 
 
-def _data() -> tuple[np.ndarray, np.ndarray]:
-    from runner.data import builtin
-
-    return builtin("seed")
+def shape_key(shape: tuple[int, int, int]) -> str:
+    return "x".join(map(str, shape))
 
 
-def _median_time(fn, repeats: int) -> float:
+def parse_shape(text: str) -> tuple[int, int, int]:
+    n, ni, nh = (int(v) for v in text.split("x"))
+    return n, ni, nh
+
+
+# ----- one measurement (inside its subprocess) -----
+def _runs(peer: str, shape: tuple[int, int, int], quick: bool, problem: bool) -> int:
+    """Runs per call: one for the notebook, a few for the @njit port, full tiles for
+    runner and JAX (fewer on big shapes, where one run is a lot of work)."""
+    if peer == "notebook":
+        return 1
+    if peer == "njit":
+        return (16 if quick else 64) if problem else 4
+    base = 256 if quick else 1024
+    n, _, nh = shape
+    return int(min(base, max(64, base * 64 // (n * nh) // 64 * 64)))
+
+
+def _epochs(shape: tuple[int, int, int], quick: bool, problem: bool) -> int:
+    """2,000 on the notebook's problems; else enough for runner's call to take about
+    the budget (estimated from the floor), between 3 and 2,000."""
+    if problem:
+        return 300 if quick else 2000
+    runs = _runs("runner", shape, quick, problem)
+    floor = peak.floor_ns(peak.core(), *shape)["floor_ns"]
+    return int(min(2000, max(3, BUDGET_S[quick] / (runs * floor * 3e-9))))
+
+
+def measure(
+    peer: str,
+    shape: tuple[int, int, int],
+    dtype: str,
+    fastmath: bool,
+    quick: bool,
+    problem: bool = False,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Check the peer's losses against runner's, then time it: ns per epoch-run."""
+    runs, epochs = _runs(peer, shape, quick, problem), _epochs(shape, quick, problem)
+    p = peers.make(peer, shape, dtype, fastmath, threads)
+    err = p.check(min(epochs, 300 if problem else 50))
+    fn = p.prepare(runs, epochs)
+    fn()  # compiled, caches warm
+    t0 = time.perf_counter()
+    fn()
+    calls = max(1, round(BUDGET_S[quick] / (time.perf_counter() - t0)))
     times = []
-    for _ in range(repeats):
+    for _ in range(3 if quick else 5):
         t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for _ in range(calls):
+            fn()
+        times.append((time.perf_counter() - t0) / calls)
+    work = threads * runs * epochs
+    seconds = statistics.median(times)
+    out = {
+        "ns_per_epoch_run": seconds / work * 1e9,
+        "epoch_runs_per_s": work / seconds,
+        "check_rel_err": err,
+        "runs": threads * runs,
+        "epochs": epochs,
+    }
+    if peer == "runner":
+        out["tile"] = peers.tile_choice(shape, dtype)
+    return out
 
 
-def _runner_losses(hidden: int, seeds, epochs: int, alpha: float = ALPHA) -> np.ndarray:
-    from runner.train import init_weights, run_batch
-
-    X, Y = _data()
-    Wh, Wz = init_weights(seeds, 2, hidden, 1)
-    out = run_batch(X, Y, Wh, Wz, np.full(len(seeds), alpha), epochs)
-    return out.loss.T  # (runs, epochs)
-
-
-def _check(
-    name: str, got: np.ndarray, hidden: int, seeds, epochs: int, alpha: float = ALPHA
-) -> float:
-    want = _runner_losses(hidden, seeds, epochs, alpha)
-    err = float(np.max(np.abs(got - want) / np.abs(want)))
-    if not err <= CHECK_RTOL:
-        raise AssertionError(f"{name}: losses differ from runner's (max rel err {err:.2e})")
-    return err
-
-
-def _check_reference(name: str, got: np.ndarray, hidden: int, seeds, epochs: int) -> float:
-    """Max relative error of ``got`` (runs, epochs) against runner.reference, NumPy code
-    independent of runner's kernel, rounded to ``got``'s dtype."""
-    from runner import reference
-
-    X, Y = _data()
-    want = []
-    for seed in seeds:
-        Wh, Wz = reference.init_weights(seed, 2, hidden, 1)
-        want.append(reference.train_reference(X, Y, Wh, Wz, ALPHA, epochs).loss)
-    want = np.array(want).astype(got.dtype).astype(np.float64)
-    err = float(np.max(np.abs(got.astype(np.float64) - want) / np.abs(want)))
-    if not err <= CHECK_RTOL:
-        raise AssertionError(f"{name}: losses differ from the reference (max rel err {err:.2e})")
-    return err
-
-
-def _check_close(name: str, got: np.ndarray, want: np.ndarray, rtol: float) -> None:
-    err = float(np.max(np.abs(got - want) / np.abs(want)))
-    if not err <= rtol:
-        raise AssertionError(f"{name}: losses differ from runner's (max rel err {err:.2e})")
-
-
-# ----- peers: each returns (seconds per call, epoch-runs per call, check error) -----
-def peer_notebook(hidden: int, quick: bool) -> tuple[float, int, float]:
-    """The notebook's NumPy loop, one run at a time."""
-    X, Y = _data()
-    epochs = 300 if quick else 2000
-
-    def train(seed: int) -> np.ndarray:
-        rng = np.random.default_rng(seed)
-        Wh = rng.uniform(size=(2, hidden))
-        Wz = rng.uniform(size=(hidden, 1))
-        loss = np.empty(epochs)
-        for e in range(epochs):
-            H = 1 / (1 + np.exp(-np.dot(X, Wh)))
-            Z = np.dot(H, Wz)
-            E = Y - Z
-            loss[e] = np.mean(E**2)
-            dZ = E * ALPHA
-            Wz += H.T.dot(dZ)
-            dH = dZ.dot(Wz.T) * (H * (1 - H))
-            Wh += X.T.dot(dH)
-        return loss
-
-    err = _check("notebook", np.array([train(s) for s in (0, 1)]), hidden, [0, 1], epochs)
-    return _median_time(lambda: train(0), 3 if quick else 5), epochs, err
-
-
-def _njit_port():
-    import math
-
-    from numba import njit
-
-    @njit(cache=True)
-    def train(X, Y, Wh, Wz, alpha, epochs, loss):
-        n, ni = X.shape
-        nh = Wh.shape[1]
-        H = np.empty((n, nh))
-        E = np.empty(n)
-        for e in range(epochs):
-            sq = 0.0
-            for s in range(n):
-                z = 0.0
-                for j in range(nh):
-                    a = 0.0
-                    for k in range(ni):
-                        a += X[s, k] * Wh[k, j]
-                    H[s, j] = 1.0 / (1.0 + math.exp(-a))
-                    z += H[s, j] * Wz[j, 0]
-                E[s] = Y[s, 0] - z
-                sq += E[s] * E[s]
-            loss[e] = sq / n
-            for j in range(nh):
-                g = 0.0
-                for s in range(n):
-                    g += H[s, j] * E[s] * alpha
-                Wz[j, 0] += g
-            for k in range(ni):
-                for j in range(nh):
-                    g = 0.0
-                    for s in range(n):
-                        g += X[s, k] * (E[s] * alpha * Wz[j, 0]) * H[s, j] * (1.0 - H[s, j])
-                    Wh[k, j] += g
-
-    return train
-
-
-def peer_njit(hidden: int, quick: bool) -> tuple[float, int, float]:
-    """A plain @njit port of the notebook, one run per call."""
-    X, Y = _data()
-    epochs = 2000
-    runs = 16 if quick else 64
-    train = _njit_port()
-
-    def run_all(seeds) -> np.ndarray:
-        out = np.empty((len(seeds), epochs))
-        for i, seed in enumerate(seeds):
-            rng = np.random.default_rng(seed)
-            Wh = rng.uniform(size=(2, hidden))
-            Wz = rng.uniform(size=(hidden, 1))
-            train(X, Y, Wh, Wz, ALPHA, epochs, out[i])
-        return out
-
-    err = _check("njit", run_all([0, 1]), hidden, [0, 1], epochs)
-    seeds = list(range(runs))
-    return _median_time(lambda: run_all(seeds), 3 if quick else 5), runs * epochs, err
-
-
-def _jax_train(hidden: int, epochs: int):
-    import jax
-    import jax.numpy as jnp
-
-    jax.config.update("jax_enable_x64", True)
-    X, Y = (jnp.asarray(a) for a in _data())
-
-    def one(Wh, Wz):
-        def step(carry, _):
-            Wh, Wz = carry
-            H = jax.nn.sigmoid(X @ Wh)
-            Z = H @ Wz
-            E = Y - Z
-            loss = jnp.mean(E**2)
-            dZ = E * ALPHA
-            Wz = Wz + H.T @ dZ
-            dH = (dZ @ Wz.T) * H * (1 - H)
-            Wh = Wh + X.T @ dH
-            return (Wh, Wz), loss
-
-        _, losses = jax.lax.scan(step, (Wh, Wz), None, length=epochs)
-        return losses
-
-    return jax.jit(jax.vmap(one))
-
-
-def _jax_weights(hidden: int, seeds) -> tuple[np.ndarray, np.ndarray]:
-    from runner.train import init_weights
-
-    Wh, Wz = init_weights(seeds, 2, hidden, 1)
-    return np.moveaxis(Wh, 2, 0).copy(), np.moveaxis(Wz, 2, 0).copy()
-
-
-def peer_jax(hidden: int, quick: bool) -> tuple[float, int, float]:
-    """JAX jit(vmap(lax.scan)) over runs, float64."""
-    epochs, runs = 2000, (256 if quick else 1024)
-    train = _jax_train(hidden, epochs)
-    Wh, Wz = _jax_weights(hidden, [0, 1])
-    err = _check("jax", np.asarray(train(Wh, Wz)), hidden, [0, 1], epochs)
-    Wh, Wz = _jax_weights(hidden, range(runs))
-    train(Wh, Wz).block_until_ready()  # compiled before timing
-    seconds = _median_time(lambda: train(Wh, Wz).block_until_ready(), 3 if quick else 5)
-    return seconds, runs * epochs, err
-
-
-def peer_runner(hidden: int, quick: bool, threads: int = 1) -> tuple[float, int, float]:
-    """runner's kernel: one call per thread, each training a batch of runs."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from runner.train import init_weights, run_batch
-
-    X, Y = _data()
-    epochs, runs = 2000, (256 if quick else 1024)
-    _runner_losses(hidden, [0], 2)  # compiled (or loaded from cache) before timing
-    batches = [init_weights(range(i * runs, (i + 1) * runs), 2, hidden, 1) for i in range(threads)]
-    alpha = np.full(runs, ALPHA)
-
-    def one(i: int) -> np.ndarray:
-        Wh, Wz = (w.copy() for w in batches[i])
-        return run_batch(X, Y, Wh, Wz, alpha, epochs, loss_dtype=np.float32).loss
-
-    if threads == 1:
-        fn = lambda: one(0)  # noqa: E731
-    else:
-        pool = ThreadPoolExecutor(threads)
-        fn = lambda: list(pool.map(one, range(threads)))  # noqa: E731
-    last = threads - 1  # the last batch's first two runs: seeds last * runs and the next
-    seeds = [last * runs, last * runs + 1]
-    err = _check_reference("runner", one(last).T[:2], hidden, seeds, epochs)
-    return _median_time(fn, 3 if quick else 5), threads * runs * epochs, err
-
-
-def peer_runner_all(hidden: int, quick: bool) -> tuple[float, int, float]:
-    return peer_runner(hidden, quick, threads=_cores())
-
-
-# ----- end to end: a sweep with Parquet writing -----
+# ----- end to end: whole processes -----
 E2E_SPEC = """
 name = "bench"
 [data]
@@ -257,128 +127,109 @@ epochs = {epochs}
 alpha = [0.001, 0.003, 0.01, 0.03]
 hidden = [2, 4, 8, 16]
 seed = {{ start = 0, stop = {seeds} }}
+[record]
+loss_dtype = "float32"
 """
+FASTEST = ["train.dtype=float32", "train.fastmath=true"]
 
 
 def _e2e_size(quick: bool) -> tuple[int, int]:
-    return (2000, 25) if quick else (10000, 125)  # epochs, seeds: 16 x seeds runs
+    return (1000, 16) if quick else (10000, 128)  # epochs, seeds: 16 x seeds runs
 
 
-def e2e_runner(quick: bool, backend: str = "threading") -> dict[str, Any]:
-    """runner.sweep of the same grid as the JAX pipeline, all cores: loss rows per second."""
-    epochs, seeds = _e2e_size(quick)
-    return _time_sweep(E2E_SPEC.format(epochs=epochs, seeds=seeds), [], quick, backend)
-
-
-def e2e_loky(quick: bool) -> dict[str, Any]:
-    """The same with worker processes (loky) instead of threads."""
-    return e2e_runner(quick, backend="loky")
-
-
-def e2e_default(quick: bool) -> dict[str, Any]:
-    """The default `make sweep` (experiments/seed-sweep.toml), all cores."""
-    from runner.spec import load_spec
-
-    path = Path(__file__).resolve().parents[1] / "experiments" / "seed-sweep.toml"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: the default spec (run bench from a checkout)")
-    load_spec(path)  # valid before timing
-    overrides = ["grid.seed={start=0,stop=10}"] if quick else []
-    return _time_sweep(path.read_text(), overrides, quick)
-
-
-def _time_sweep(
-    text: str, overrides: list[str], quick: bool, backend: str = "threading"
-) -> dict[str, Any]:
-    from runner.driver import sweep
-
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = Path(tmp) / "bench.toml"
-        spec.write_text(text)
-        sweep(spec, out=Path(tmp) / "warm", progress=False, overrides=["train.epochs=2"])
-        times, rows = [], 0
-        for i in range(2 if quick else 3):
-            t0 = time.perf_counter()
-            rep = sweep(
-                spec, out=Path(tmp) / f"r{i}", progress=False, overrides=overrides, backend=backend
-            )
-            times.append(time.perf_counter() - t0)
-            rows = rep.rows
-            shutil.rmtree(Path(tmp) / f"r{i}")
-    return {"rows": rows, "seconds": statistics.median(times)}
-
-
-def e2e_jax(quick: bool) -> dict[str, Any]:
-    """JAX computes every run's losses, then pyarrow writes the same tidy table."""
-    import pyarrow as pa
+def _rows(folder: Path) -> int:
     import pyarrow.parquet as pq
 
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(folder.glob("*.parquet")))
+
+
+def _time_process(cmd: list[str], repeats: int, out: Path) -> tuple[list[float], float]:
+    """Wall-clock seconds of each run of ``cmd`` (launch to exit) and its peak RSS in MiB."""
+    times, peak_mib = [], 0.0
+    for _ in range(repeats):
+        shutil.rmtree(out, ignore_errors=True)
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stderr = proc.stderr.read() if proc.stderr else b""
+        _, status, usage = os.wait4(proc.pid, 0)
+        times.append(time.perf_counter() - t0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            lines = stderr.decode(errors="replace").strip().splitlines()
+            raise RuntimeError(lines[-1] if lines else f"exit {proc.returncode}")
+        peak_mib = max(peak_mib, usage.ru_maxrss / 1024)
+    return times, peak_mib
+
+
+def e2e(name: str, quick: bool) -> dict[str, Any]:
+    """One end-to-end pipeline as a whole process: loss rows per second, start-up included."""
     epochs, seeds = _e2e_size(quick)
-    alphas, hiddens = [0.001, 0.003, 0.01, 0.03], [2, 4, 8, 16]
-    trains = {h: _jax_train_alpha(h, epochs) for h in hiddens}
-    for h in hiddens:  # compile before timing
-        Wh, Wz = _jax_weights(h, range(2))
-        trains[h](Wh, Wz, np.full(2, 0.01)).block_until_ready()
-
-    def pipeline(folder: Path, check: bool = False) -> int:
-        rows, run0 = 0, 0
-        for h in hiddens:
-            seeds_ = np.tile(np.arange(seeds), len(alphas))
-            alpha = np.repeat(alphas, seeds)
-            Wh, Wz = _jax_weights(h, seeds_)
-            loss = np.asarray(trains[h](Wh, Wz, alpha))  # (runs, epochs)
-            n = loss.shape[0]
-            table = pa.table({
-                "run_id": np.repeat(np.arange(run0, run0 + n, dtype=np.int32), epochs),
-                "hidden": np.full(n * epochs, h, dtype=np.int32),
-                "alpha": np.repeat(alpha, epochs),
-                "seed": np.repeat(seeds_.astype(np.int64), epochs),
-                "epoch": np.tile(np.arange(1, epochs + 1, dtype=np.int32), n),
-                "loss": loss.astype(np.float32).ravel(),
-            })  # fmt: skip
-            pq.write_table(table, folder / f"hidden-{h}.parquet")
-            if check:  # its first run (alpha 0.001, seed 0) against runner's
-                got = loss[:1].astype(np.float32).astype(np.float64)
-                want = _runner_losses(h, [0], epochs, alphas[0]).astype(np.float32)
-                _check_close("JAX + pyarrow", got, want, 1e-6)
-            rows += table.num_rows
-            run0 += n
-        return rows
-
+    repeats = 1 if quick else 3
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "check").mkdir()
-        pipeline(Path(tmp) / "check", check=True)
-        times, rows = [], 0
-        for i in range(2 if quick else 3):
-            folder = Path(tmp) / f"r{i}"
-            folder.mkdir()
-            t0 = time.perf_counter()
-            rows = pipeline(folder)
-            times.append(time.perf_counter() - t0)
-            shutil.rmtree(folder)
-    return {"rows": rows, "seconds": statistics.median(times)}
+        tmp_ = Path(tmp)
+        spec = tmp_ / "bench.toml"
+        spec.write_text(E2E_SPEC.format(epochs=epochs, seeds=seeds))
+        sweep = [sys.executable, "-m", "runner", "sweep", str(spec), "--quiet", "--out"]
+        if name == "JAX + pyarrow":
+            cmd = [
+                sys.executable,
+                "-m",
+                "runner.jax_sweep",
+                str(tmp_ / "jax"),
+                "--epochs",
+                str(epochs),
+                "--seeds",
+                str(seeds),
+            ]
+            times, mib = _time_process(cmd, repeats, tmp_ / "jax")
+            subprocess.run([*sweep, str(tmp_ / "ref")], check=True, capture_output=True)
+            err = _same_table(tmp_ / "jax", tmp_ / "ref" / "bench" / "losses")
+            return {
+                "rows": _rows(tmp_ / "jax"),
+                "seconds": statistics.median(times),
+                "process_peak_mib": mib,
+                "check_rel_err": err,
+            }
+        if name == "runner, default make sweep":
+            default = Path(__file__).resolve().parents[1] / "experiments" / "seed-sweep.toml"
+            if not default.is_file():
+                raise FileNotFoundError(f"{default}: the default spec (run bench from a checkout)")
+            sweep[4] = str(default)
+            extra = ["--set", "grid.seed={start=0,stop=10}"] if quick else []
+            folder = "seed-sweep"
+        else:
+            extra = [a for s in FASTEST for a in ("--set", s)] if "fastest" in name else []
+            folder = "bench"
+        cmd = [*sweep, str(tmp_ / "out"), *extra]
+        _time_process([*cmd, "--set", "train.epochs=2"], 1, tmp_ / "out")  # kernels cached
+        times, mib = _time_process(cmd, repeats, tmp_ / "out")
+        return {
+            "process_peak_mib": mib,
+            "rows": _rows(tmp_ / "out" / folder / "losses"),
+            "seconds": statistics.median(times),
+        }
 
 
-def _jax_train_alpha(hidden: int, epochs: int):
-    import jax
-    import jax.numpy as jnp
+def _same_table(jax_dir: Path, runner_dir: Path) -> float:
+    """The JAX table holds runner's rows; returns the largest relative loss difference."""
+    import pyarrow.parquet as pq
 
-    jax.config.update("jax_enable_x64", True)
-    X, Y = (jnp.asarray(a) for a in _data())
+    def read(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+        tables = [pq.ParquetFile(f).read(columns=["run_id", "epoch", "loss"])
+                  for f in sorted(folder.glob("*.parquet"))]  # fmt: skip
+        run, epoch, loss = (np.concatenate([np.asarray(t.column(c)) for t in tables])
+                            for c in ("run_id", "epoch", "loss"))  # fmt: skip
+        key = run.astype(np.int64) << 32 | epoch
+        order = np.argsort(key, kind="stable")
+        return key[order], loss[order].astype(np.float64)
 
-    def one(Wh, Wz, alpha):
-        def step(carry, _):
-            Wh, Wz = carry
-            H = jax.nn.sigmoid(X @ Wh)
-            E = Y - H @ Wz
-            dZ = E * alpha
-            Wz = Wz + H.T @ dZ
-            Wh = Wh + X.T @ ((dZ @ Wz.T) * H * (1 - H))
-            return (Wh, Wz), jnp.mean(E**2)
-
-        return jax.lax.scan(step, (Wh, Wz), None, length=epochs)[1]
-
-    return jax.jit(jax.vmap(one))
+    (jk, jl), (rk, rl) = read(jax_dir), read(runner_dir)
+    if not np.array_equal(jk, rk):
+        raise AssertionError("JAX + pyarrow: its rows are not runner's (run_id, epoch)")
+    err = float(np.max(np.abs(jl - rl) / np.abs(rl)))
+    if not err <= 1e-5:
+        raise AssertionError(f"JAX + pyarrow: losses differ from runner's (max rel err {err:.2e})")
+    return err
 
 
 MEMORY_SPEC = """
@@ -407,46 +258,54 @@ def memory_sweep(runs: int) -> dict[str, Any]:
 
 
 # ----- the harness -----
-E2E = {
-    "runner": e2e_runner,
-    "runner, loky backend": e2e_loky,
-    "JAX + pyarrow": e2e_jax,
-    "runner, default make sweep": e2e_default,
-}
-KERNEL_PEERS = {
-    "notebook NumPy loop": (peer_notebook, True),
-    "plain @njit port": (peer_njit, True),
-    "JAX vmap+scan f64": (peer_jax, True),
-    "runner, 1 core": (peer_runner, True),
-    "runner, all cores": (peer_runner_all, False),
-}
+E2E = ("runner", "runner, fastest mode", "JAX + pyarrow", "runner, default make sweep")
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0))
+def kernel_rows() -> list[tuple[str, str, str, bool]]:
+    """(row name, peer, dtype, fastmath) of the kernel tables."""
+    rows = [
+        ("notebook NumPy loop", "notebook", "float64", False),
+        ("plain @njit port", "njit", "float64", False),
+        ("JAX jit(vmap(scan)) float64", "jax", "float64", False),
+        ("JAX jit(vmap(scan)) float32", "jax", "float32", False),
+    ]
+    modes = MODES if has_modes() else MODES[:1]
+    rows += [(f"runner {mode_name(d, f)}, 1 core", "runner", d, f) for d, f in modes]
+    rows.append(("runner float64 exact, all cores", "runner", "float64", False))
+    return rows
 
 
-def _one(kind: str, name: str, arg: str, quick: bool) -> dict[str, Any]:
-    """Run inside the subprocess: one measurement, as JSON."""
-    if kind == "kernel":
-        fn, pin = KERNEL_PEERS[name]
-        if pin:
+def _one(argv: list[str], quick: bool) -> dict[str, Any]:
+    """Inside the subprocess: one measurement, as JSON."""
+    kind = argv[0]
+    if kind == "kernel":  # kernel PEER SHAPE DTYPE FASTMATH THREADS PROBLEM
+        peer, shape, dtype, fastmath, threads, problem = argv[1:7]
+        if threads == "1":
             os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-        seconds, work, err = fn(PROBLEMS[arg], quick)
-        out = {"ns_per_epoch_run": seconds / work * 1e9, "epoch_runs_per_s": work / seconds,
-               "check_rel_err": err}  # fmt: skip
+        nthreads = peak.cores() if threads == "all" else 1
+        out = measure(
+            peer,
+            parse_shape(shape),
+            dtype,
+            fastmath == "fastmath",
+            quick,
+            problem == "problem",
+            nthreads,
+        )
     elif kind == "e2e":
-        out = E2E[name](quick)
+        out = e2e(argv[1], quick)
         out["rows_per_s"] = out["rows"] / out["seconds"]
     else:
-        out = memory_sweep(int(arg))
+        out = memory_sweep(int(argv[1]))
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
 
-def _spawn(kind: str, name: str, arg: str, quick: bool) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "runner.bench", kind, name, arg] + (["--quick"] if quick else [])
-    env = dict(os.environ, XLA_FLAGS="--xla_cpu_multi_thread_eigen=false")
+def _spawn(args: list[str], quick: bool) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "runner.bench", *args] + (["--quick"] if quick else [])
+    env = dict(os.environ)
+    if args[0] == "kernel":  # one core: XLA's intra-op threads would use the others
+        env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         lines = (r.stderr or r.stdout).strip().splitlines()
@@ -460,108 +319,347 @@ def has_jax() -> bool:
     return importlib.util.find_spec("jax") is not None
 
 
+NO_JAX = {"error": "jax not installed (make bench installs it)"}
+
+
+def _kernel_row(
+    peer: str, shape, dtype: str, fastmath: bool, quick: bool, problem: bool, threads: str = "1"
+) -> dict[str, Any]:
+    if peer == "jax" and not has_jax():
+        return dict(NO_JAX)
+    args = [
+        "kernel",
+        peer,
+        shape_key(shape),
+        dtype,
+        "fastmath" if fastmath else "exact",
+        threads,
+        "problem" if problem else "shape",
+    ]
+    row = _spawn(args, quick)
+    row.update(peer=peer, dtype=dtype, fastmath=fastmath)
+    return row
+
+
+def _floors(shape, core: peak.Core) -> dict[str, dict[str, Any]]:
+    return {mode_name(d, f): peak.floor_ns(core, *shape, d, f) for d, f in MODES}
+
+
 def run(quick: bool = False, log=None) -> dict[str, Any]:
-    """Every measurement; returns a JSON-able dict."""
+    """Every measurement of the main tables; returns a JSON-able dict."""
     say = log or (lambda msg: None)
-    result: dict[str, Any] = {"machine": machine(), "quick": quick, "kernel": {}, "e2e": {}}
-    for problem in PROBLEMS:
+    core = peak.core()
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "core": core.as_dict(),
+        "quick": quick,
+        "modes": has_modes(),
+        "kernel": {},
+        "floors": {},
+        "e2e": {},
+    }
+    for problem, shape in PROBLEMS.items():
+        if quick and problem != "seed":
+            continue
         rows = {}
-        for name in KERNEL_PEERS:
-            if "JAX" in name and not has_jax():
-                rows[name] = {"error": "jax not installed (make bench installs it)"}
-                continue
+        for name, peer, dtype, fastmath in kernel_rows():
             say(f"kernel {problem}: {name}")
-            rows[name] = _spawn("kernel", name, problem, quick)
-        base = rows["runner, 1 core"].get("ns_per_epoch_run")
-        for row in rows.values():
-            if "ns_per_epoch_run" in row and base:
-                row["ratio_to_runner"] = row["ns_per_epoch_run"] / base
+            threads = "all" if "all cores" in name else "1"
+            rows[name] = _kernel_row(peer, shape, dtype, fastmath, quick, True, threads)
+        floors = _floors(shape, core)
+        for name, row in rows.items():
+            if "ns_per_epoch_run" not in row:
+                continue
+            if row["peer"] == "runner" and "all cores" not in name:
+                row["x_floor"] = (
+                    row["ns_per_epoch_run"]
+                    / floors[mode_name(row["dtype"], row["fastmath"])]["floor_ns"]
+                )
         result["kernel"][problem] = rows
+        result["floors"][problem] = floors
     for name in E2E:
-        if "JAX" in name and not has_jax():
-            result["e2e"][name] = {"error": "jax not installed (make bench installs it)"}
+        if name == "JAX + pyarrow" and not has_jax():
+            result["e2e"][name] = dict(NO_JAX)
+            continue
+        if name == "runner, fastest mode" and not has_modes():
+            result["e2e"][name] = {"error": "precision modes not in this build"}
             continue
         say(f"end to end: {name}")
-        result["e2e"][name] = _spawn("e2e", name, "-", quick)
-    base = result["e2e"]["runner"].get("rows_per_s")
-    for name in ("runner", "runner, loky backend", "JAX + pyarrow"):  # the same grid
+        result["e2e"][name] = _spawn(["e2e", name], quick)
+    jax_rate = result["e2e"]["JAX + pyarrow"].get("rows_per_s")
+    for name in ("runner", "runner, fastest mode", "JAX + pyarrow"):  # the same table
         row = result["e2e"][name]
-        if "rows_per_s" in row and base:
-            row["ratio_to_runner"] = base / row["rows_per_s"]
-    sizes = (2_000, 20_000) if quick else (10_000, 100_000)
+        if "rows_per_s" in row and jax_rate:
+            row["x_jax"] = row["rows_per_s"] / jax_rate
     result["memory"] = {}
-    for runs in sizes:
+    for runs in (2_000, 20_000) if quick else (10_000, 100_000):
         say(f"memory: {runs:,} runs x 1,000 epochs")
-        result["memory"][str(runs)] = _spawn("memory", "sweep", str(runs), quick)
+        result["memory"][str(runs)] = _spawn(["memory", str(runs)], quick)
+    result["figures"] = figures(result)
     return result
 
 
+def run_shapes(quick: bool = False, log=None) -> dict[str, Any]:
+    """The shapes table: every mode against JAX in the same dtype and the @njit port."""
+    say = log or (lambda msg: None)
+    core = peak.core()
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "core": core.as_dict(),
+        "quick": quick,
+        "modes": has_modes(),
+        "shapes": {},
+    }
+    modes = MODES if has_modes() else MODES[:1]
+    for shape in QUICK_SHAPES if quick else SHAPES:
+        key = shape_key(shape)
+        rows: dict[str, Any] = {}
+        for dtype in ("float64", "float32"):
+            say(f"shape {key}: JAX {dtype}")
+            rows[f"JAX {dtype}"] = _kernel_row("jax", shape, dtype, False, quick, False)
+        for d, f in modes:
+            say(f"shape {key}: runner {mode_name(d, f)}")
+            rows[f"runner {mode_name(d, f)}"] = _kernel_row("runner", shape, d, f, quick, False)
+        say(f"shape {key}: plain @njit port")
+        rows["plain @njit port"] = _kernel_row("njit", shape, "float64", False, quick, False)
+        flops = peak.epoch_flops(*shape)
+        for name, row in rows.items():
+            if "ns_per_epoch_run" not in row:
+                continue
+            row["peak_fraction"] = flops / row["ns_per_epoch_run"] / core.peak_gflops(row["dtype"])
+            jax = rows.get(f"JAX {row['dtype']}", {})
+            if name.startswith("runner") and "ns_per_epoch_run" in jax:
+                row["x_jax"] = jax["ns_per_epoch_run"] / row["ns_per_epoch_run"]
+        result["shapes"][key] = {"shape": list(shape), "flops": flops, "rows": rows}
+    result["figures"] = shape_figures(result)
+    return result
+
+
+# ----- the figures the issues ask for -----
+def _ns(rows: dict[str, Any], name: str) -> float | None:
+    return rows.get(name, {}).get("ns_per_epoch_run")
+
+
+def _figure(name: str, target: float, value: float | None, unit: str = "x") -> dict[str, Any]:
+    holds = None if value is None else bool(value >= target)
+    return {
+        "figure": name,
+        "target": f">= {target:,g}{unit}",
+        "value": value,
+        "unit": unit,
+        "holds": holds,
+    }
+
+
+def figures(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 11's figures on the seed problem, one core, and end to end."""
+    rows = result["kernel"].get("seed", {})
+    jax32, jax64 = (
+        _ns(rows, "JAX jit(vmap(scan)) float32"),
+        _ns(rows, "JAX jit(vmap(scan)) float64"),
+    )
+    notebook = _ns(rows, "notebook NumPy loop")
+    mode = {(d, f): _ns(rows, f"runner {mode_name(d, f)}, 1 core") for d, f in MODES}
+    fastest = min((v for v in mode.values() if v), default=None)
+
+    def ratio(a, b):
+        return a / b if a and b else None
+
+    e2e = result["e2e"]
+    default = e2e.get("runner", {}).get("rows_per_s")
+    return [
+        _figure("fastest mode vs JAX float32", 5, ratio(jax32, fastest)),
+        _figure("fastest mode vs the notebook", 1000, ratio(notebook, fastest)),
+        _figure("float32 exact vs JAX float32", 3, ratio(jax32, mode["float32", False])),
+        _figure("float64 fastmath vs JAX float64", 4, ratio(jax64, mode["float64", True])),
+        _figure(
+            "float64 exact vs JAX float64 (issue 15: 1.8x before the modes)",
+            1.8,
+            ratio(jax64, mode["float64", False]),
+        ),
+        _figure(
+            "end to end vs JAX + pyarrow, whole processes",
+            3,
+            ratio(default, e2e.get("JAX + pyarrow", {}).get("rows_per_s")),
+        ),
+        _figure("end to end, default mode", 10, default / 1e6 if default else None, "M rows/s"),
+    ]
+
+
+LARGE = 1024  # samples x hidden from which a shape counts as large (issue 15: >= 30% peak)
+
+
+def shape_figures(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 15's figures: runner >= 2x JAX (same dtype) at every shape; float64 exact at
+    >= 30% of the core's peak on the large shapes."""
+    out = []
+    for key, entry in result["shapes"].items():
+        n, _, nh = entry["shape"]
+        for name, row in entry["rows"].items():
+            if name.startswith("runner"):
+                out.append(
+                    _figure(f"{key}: {name} vs JAX {row.get('dtype', '')}", 2, row.get("x_jax"))
+                )
+        if n * nh >= LARGE:
+            row = entry["rows"].get("runner float64 exact", {})
+            frac = row.get("peak_fraction")
+            out.append(
+                _figure(
+                    f"{key}: runner float64 exact, share of peak",
+                    30,
+                    frac * 100 if frac is not None else None,
+                    "%",
+                )
+            )
+    return out
+
+
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import numba
 
-    return {"cpu": cpu, "cores": _cores(), "python": platform.python_version(),
-            "numba": numba.__version__, "numpy": np.__version__}  # fmt: skip
+    return {
+        "cpu": peak.core().cpu,
+        "cores": peak.cores(),
+        "python": platform.python_version(),
+        "numba": numba.__version__,
+        "numpy": np.__version__,
+    }
 
 
-def _ratio(row: dict[str, Any], unit: str) -> str:
-    ratio = row.get("ratio_to_runner")
-    return f"{ratio:,.2f}{unit}" if ratio is not None else "-"
+# ----- tables -----
+def _f(value: float | None, fmt: str = ",.1f", unit: str = "") -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:{fmt}}{unit}"
+
+
+def _machine_line(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    return (
+        f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, numba "
+        f"{m['numba']}, numpy {m['numpy']}."
+    )
+
+
+def _figure_lines(figs: list[dict[str, Any]]) -> list[str]:
+    lines = ["| figure | target | measured | holds |", "|---|---:|---:|---|"]
+    for fig in figs:
+        unit = fig["unit"]
+        value = _f(fig["value"], ",.2f", unit if unit != "%" else "%")
+        holds = {True: "yes", False: "**no**", None: "not measured"}[fig["holds"]]
+        lines.append(f"| {fig['figure']} | {fig['target']} | {value} | {holds} |")
+    return lines
 
 
 def table(result: dict[str, Any]) -> str:
-    """The result as Markdown tables."""
-    m = result["machine"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, "
-             f"numba {m['numba']}, numpy {m['numpy']}.", ""]  # fmt: skip
+    """The main result as Markdown tables."""
+    lines = [_machine_line(result), "", f"Peak model: {result['core']['note']}.", ""]
     for problem, rows in result["kernel"].items():
-        lines += [f"Kernel, {problem} problem (4 samples, 2 inputs, hidden {PROBLEMS[problem]}, "
-                  "1 output, float64; median):", "",
-                  "| peer | ns / epoch-run | epoch-runs / s | peak MiB | x runner (1 core) |",
-                  "|---|---:|---:|---:|---:|"]  # fmt: skip
+        n, ni, nh = PROBLEMS[problem]
+        base = _ns(rows, "runner float64 exact, 1 core")
+        lines += [
+            f"Kernel, {problem} problem ({n} samples, {ni} inputs, hidden {nh}, 1 output; "
+            "median; x runner: its time over runner float64 exact's):",
+            "",
+            "| peer | ns / epoch-run | epoch-runs / s | peak MiB | x runner | x floor |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for name, row in rows.items():
             if "error" in row:
-                lines.append(f"| {name} | {row['error']} | | | |")
+                lines.append(f"| {name} | {row['error']} | | | | |")
                 continue
-            lines.append(f"| {name} | {row['ns_per_epoch_run']:,.1f} | "
-                         f"{row['epoch_runs_per_s']:,.0f} | {row['peak_rss_mib']:,.0f} | "
-                         f"{_ratio(row, '')} |")  # fmt: skip
+            ns = row["ns_per_epoch_run"]
+            lines.append(
+                f"| {name} | {ns:,.1f} | {row['epoch_runs_per_s']:,.0f} | "
+                f"{row['peak_rss_mib']:,.0f} | {_f(ns / base if base else None, ',.2f')}"
+                f" | {_f(row.get('x_floor'), ',.2f')} |"
+            )
+        for mode, fl in result["floors"][problem].items():
+            lines.append(
+                f"| floor, {mode} ({fl['ops']:,} ops, {fl['divisions']} divisions, "
+                f"{fl['bound']}-bound) | {fl['floor_ns']:,.1f} | | | | 1.00 |"
+            )
         lines.append("")
-    lines += ["End to end, sweep with Parquet writing (loss rows per second; median). The first "
-              "three: 4 alphas x 4 hidden sizes x 125 seeds x 10,000 epochs, no divergence; the "
-              "default `make sweep`: experiments/seed-sweep.toml:", "",
-              "| pipeline | rows | seconds | rows / s | peak MiB | slower than runner |",
-              "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    epochs, seeds = _e2e_size(result["quick"])
+    lines += [
+        f"End to end, whole processes, start-up included (4 alphas x 4 hidden sizes x "
+        f"{seeds} seeds x {epochs:,} epochs, float32 losses; the default `make sweep`: "
+        "experiments/seed-sweep.toml; median):",
+        "",
+        "| pipeline | rows | seconds | rows / s | peak MiB | x JAX + pyarrow |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for name, row in result["e2e"].items():
         if "error" in row:
             lines.append(f"| {name} | {row['error']} | | | | |")
             continue
-        lines.append(f"| {name} | {row['rows']:,} | {row['seconds']:.2f} | "
-                     f"{row['rows_per_s'] / 1e6:,.1f}M | {row['peak_rss_mib']:,.0f} | "
-                     f"{_ratio(row, 'x')} |")  # fmt: skip
-    lines += ["", "Peak memory of a sweep (runs x 1,000 epochs, all cores):", "",
-              "| runs | loss rows | seconds | peak MiB |", "|---:|---:|---:|---:|"]  # fmt: skip
+        lines.append(
+            f"| {name} | {row['rows']:,} | {row['seconds']:.2f} | "
+            f"{row['rows_per_s'] / 1e6:,.1f}M | {row['process_peak_mib']:,.0f} | "
+            f"{_f(row.get('x_jax'), ',.2f', 'x')} |"
+        )
+    lines += [
+        "",
+        "Peak memory of a sweep (runs x 1,000 epochs, all cores):",
+        "",
+        "| runs | loss rows | seconds | peak MiB |",
+        "|---:|---:|---:|---:|",
+    ]
     for runs, row in result["memory"].items():
         if "error" in row:
             lines.append(f"| {int(runs):,} | {row['error']} | | |")
             continue
-        lines.append(f"| {int(runs):,} | {row['rows']:,} | {row['seconds']:.1f} | "
-                     f"{row['peak_rss_mib']:,.0f} |")  # fmt: skip
+        lines.append(
+            f"| {int(runs):,} | {row['rows']:,} | {row['seconds']:.1f} | "
+            f"{row['peak_rss_mib']:,.0f} |"
+        )
+    lines += ["", "Figures (issue 11; seed problem, one core, and end to end):", ""]
+    lines += _figure_lines(result["figures"])
     return "\n".join(lines)
+
+
+def shapes_table(result: dict[str, Any]) -> str:
+    """The shapes result as a Markdown table."""
+    lines = [
+        _machine_line(result),
+        "",
+        f"Peak model: {result['core']['note']}.",
+        "",
+        "Kernel by shape, one core (ns per epoch-run, median; x JAX: JAX's time in the "
+        "same dtype over runner's; peak: achieved share of the core's peak flop rate "
+        "in that dtype; tile: runs per tile):",
+        "",
+        "| samples | inputs | hidden | peer | ns / epoch-run | x JAX | peak | tile |",
+        "|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for entry in result["shapes"].values():
+        n, ni, nh = entry["shape"]
+        for name, row in entry["rows"].items():
+            if "error" in row:
+                lines.append(f"| {n:,} | {ni} | {nh} | {name} | {row['error']} | | | |")
+                continue
+            lines.append(
+                f"| {n:,} | {ni} | {nh} | {name} | {row['ns_per_epoch_run']:,.1f} | "
+                f"{_f(row.get('x_jax'), ',.2f', 'x')} | "
+                f"{_f(row['peak_fraction'] * 100, '.1f', '%')} | "
+                f"{row.get('tile', '')} |"
+            )
+    lines += ["", "Figures (issue 15):", "", *_figure_lines(result["figures"])]
+    return "\n".join(lines)
+
+
+def markdown(result: dict[str, Any], shapes: bool = False) -> str:
+    """The README's Performance block: what was run, on which machine, then the tables."""
+    m = result["machine"]
+    what = "runner bench --shapes" if shapes else "runner bench"
+    head = (
+        f"`{what}` on {m['cpu']} ({m['cores']} cores), {time.strftime('%Y-%m-%d', time.gmtime())}:"
+    )
+    return head + "\n\n" + (shapes_table(result) if shapes else table(result))
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     quick = "--quick" in argv
-    args = [a for a in argv if a != "--quick"]
-    print(json.dumps(_one(args[0], args[1], args[2], quick)))
+    print(json.dumps(_one([a for a in argv if a != "--quick"], quick)))
     return 0
 
 

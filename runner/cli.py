@@ -85,13 +85,19 @@ def _parser() -> Parser:
     b = sub.add_parser(
         "bench",
         help="side-by-side benchmark against the peers",
-        description="Times runner's kernel and a Parquet-writing sweep against the notebook's "
-        "NumPy loop, a plain @njit port and JAX (if installed), in one run; prints medians, "
-        "ratios and peak memory.",
-        epilog="example: runner bench --json > bench.json   (make bench installs JAX first)",
+        description="Times runner's kernel in each precision mode against the notebook's "
+        "NumPy loop, a plain @njit port and JAX in the same dtype (if installed), with the "
+        "core's floor per mode; then `runner sweep` against a JAX + pyarrow script as whole "
+        "processes, and the peak memory of sweeps. Prints medians, ratios and the figures "
+        "of the speed targets with whether each holds.",
+        epilog="example: runner bench --shapes --markdown   (make bench installs JAX first)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    b.add_argument("--shapes", action="store_true", help="the kernel table over problem shapes")
     b.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    b.add_argument(
+        "--markdown", action="store_true", help="the README's block: machine, date, tables"
+    )
     b.add_argument("--quick", action="store_true", help="smaller workloads (a smoke test)")
     _analysis_parsers(sub)
     sl = sub.add_parser(
@@ -296,8 +302,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from runner import bench
 
-    result = bench.run(quick=args.quick, log=lambda m: print(f"bench: {m}", file=sys.stderr))
-    print(json.dumps(result, indent=2) if args.json else bench.table(result))
+    def log(message: str) -> None:
+        print(f"bench: {message}", file=sys.stderr)
+
+    result = (bench.run_shapes if args.shapes else bench.run)(quick=args.quick, log=log)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif args.markdown:
+        print(bench.markdown(result, shapes=args.shapes))
+    else:
+        print(bench.shapes_table(result) if args.shapes else bench.table(result))
     return 0
 
 

@@ -14,6 +14,18 @@ from typing import Any
 from runner.errors import RunnerError
 
 
+def require_dask() -> None:
+    """dask is an extra: without it, ``--backend dask`` is bad input, not a crash."""
+    try:
+        import dask  # noqa: F401
+        import distributed  # noqa: F401
+    except ImportError:
+        raise RunnerError(
+            "needs dask, which is not installed here: pip install 'runner[dask]'",
+            key="--backend dask",
+        ) from None
+
+
 @contextmanager
 def dask_backend(scheduler: str | None, jobs: int) -> Iterator[Any]:
     """A ``distributed.Client`` (to ``scheduler``, else $DASK_SCHEDULER_ADDRESS, else a

@@ -303,6 +303,10 @@ def sweep(
     backend = backend or os.environ.get("RUNNER_BACKEND") or DEFAULT_BACKEND
     if backend not in BACKENDS:
         raise RunnerError(f"unknown backend {backend!r}; choose one of {BACKENDS}", key="--backend")
+    if backend == "dask":
+        from runner.cluster import require_dask
+
+        require_dask()
     jobs = default_jobs() if jobs is None else jobs
     if not isinstance(jobs, int) or jobs < 1:
         raise RunnerError(f"must be an integer >= 1, got {jobs!r}", key="--jobs")

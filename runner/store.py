@@ -59,12 +59,47 @@ def param_columns(columns: dict[str, np.ndarray]) -> dict[str, pa.Array]:
         kind = params.COLUMN_DTYPE[col]
         if kind == "category":
             names = np.array(params.OWNER[col].choices, dtype=object)
-            out[col] = pa.array(names[values], pa.string()).dictionary_encode()
+            out[col] = categories(list(names[values]))
         elif kind == "float64" and params.OWNER[col].default is None:
-            out[col] = pa.array(values, pa.float64(), mask=np.isnan(values))  # None when absent
+            out[col] = arrow(values, mask=np.isnan(values))  # None when absent
         else:
-            out[col] = pa.array(values)
+            out[col] = arrow(values)
     return out
+
+
+# ----- Arrow arrays from NumPy buffers and back -----
+# (pa.array and Array.to_numpy import pandas on first use, to look for pandas objects;
+# these do not, so that a sweep never loads pandas)
+def arrow(values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
+    """A numeric or bool Arrow array of ``values``; where ``mask`` is True, null."""
+    values = np.ascontiguousarray(values)
+    valid = None
+    if mask is not None and mask.any():
+        valid = pa.py_buffer(np.packbits(~mask, bitorder="little"))
+    if values.dtype == np.bool_:
+        bits = pa.py_buffer(np.packbits(values, bitorder="little"))
+        return pa.Array.from_buffers(pa.bool_(), len(values), [valid, bits])
+    kind = pa.from_numpy_dtype(values.dtype)
+    return pa.Array.from_buffers(kind, len(values), [valid, pa.py_buffer(values)])
+
+
+def categories(values: list[str]) -> pa.Array:
+    """A dictionary-encoded string array (int32 indices, in order of first appearance)."""
+    words = list(dict.fromkeys(values))
+    data = [w.encode() for w in words]
+    offsets = np.cumsum([0] + [len(b) for b in data], dtype=np.int32)
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
+    dictionary = pa.Array.from_buffers(pa.string(), len(words), buffers)
+    where = {w: i for i, w in enumerate(words)}
+    return pa.DictionaryArray.from_arrays(arrow(np.array([where[v] for v in values])), dictionary)
+
+
+def to_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A numeric column without nulls as a NumPy array."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    data = np.frombuffer(column.buffers()[1], dtype=column.type.to_pandas_dtype())
+    return data[column.offset : column.offset + len(column)]
 
 
 def losses_table(
@@ -100,12 +135,27 @@ def losses_table(
         values = vals[mask]
         epochs = eps[mask].astype(np.int32)
         counts = mask.sum(1)
-    cols = {"run_id": pa.array(np.repeat(run_ids.astype(np.int32), counts))}
+    cols = {"run_id": arrow(np.repeat(run_ids.astype(np.int32), counts))}
     for key, col in axis_cols.items():
-        cols[key] = col.take(pa.array(np.repeat(np.arange(R, dtype=np.int32), counts)))
-    cols["epoch"] = pa.array(epochs)
-    cols["loss"] = pa.array(values)
+        cols[key] = col.take(arrow(np.repeat(np.arange(R, dtype=np.int32), counts)))
+    cols["epoch"] = arrow(epochs)
+    cols["loss"] = arrow(values)
     return pa.table(cols)
+
+
+# pandas metadata naming only the nullable epochs, so that pandas reads them back as Int32
+# (written without importing pandas; pandas converts every other column from its Arrow type)
+NULLABLE_INT32 = {
+    b"pandas": json.dumps({
+        "index_columns": [],
+        "column_indexes": [],
+        "columns": [
+            {"name": key, "field_name": key, "pandas_type": "int32", "numpy_type": "Int32",
+             "metadata": None}
+            for key in ("diverged_epoch", "converged_epoch")
+        ],
+    }).encode()
+}  # fmt: skip
 
 
 def runs_table(
@@ -115,20 +165,16 @@ def runs_table(
     run = istats[:, kernels.EPOCHS_RUN]
     diverged = status == kernels.DIVERGED
     converged = status == kernels.CONVERGED
-    cols: dict[str, pa.Array] = {"run_id": pa.array(run_ids.astype(np.int32))}
+    cols: dict[str, pa.Array] = {"run_id": arrow(run_ids.astype(np.int32))}
     cols.update(param_cols)
-    cols["epochs_run"] = pa.array(run.astype(np.int32))
-    cols["final_loss"] = pa.array(fstats[:, kernels.FINAL_LOSS])
-    cols["min_loss"] = pa.array(fstats[:, kernels.MIN_LOSS])
-    cols["min_loss_epoch"] = pa.array(istats[:, kernels.MIN_EPOCH].astype(np.int32))
-    cols["diverged"] = pa.array(diverged)
-    cols["diverged_epoch"] = pa.array(run.astype(np.int32), mask=~diverged)
-    cols["converged_epoch"] = pa.array(run.astype(np.int32), mask=~converged)
-    # through pandas, so that pandas reads the nullable epochs back as Int32
-    frame = pa.table(cols).to_pandas()
-    for key in ("diverged_epoch", "converged_epoch"):
-        frame[key] = frame[key].astype("Int32")
-    return pa.Table.from_pandas(frame, preserve_index=False)
+    cols["epochs_run"] = arrow(run.astype(np.int32))
+    cols["final_loss"] = arrow(fstats[:, kernels.FINAL_LOSS])
+    cols["min_loss"] = arrow(fstats[:, kernels.MIN_LOSS])
+    cols["min_loss_epoch"] = arrow(istats[:, kernels.MIN_EPOCH].astype(np.int32))
+    cols["diverged"] = arrow(diverged)
+    cols["diverged_epoch"] = arrow(run.astype(np.int32), mask=~diverged)
+    cols["converged_epoch"] = arrow(run.astype(np.int32), mask=~converged)
+    return pa.table(cols).replace_schema_metadata(NULLABLE_INT32)
 
 
 # ----- files -----
@@ -225,10 +271,10 @@ def check_chunk(out: Path, c: int, run_range: tuple[int, int] | None = None) -> 
     """None if chunk c's files are whole and agree with each other, else what is wrong."""
     runs_path, loss_path = out / RUNS / chunk_name(c), out / LOSSES / chunk_name(c)
     try:
-        runs = pq.read_table(runs_path, columns=["run_id", "epochs_run"])
+        runs = pq.ParquetFile(runs_path).read(columns=["run_id", "epochs_run"])
     except Exception as exc:
         return f"{runs_path}: unreadable ({type(exc).__name__})"
-    ids = runs.column("run_id").to_numpy()
+    ids = to_numpy(runs.column("run_id"))
     if run_range is not None:
         start, stop = run_range
         if len(ids) != stop - start or ids.min() != start or ids.max() != stop - 1:

@@ -4,75 +4,146 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from helpers import ROOT
 
-from runner import bench
+from runner import bench, peak, peers
 
 
-def one(kind, name, arg):
-    r = subprocess.run([sys.executable, "-m", "runner.bench", kind, name, arg, "--quick"],
+def one(*args):
+    r = subprocess.run([sys.executable, "-m", "runner.bench", *args, "--quick"],
                        capture_output=True, text=True, cwd=ROOT)  # fmt: skip
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("peer", ["plain @njit port", "runner, 1 core"])
+def runner_bench(*args):
+    r = subprocess.run([sys.executable, "-m", "runner", "bench", *args, "--quick", "--json"],
+                       capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def tolerance(row):
+    return (peers.FASTMATH_RTOL if row["fastmath"] else peers.RTOL)[row["dtype"]]
+
+
+def assert_checked(name, row):
+    """A measured row whose losses were checked against runner's and agree."""
+    if row.get("peer") == "jax" and not bench.has_jax():
+        assert "jax not installed" in row["error"]
+        return
+    assert "error" not in row, f"{name}: {row.get('error')}"
+    assert row["ns_per_epoch_run"] > 0, name
+    assert 0 <= row["check_rel_err"] <= tolerance(row), name
+
+
+@pytest.mark.parametrize("peer", ["njit", "runner"])
 def test_kernel_peer_measures_and_agrees_with_runner(peer):
-    row = one("kernel", peer, "seed")
+    row = one("kernel", peer, "4x2x4", "float64", "exact", "1", "problem")
     assert row["ns_per_epoch_run"] > 0
     assert row["epoch_runs_per_s"] > 0
-    assert row["check_rel_err"] <= bench.CHECK_RTOL
+    assert row["check_rel_err"] <= peers.RTOL["float64"]
+    assert row["peak_rss_mib"] > 10
 
 
 def test_a_wrong_peer_fails_the_check():
-    import numpy as np
-
-    want = bench._runner_losses(4, [0], 50)
+    want = peers.runner_losses((4, 2, 4), [0], 50)
     with pytest.raises(AssertionError, match="differ from runner"):
-        bench._check("bad", want * (1 + 1e-6), 4, [0], 50)
-    assert bench._check("same", want.copy(), 4, [0], 50) == 0.0
+        peers.check("bad", want * (1 + 1e-6), want, peers.RTOL["float64"])
+    assert peers.check("same", want.copy(), want, peers.RTOL["float64"]) == 0.0
     assert np.all(np.isfinite(want))
 
 
-def test_every_kernel_peer_computes_its_error(monkeypatch):
-    """Each peer's reported error is measured, not assumed: a peer computing wrong losses
-    is caught (runner's own kernel is checked against runner.reference)."""
-    import importlib
-
-    import numpy as np
-
-    train = importlib.import_module("runner.train")  # the module (runner.train is a function)
-    run_batch = train.run_batch
-
-    def off_by_one_ulp(*args, **kw):
-        res = run_batch(*args, **kw)
-        res.loss[...] = np.nextafter(res.loss, np.inf)
-        return res
-
-    monkeypatch.setattr(train, "run_batch", off_by_one_ulp)
-    with pytest.raises(AssertionError, match="differ from the reference"):
-        bench.peer_runner(4, quick=True)
-    monkeypatch.setattr(bench, "CHECK_RTOL", -1.0)  # no error passes: each peer must check
-    for name, (fn, _pin) in bench.KERNEL_PEERS.items():
-        if "JAX" in name and not bench.has_jax():
-            continue
-        with pytest.raises(AssertionError, match="differ from"):
-            fn(4, True)
+def test_runner_exact_equals_the_reference_at_a_bigger_shape():
+    p = peers.make("runner", (64, 8, 32), "float64", False)
+    assert p.check(5) == 0.0
 
 
-def test_table_renders_every_section():
-    result = {
-        "machine": {"cpu": "cpu", "cores": 2, "python": "3", "numba": "n", "numpy": "np"},
-        "kernel": {"seed": {"runner, 1 core": {"ns_per_epoch_run": 10.0,
-                                               "epoch_runs_per_s": 1e8, "peak_rss_mib": 100,
-                                               "ratio_to_runner": 1.0},
-                            "JAX vmap+scan f64": {"error": "jax not installed"}}},
-        "e2e": {"runner": {"rows": 10, "seconds": 1.0, "rows_per_s": 10.0, "peak_rss_mib": 1,
-                           "ratio_to_runner": 1.0}},
-        "memory": {"100": {"rows": 100, "seconds": 1.0, "peak_rss_mib": 5}},
-    }  # fmt: skip
+def test_floor_counts_fused_multiply_adds_divisions_and_lanes():
+    c = peak.Core("cpu", 512, 2.0, "test")
+    exact = peak.floor_ns(c, 256, 8, 64, "float64", False)
+    fast = peak.floor_ns(c, 256, 8, 64, "float64", True)
+    single = peak.floor_ns(c, 256, 8, 64, "float32", False)
+    assert fast["ops"] < exact["ops"]
+    assert exact["divisions"] == 256 * 64 + 1  # a sigmoid each, and the loss
+    assert fast["divisions"] == 1  # fastmath's reciprocal is arithmetic
+    assert exact["bound"] == "arithmetic"
+    assert exact["floor_ns"] == pytest.approx(exact["ops"] / (8 * 2 * 2.0))
+    assert single["floor_ns"] == pytest.approx(single["ops"] / (16 * 2 * 2.0))
+    # sums of products dominate: doubling the samples about doubles the work
+    big = peak.floor_ns(c, 512, 8, 64)
+    assert 1.9 < big["floor_ns"] / exact["floor_ns"] < 2.1
+    # the divider bounds a mode whose arithmetic is light next to its divisions
+    assert peak.floor_ns(peak.Core("cpu", 512, 2.0, "test", fp_pipes=64), 4, 2, 4)[
+        "bound"] == "divider"  # fmt: skip
+    assert c.peak_gflops("float64") == 8 * 2 * 2 * 2.0
+
+
+def test_bench_quick_checks_every_peer_and_states_every_figure():
+    result = runner_bench()
+    rows = result["kernel"]["seed"]
+    modes = peers.MODES if result["modes"] else peers.MODES[:1]
+    expected = {"notebook NumPy loop", "plain @njit port", "JAX jit(vmap(scan)) float64",
+                "JAX jit(vmap(scan)) float32", "runner float64 exact, all cores",
+                *(f"runner {peers.mode_name(d, f)}, 1 core" for d, f in modes)}  # fmt: skip
+    assert set(rows) == expected
+    for name, row in rows.items():
+        assert_checked(name, row)
+    for name, row in rows.items():
+        if name.endswith("1 core"):
+            assert row["x_floor"] > 1, name  # no kernel beats the floor
+    assert set(result["floors"]["seed"]) == {peers.mode_name(d, f) for d, f in peers.MODES}
+    e2e = result["e2e"]
+    assert e2e["runner"]["rows"] == 4 * 4 * 16 * 1000
+    if bench.has_jax():
+        assert e2e["JAX + pyarrow"]["rows"] == e2e["runner"]["rows"]
+        assert e2e["JAX + pyarrow"]["check_rel_err"] <= 1e-5
+        assert e2e["runner"]["x_jax"] > 0
+    figures = {f["figure"]: f for f in result["figures"]}
+    assert len(figures) == 7
+    for fig in figures.values():
+        assert fig["holds"] in (True, False, None)
+        assert (fig["holds"] is None) == (fig["value"] is None)
     text = bench.table(result)
-    assert "| runner, 1 core | 10.0 |" in text
+    assert "| floor, float32 fastmath" in text
+    assert "Figures (issue 11" in text
+
+
+def test_bench_shapes_quick_checks_every_peer_and_records_the_tile():
+    result = runner_bench("--shapes")
+    assert set(result["shapes"]) == {bench.shape_key(s) for s in bench.QUICK_SHAPES}
+    modes = peers.MODES if result["modes"] else peers.MODES[:1]
+    for key, entry in result["shapes"].items():
+        rows = entry["rows"]
+        assert set(rows) == {"JAX float64", "JAX float32", "plain @njit port",
+                             *(f"runner {peers.mode_name(d, f)}" for d, f in modes)}  # fmt: skip
+        for name, row in rows.items():
+            assert_checked(f"{key} {name}", row)
+            if "error" not in row:
+                assert 0 < row["peak_fraction"] < 1
+            if name.startswith("runner"):
+                assert row["tile"] in (4, 8, 16, 32, 64)
+    text = bench.shapes_table(result)
+    assert "| 64 | 8 | 32 | runner float64 exact |" in text
+    assert "Figures (issue 15)" in text
+
+
+def test_markdown_names_the_machine():
+    result = {
+        "machine": {"cpu": "Some CPU", "cores": 2, "python": "3", "numba": "n", "numpy": "np"},
+        "core": {"note": "a note"},
+        "quick": True,
+        "shapes": {"4x2x4": {"shape": [4, 2, 4], "flops": 10, "rows": {
+            "runner float64 exact": {"ns_per_epoch_run": 10.0, "peak_fraction": 0.5,
+                                     "x_jax": 2.5, "tile": 64, "dtype": "float64"},
+            "JAX float64": {"error": "jax not installed"}}}},
+        "figures": [bench._figure("f", 2, 2.5), bench._figure("g", 2, None)],
+    }  # fmt: skip
+    text = bench.markdown(result, shapes=True)
+    assert text.startswith("`runner bench --shapes` on Some CPU (2 cores)")
+    assert "| 4 | 2 | 4 | runner float64 exact | 10.0 | 2.50x | 50.0% | 64 |" in text
+    assert "| f | >= 2x | 2.50x | yes |" in text
+    assert "| g | >= 2x | - | not measured |" in text
     assert "jax not installed" in text
-    assert "| 100 | 100 |" in text

@@ -161,8 +161,10 @@ def mounted_tmpfs(path, options):
 
 
 def test_full_disk_gives_clear_error_and_no_corrupt_file(tmp_path, baseline):
-    spec, _ = baseline
-    with mounted_tmpfs(tmp_path / "small-disk", "size=160k") as disk:
+    spec, base = baseline
+    # room for about half of the finished sweep's files: the disk fills part-way
+    kib = sum(f.stat().st_size for f in base.rglob("*") if f.is_file()) // 2048
+    with mounted_tmpfs(tmp_path / "small-disk", f"size={kib}k") as disk:
         r = runner_cmd("sweep", str(spec), "--out", str(disk), "--quiet", "--jobs", "1")
         assert r.returncode == 1
         last = r.stderr.strip().splitlines()[-1]
