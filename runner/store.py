@@ -367,6 +367,7 @@ def clean_stale_tmp(out: Path) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs (a zombie, killed but not yet reaped, not)."""
     if pid <= 0:
         return False
     try:
@@ -375,7 +376,11 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc: trust kill
+    return state != "Z"
 
 
 # ----- sweep.json -----

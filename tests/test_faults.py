@@ -204,3 +204,20 @@ def test_killed_worker_names_the_chunk_and_rerun_completes(tmp_path, baseline):
     r = subprocess.run(cmd, env=env(), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert_same_results(out / "small", base)
+
+
+def test_a_zombie_left_by_a_killed_worker_counts_as_dead():
+    """A worker SIGKILLed with its parent stays a zombie until init reaps it: its
+    temporary files are stale all the same (store.clean_stale_tmp)."""
+    proc = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        state = open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        if state == "Z":
+            break
+        time.sleep(0.01)
+    assert state == "Z"
+    assert not store._alive(proc.pid)
+    assert store._alive(os.getpid())
+    proc.wait()
+    assert not store._alive(proc.pid)

@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from helpers import ENV, ROOT
+from helpers import ROOT, env
 
 HEAVY = ("pandas", "matplotlib", "dask", "distributed", "jax")
 
@@ -28,7 +28,7 @@ def loaded_after(code: str) -> dict:
     probe = (f"import sys, json\n{code}\n"
              f"print(json.dumps({{'result': result, 'loaded': sorted("
              f"{{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r})}}))")  # fmt: skip
-    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=ENV,
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env(),
                        cwd=ROOT)  # fmt: skip
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -86,7 +86,7 @@ def test_backend_dask_without_dask_names_the_extra(tmp_path):
             "from runner.cli import main\n"
             f"sys.exit(main(['sweep', {str(spec)!r}, '--out', {str(tmp_path / 'out')!r},"
             " '--backend', 'dask', '--quiet']))")  # fmt: skip
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV,
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(),
                        cwd=ROOT)  # fmt: skip
     assert r.returncode == 2
     assert r.stdout == ""
