@@ -3,7 +3,12 @@
 Layout: a batch of R runs of one shape trains in one call. Weights are
 ``Wh[inputs, hidden, R]`` and ``Wz[hidden, outputs, R]``: the run index is the
 innermost, contiguous axis, so every hot loop runs across runs and vectorises.
-Runs are processed in tiles of ``TILE`` runs that stay in cache for all epochs.
+Runs are processed in tiles of up to ``TILE`` runs (``runner.tiles`` picks the
+width per shape) that stay in cache for all epochs.
+
+Precision modes come from one source: the arrays' dtype (float64 or float32) picks
+the exp's constants and polynomial at compile time, and a ``FastScratch`` picks the
+fastmath twin of the tile kernel (see docs/precision.md).
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ from numba.extending import intrinsic, overload
 # branch that would stop LLVM vectorising the loops.
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "boundscheck": False}
 
-# Runs per tile: a multiple of 32 (four sigmoid streams of whole 8-lane vectors).
-# 64 measured best at hidden 4 and 32 (32: loop overheads; 128: spills out of L1/L2).
+# The widest tile, and the chunk unit: tiles are powers of two up to TILE
+# (runner.tiles.TILES; multiples of 4 for the four sigmoid streams), so a chunk of a
+# multiple of TILE runs is whole tiles. 64 measured best on the seed problem
+# (128 spills out of L1/L2); larger problems get narrower tiles.
 TILE = 64
 
 
