@@ -36,6 +36,7 @@ RECORD_KEYS = ("every", "loss_dtype")
 SWEEP_KEYS = ("chunk_runs",)
 MAX_RUNS = 1_000_000  # larger grids need an explicit yes
 CHUNK_ROWS = 1 << 21  # automatic chunks hold about this many loss rows
+CHUNK_WEIGHT_BYTES = 64 << 20  # and at most this many bytes of weights (one copy)
 DICT_SPEC = "spec (dict)"  # how errors name a spec given as a Python dict
 
 
@@ -126,6 +127,17 @@ class Spec:
                 if "epochs" in factor:
                     epochs = set(factor["epochs"].tolist())
         return max(slots(int(e), self.every) + 1 for e in epochs)
+
+    @property
+    def weight_bytes_per_run(self) -> int:
+        """float64 bytes of one run's weights at the widest hidden size of the spec."""
+        hidden = {self.train["hidden"]}
+        if "hidden" not in self.layer.fixed:
+            for factor in self.layer.factors:
+                if "hidden" in factor:
+                    hidden = set(factor["hidden"].tolist())
+        h = max(int(v) for v in hidden)
+        return 8 * h * (self.X.shape[1] + self.Y.shape[1])
 
 
 def parse_override(text: str, where: str) -> tuple[list[str], Any]:
@@ -249,7 +261,9 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
 
     spec = Spec(name, where, data_spec, train, grid, int(every), loss_dtype, 1, X, Y,
                 sample, int(chunk_runs), layer)  # fmt: skip
-    spec.chunk_runs = int(chunk_runs) or auto_chunk_runs(spec.recorded_per_run)
+    spec.chunk_runs = int(chunk_runs) or auto_chunk_runs(
+        spec.recorded_per_run, spec.weight_bytes_per_run
+    )
     layer.chunk_runs = spec.chunk_runs
     return spec
 
@@ -300,9 +314,11 @@ def layer_of(resolved: dict[str, Any], where: str) -> Layer:
     return layer
 
 
-def auto_chunk_runs(rows_per_run: int) -> int:
-    """Runs per chunk: about CHUNK_ROWS loss rows, whole kernel tiles, at most 8192 runs."""
+def auto_chunk_runs(rows_per_run: int, weight_bytes_per_run: int = 0) -> int:
+    """Runs per chunk: about CHUNK_ROWS loss rows and at most CHUNK_WEIGHT_BYTES of
+    weights (wide problems), whole kernel tiles, at most 8192 runs."""
     runs = CHUNK_ROWS // max(rows_per_run, 1)
+    runs = min(runs, CHUNK_WEIGHT_BYTES // max(weight_bytes_per_run, 1))
     return int(min(max(TILE, runs // TILE * TILE), 8192))
 
 

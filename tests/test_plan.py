@@ -240,3 +240,22 @@ def test_grown_layers_partition_the_union(grids, chunk_runs):
         seeds = range(g["seed"]["start"], g["seed"]["stop"])
         union |= set(itertools.product(g["alpha"], g["hidden"], seeds))
     assert len(rows) == len(union) and set(rows) == union
+
+
+def test_automatic_chunks_bound_the_weights_of_wide_problems(tmp_path):
+    """Wide problems get fewer runs per chunk, so a chunk's weights stay under
+    CHUNK_WEIGHT_BYTES; the seed problem keeps its chunks of about CHUNK_ROWS loss rows."""
+    from runner.spec import CHUNK_WEIGHT_BYTES, auto_chunk_runs
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "wide.npz", X=rng.uniform(size=(4, 64)), Y=rng.uniform(size=(4, 1)))
+    raw = {"name": "w", "data": {"path": "wide.npz"}, "train": {"epochs": 2},
+           "grid": {"hidden": [8, 1024], "seed": {"start": 0, "stop": 1000}}}  # fmt: skip
+    wide = build_spec(raw, "w.toml", tmp_path)
+    assert wide.weight_bytes_per_run == 8 * 1024 * (64 + 1)
+    assert wide.chunk_runs % TILE == 0
+    assert wide.chunk_runs * wide.weight_bytes_per_run <= CHUNK_WEIGHT_BYTES
+    rows_only = auto_chunk_runs(wide.recorded_per_run)
+    assert wide.chunk_runs < rows_only  # the weights, not the rows, decided
+    seed = build_spec({"name": "s", "grid": {"seed": {"start": 0, "stop": 100}}}, "s.toml")
+    assert seed.chunk_runs == auto_chunk_runs(seed.recorded_per_run)
