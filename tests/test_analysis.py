@@ -64,11 +64,9 @@ def test_runs_and_losses_are_the_raw_parquet_tables(seed_results):
     got = res.losses(
         columns=["run_id", "epoch", "loss"], filters=[("alpha", "==", 0.2), ("epoch", "<=", 10)]
     )
-    pd.testing.assert_frame_equal(
-        got.sort_values(["run_id", "epoch"], ignore_index=True),
-        want.sort_values(["run_id", "epoch"], ignore_index=True),
-        check_exact=True,
-    )
+    key = ["run_id", "epoch"]
+    got, want = got.sort_values(key, ignore_index=True), want.sort_values(key, ignore_index=True)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
     assert len(res.losses()) == len(raw)
 
 

@@ -91,9 +91,8 @@ def test_precision_grid_trains_each_mode(tmp_path):
     exact64 = runs[(runs["dtype"] == "float64") & ~runs["fastmath"]]
     base = runner.load(tmp_path / "64" / "modes").runs
     cols = ["alpha", "seed", "epochs_run", "final_loss", "min_loss", "diverged"]
-    pd.testing.assert_frame_equal(
-        exact64[cols].reset_index(drop=True), base[cols].reset_index(drop=True), check_exact=True
-    )
+    got, want = exact64[cols].reset_index(drop=True), base[cols].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
     X = np.array([[1, 1], [1, 2], [2, 1], [2, 2]], float)
     Y = np.array([[0], [1], [2], [3]], float)
     exact32 = runs[(runs["dtype"] == "float32") & ~runs["fastmath"]]
