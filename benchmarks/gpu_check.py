@@ -32,10 +32,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runner.data import builtin  # noqa: E402
-from runner.driver import sweep  # noqa: E402
 from runner.errors import RunnerError  # noqa: E402
-from runner.train import init_weights, run_batch  # noqa: E402
+from runner.plan.data import builtin  # noqa: E402
+from runner.run.driver import sweep  # noqa: E402
+from runner.run.train import init_weights, run_batch  # noqa: E402
 
 ALPHA = 0.01  # stable: no run stops early, so runs x epochs is the work done
 MODES = (("float64", False), ("float64", True), ("float32", False), ("float32", True))
@@ -89,7 +89,7 @@ def _median(fn, repeats: int) -> float:
 def device_info() -> dict:
     from numba import cuda
 
-    from runner.gpu import _simulator, device_count
+    from runner.run.cuda import _simulator, device_count
 
     n = device_count()
     if _simulator():
@@ -166,7 +166,7 @@ def _weights(runs: int, hidden: int, dtype=np.float64):
 
 
 def kernel_rate(runs: int, epochs: int, every: int, dtype: str, fastmath: bool) -> dict:
-    from runner.gpu import run_batch_cuda
+    from runner.run.cuda import run_batch_cuda
 
     X, Y = builtin("seed")
     Wh, Wz = _weights(runs, 4)
@@ -206,7 +206,7 @@ def cpu_rate(runs: int, epochs: int, dtype: str) -> dict:
 def batch_identity(runs: int, epochs: int, dtype: str) -> bool | str:
     """run_batch_cuda against run_batch on the seed problem at rates from stable to
     diverging, every epoch recorded: losses, statistics and final weights."""
-    from runner.gpu import run_batch_cuda
+    from runner.run.cuda import run_batch_cuda
 
     if dtype != "float64" and not _has_float32():
         return "skipped: run_batch has no float32 mode in this checkout"
@@ -226,7 +226,7 @@ def batch_identity(runs: int, epochs: int, dtype: str) -> bool | str:
 def end_to_end(tmp: Path, every: int, runs: int, epochs: int) -> dict:
     import pandas as pd
 
-    from runner.gpu import run_batch_cuda
+    from runner.run.cuda import run_batch_cuda
 
     spec = tmp / f"e2e-{every}.toml"
     spec.write_text(textwrap.dedent(E2E.format(every=every, epochs=epochs, alpha=ALPHA, runs=runs)))
@@ -244,8 +244,8 @@ def end_to_end(tmp: Path, every: int, runs: int, epochs: int) -> dict:
 
 def init_rate(runs: int) -> dict:
     """Seeded initial weights per second on the host: NumPy run by run (the CPU path)
-    and runner.seeding (the cuda path), which must agree."""
-    from runner import seeding
+    and runner.kernel.seeding (the cuda path), which must agree."""
+    from runner.kernel import seeding
 
     seeds = np.arange(runs)
     seeding.init_weights(seeds[:2], 2, 4, 1, 0.0, 1.0)  # compiled or loaded
@@ -307,7 +307,7 @@ def _jax_train(epochs: int, dtype: str):
 
 # ----- report -----
 def run(scale: float) -> dict:
-    from runner.gpu_sweep import launch_runs
+    from runner.run.cuda_sweep import launch_runs
 
     info = device_info()
     result: dict = {"device": info, "scale": scale, "host": platform.node(),

@@ -11,8 +11,8 @@ from __future__ import annotations
 import resource
 import time
 
-from runner.plan import Plan, stack
-from runner.spec import build_spec, layer_of
+from runner.plan.chunks import Plan, stack
+from runner.plan.spec import build_spec, layer_of
 
 GRID = {
     "name": "scale",

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from runner import kernels, store
-from runner.spec import build_spec
+from runner.kernel import cpu as kernels
+from runner.plan.spec import build_spec
+from runner.results import store
 
 LIMIT = 2 * 1024**3  # the bound the analysis must stay under
 

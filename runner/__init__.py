@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -16,19 +15,19 @@ __version__ = "0.1.0"
 __all__ = ["Results", "RunnerError", "TrainResult", "__version__", "load", "sweep", "train"]
 
 _HOME = {
-    "Results": "runner.analysis",
-    "load": "runner.analysis",
-    "sweep": "runner.driver",
+    "Results": "runner.results.analysis",
+    "load": "runner.results.analysis",
+    "sweep": "runner.run.driver",
     "RunnerError": "runner.errors",
-    "TrainResult": "runner.train",
-    "train": "runner.train",
+    "TrainResult": "runner.run.train",
+    "train": "runner.run.train",
 }
 
 if TYPE_CHECKING:
-    from runner.analysis import Results, load
-    from runner.driver import sweep
     from runner.errors import RunnerError
-    from runner.train import TrainResult, train
+    from runner.results.analysis import Results, load
+    from runner.run.driver import sweep
+    from runner.run.train import TrainResult, train
 
 
 def __getattr__(name: str) -> Any:
@@ -42,14 +41,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name: str, value: Any) -> None:
-        # importing the submodule runner.train binds it here: keep the function instead
-        if name == "train" and isinstance(value, types.ModuleType):
-            value = value.train
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

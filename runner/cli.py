@@ -167,7 +167,7 @@ def _requeue_options(p: argparse.ArgumentParser) -> None:
 
 def _requeue_args(args: argparse.Namespace) -> tuple[int, int] | None:
     """(grace, max_requeues) with --requeue; None without (and then neither may be given)."""
-    from runner.requeue import DEFAULT_GRACE, DEFAULT_MAX_REQUEUES
+    from runner.run.requeue import DEFAULT_GRACE, DEFAULT_MAX_REQUEUES
 
     if not args.requeue:
         for key in ("grace", "max_requeues"):
@@ -184,7 +184,7 @@ def _requeue_args(args: argparse.Namespace) -> tuple[int, int] | None:
 
 
 def _analysis_parsers(sub) -> None:
-    """summary, plot and report: read a results folder (runner.analysis)."""
+    """summary, plot and report: read a results folder (runner.results.analysis)."""
     su = sub.add_parser(
         "summary",
         help="per grid point, aggregated over seeds",
@@ -228,7 +228,7 @@ def _version() -> str:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
-    from runner import requeue
+    from runner.run import requeue
 
     policy = _requeue_args(args)
     stop = requeue.Graceful(policy[0]) if policy else None
@@ -236,7 +236,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     with requeue.handling(stop) if stop else nullcontext():
         if stop is not None:
             stop.term_grace = requeue.kill_wait()
-        from runner.driver import Interrupted, sweep
+        from runner.run.driver import Interrupted, sweep
 
         try:
             report = sweep(
@@ -278,7 +278,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 @command
 def cmd_status(args: argparse.Namespace) -> int:
-    from runner.status import status, watch
+    from runner.results.status import status, watch
 
     if args.interval is not None and not args.watch:
         raise RunnerError("needs --watch", key="--interval")
@@ -300,7 +300,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import json
 
-    from runner import bench
+    from runner.bench import harness as bench
 
     def log(message: str) -> None:
         print(f"bench: {message}", file=sys.stderr)
@@ -317,8 +317,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 @command
 def cmd_summary(args: argparse.Namespace) -> int:
-    from runner.analysis import load
-    from runner.report import format_table
+    from runner.results.analysis import load
+    from runner.results.report import format_table
 
     table = load(args.dir).summary(by=args.by, sort=args.sort)
     print(format_table(table, args.format).rstrip("\n"))
@@ -327,7 +327,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 @command
 def cmd_plot(args: argparse.Namespace) -> int:
-    from runner.plots import plot
+    from runner.results.plots import plot
 
     for path in plot(args.dir, out=args.out):
         print(path)
@@ -336,7 +336,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 @command
 def cmd_report(args: argparse.Namespace) -> int:
-    from runner.report import write_report
+    from runner.results.report import write_report
 
     print(write_report(args.dir, out=args.out))
     return 0
@@ -344,7 +344,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 @command
 def cmd_slurm(args: argparse.Namespace) -> int:
-    from runner.slurm import Requeue, SlurmOptions, submit
+    from runner.run.slurm import Requeue, SlurmOptions, submit
 
     opts = SlurmOptions(args.partition, args.time, args.cpus_per_task, args.mem, args.account)
     opts.extra = args.extra
@@ -404,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"runner: {exc or 'interrupted'}", file=sys.stderr)
         return 130
     except Exception as exc:  # a failure while running: one line, exit 1
-        from runner.driver import ChunkFailed
+        from runner.run.driver import ChunkFailed
 
         if isinstance(exc, ChunkFailed):
             print(f"runner: failed: {exc}", file=sys.stderr)

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 import runner
-from runner.analysis import Results
 from runner.cli import main
+from runner.results.analysis import Results
 
 SUMMARY_STATS = [
     "runs",

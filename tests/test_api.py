@@ -8,8 +8,8 @@ import pytest
 from joblib import Parallel, delayed
 
 import runner
-from runner.reference import init_weights as ref_init
-from runner.train import init_weights
+from runner.kernel.reference import init_weights as ref_init
+from runner.run.train import init_weights
 
 X = [[1, 1], [1, 2], [2, 1], [2, 2]]
 Y = [[0], [1], [2], [3]]
@@ -23,7 +23,7 @@ def first_weights(seed):
 def test_same_seed_same_weights_in_parent_fresh_process_and_joblib_worker():
     parent = [first_weights(s) for s in (0, 1, 12345)]
     code = (
-        "import json; from runner.train import init_weights;"
+        "import json; from runner.run.train import init_weights;"
         "print(json.dumps([[init_weights([s],2,4,1)[0][:,:,0].tolist(),"
         "init_weights([s],2,4,1)[1][:,:,0].tolist()] for s in (0,1,12345)]))"
     )

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from runner.cli import main
 from runner.errors import RunnerError
-from runner.spec import build_spec, load_spec
+from runner.plan.spec import build_spec, load_spec
 
 GOOD = """name = "bad"
 [data]

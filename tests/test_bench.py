@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from helpers import ROOT
 
-from runner import bench, peak, peers
+from runner.bench import harness as bench
+from runner.bench import peak, peers
 
 
 def one(*args):
-    r = subprocess.run([sys.executable, "-m", "runner.bench", *args, "--quick"],
+    r = subprocess.run([sys.executable, "-m", "runner.bench.harness", *args, "--quick"],
                        capture_output=True, text=True, cwd=ROOT)  # fmt: skip
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])

@@ -24,9 +24,9 @@ DTYPES = ["float64", "float32"]
 SCRIPT = """
 import json, sys
 import numpy as np
-from runner import kernels
-from runner.data import builtin
-from runner.train import init_weights, run_batch
+from runner.kernel import cpu as kernels
+from runner.plan.data import builtin
+from runner.run.train import init_weights, run_batch
 
 out, dtype = sys.argv[1], sys.argv[2]
 X, Y = builtin("seed")

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from runner.data import builtin, load_file
 from runner.errors import RunnerError
+from runner.plan.data import builtin, load_file
 
 
 def test_seed_is_the_notebooks_four_points():

@@ -5,7 +5,7 @@ from helpers import assert_same_results, write_spec
 
 import runner
 from runner.errors import RunnerError
-from runner.spec import load_spec, spec_from_dict
+from runner.plan.spec import load_spec, spec_from_dict
 
 SMALL = {
     "name": "small",

@@ -8,7 +8,7 @@ import pytest
 from helpers import write_spec
 
 import runner
-from runner import store
+from runner.results import store
 
 
 @pytest.fixture

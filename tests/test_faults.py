@@ -12,7 +12,7 @@ import pytest
 from conftest import need_service
 from helpers import assert_same_results, env, runner_cmd, sweep_cmd, write_spec
 
-from runner import store
+from runner.results import store
 
 
 @pytest.fixture(scope="module")

@@ -104,8 +104,8 @@ def test_chaotic_seed_sweep_is_the_cpus_bytes(tmp_path):
 BATCH = """
 import sys
 import numpy as np
-from runner.gpu import run_batch_cuda
-from runner.train import init_weights, run_batch
+from runner.run.cuda import run_batch_cuda
+from runner.run.train import init_weights, run_batch
 
 dtype = sys.argv[1]
 mode = {} if dtype == "float64" else {"dtype": dtype}
@@ -131,7 +131,7 @@ def test_batch_equals_run_batch_with_final_weights(dtype):
     statistics and the final weights, which the sweep files do not hold."""
     import inspect
 
-    from runner.train import run_batch
+    from runner.run.train import run_batch
 
     if dtype != "float64" and "dtype" not in inspect.signature(run_batch).parameters:
         pytest.skip("run_batch has no float32 mode in this checkout (the kernel branch adds it)")
@@ -161,9 +161,9 @@ def test_no_device_is_one_line_and_writes_nothing(tmp_path):
 
 
 def test_launches_group_equal_kernel_keys(tmp_path):
-    from runner.driver import kernel_keys, tasks_for
-    from runner.gpu_sweep import plan_launches
-    from runner.spec import load_spec
+    from runner.plan.spec import load_spec
+    from runner.run.cuda_sweep import plan_launches
+    from runner.run.worker import kernel_keys, tasks_for
 
     spec_path = tmp_path / "spec.toml"
     spec_path.write_text(textwrap.dedent(MIXED.format(data=_data(tmp_path))))
@@ -186,7 +186,7 @@ def _ptx(dtype: str, fastmath: bool) -> str:
     from numba import cuda
     from numba import types as t
 
-    from runner.gpu_kernel import make_kernel
+    from runner.kernel.cuda import make_kernel
 
     f = t.float64 if dtype == "float64" else t.float32
     sig = (f[:, ::1], f[:, ::1], f[:, :, ::1], f[:, :, ::1], f[::1], t.int64, t.int64,
@@ -209,10 +209,10 @@ def test_exact_ptx_never_fuses_and_fastmath_does(dtype):
     """NVVM would contract a*b + c into an fma; the exact kernel multiplies, adds and
     divides with .rn instructions only (PTX never fuses those) and keeps subnormals
     (no .ftz); fastmath uses FMA."""
-    from runner import kernels
+    from runner.kernel import cpu as kernels
 
     if dtype == "float32" and not hasattr(kernels, "EXP32"):
-        pytest.skip("no float32 exp in runner.kernels in this checkout (the kernel branch)")
+        pytest.skip("no float32 exp in runner.kernel.cpu in this checkout (the kernel branch)")
     f = "f64" if dtype == "float64" else "f32"
     exact = _ptx(dtype, False)
     ops = re.findall(rf"^\s*((?:fma|mul|add|sub|div|rcp|ex2)\.[\w.]*{f})", exact, re.M)
@@ -272,8 +272,8 @@ def test_two_devices_keep_two_launches_in_flight(tmp_path, monkeypatch):
     import itertools
     import threading
 
-    from runner import gpu_sweep
-    from runner.train import run_batch
+    from runner.run import cuda_sweep as gpu_sweep
+    from runner.run.train import run_batch
 
     log, ids = [], itertools.count()
 
@@ -292,7 +292,7 @@ def test_two_devices_keep_two_launches_in_flight(tmp_path, monkeypatch):
     monkeypatch.setattr(gpu_sweep, "_device", lambda d: contextlib.nullcontext())
     monkeypatch.setattr(gpu_sweep, "_simulator", lambda: True)
     monkeypatch.setattr(gpu_sweep, "launch_runs", lambda device=None: 8)  # two chunks each
-    monkeypatch.setattr("runner.gpu.device_count", lambda: 2)
+    monkeypatch.setattr("runner.run.cuda.device_count", lambda: 2)
     spec = tmp_path / "spec.toml"
     init = "init = [[0.0, 1.0], [-1.0, 0.5]]\n[record]"  # an init axis: per-run ranges
     spec.write_text(textwrap.dedent(MIXED.format(data=_data(tmp_path))).replace("[record]", init))

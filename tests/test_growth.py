@@ -14,8 +14,8 @@ import pytest
 from helpers import env, read_results, runner_cmd, sweep_cmd
 
 import runner
-from runner import params
 from runner.cli import main
+from runner.plan import params
 
 BASE = """
 name = "grow"

@@ -8,10 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runner import kernels, params, store
-from runner.driver import tasks_for
-from runner.plan import TILE, Plan, cut, stack
-from runner.spec import build_spec, layer_of
+from runner.kernel import cpu as kernels
+from runner.plan import params
+from runner.plan.chunks import TILE, Plan, cut, stack
+from runner.plan.spec import build_spec, layer_of
+from runner.results import store
+from runner.run.worker import tasks_for
 
 
 def test_plan_tile_is_the_kernels_tile():
@@ -245,7 +247,7 @@ def test_grown_layers_partition_the_union(grids, chunk_runs):
 def test_automatic_chunks_bound_the_weights_of_wide_problems(tmp_path):
     """Wide problems get fewer runs per chunk, so a chunk's weights stay under
     CHUNK_WEIGHT_BYTES; the seed problem keeps its chunks of about CHUNK_ROWS loss rows."""
-    from runner.spec import CHUNK_WEIGHT_BYTES, auto_chunk_runs
+    from runner.plan.spec import CHUNK_WEIGHT_BYTES, auto_chunk_runs
 
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "wide.npz", X=rng.uniform(size=(4, 64)), Y=rng.uniform(size=(4, 1)))

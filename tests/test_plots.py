@@ -8,7 +8,7 @@ from matplotlib.image import imread
 
 import runner
 from runner.cli import main
-from runner.plots import Layout
+from runner.results.plots import Layout
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -75,7 +75,7 @@ def test_facets_grow_with_the_axes(three_axis_results, one_axis_results, tmp_pat
 
 def test_diverged_points_are_drawn_and_marked(seed_results):
     """A diverging median ends with an x; points where all runs diverged are grey cells."""
-    from runner.plots import curves_figure, heatmap_figure
+    from runner.results.plots import curves_figure, heatmap_figure
 
     res = runner.load(seed_results)
     fig = curves_figure(res)

@@ -7,9 +7,10 @@ from hypothesis import strategies as st
 from numba import njit
 
 import runner
-from runner import kernels, reference
-from runner.data import builtin
-from runner.train import init_weights, run_batch
+from runner.kernel import cpu as kernels
+from runner.kernel import reference
+from runner.plan.data import builtin
+from runner.run.train import init_weights, run_batch
 
 COMBOS = [(o, u) for o in ("linear", "sigmoid") for u in ("sequential", "simultaneous")]
 

@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 
 import runner
-from runner import driver, reference
 from runner.errors import RunnerError
-from runner.plan import Plan
-from runner.spec import build_spec
+from runner.kernel import reference
+from runner.plan.chunks import Plan
+from runner.plan.spec import build_spec
+from runner.run import worker as driver
 
 GRID = {
     "name": "modes",

@@ -32,7 +32,7 @@ def test_report_is_self_contained(seed_results, tmp_path, capsys):
 
 
 def test_report_default_path(one_axis_results):
-    from runner.report import write_report
+    from runner.results.report import write_report
 
     path = write_report(one_axis_results)
     assert path == one_axis_results / "report.html" and path.stat().st_size > 10_000

@@ -1,11 +1,11 @@
-"""runner.requeue without a cluster: the grace budget and when chunks in flight are given up."""
+"""runner.run.requeue without a cluster: the grace budget and when chunks in flight are given up."""
 
 import time
 
 import pytest
 
-from runner.requeue import Graceful, after_stop
-from runner.slurm import time_seconds
+from runner.run.requeue import Graceful, after_stop
+from runner.run.slurm import time_seconds
 
 
 def test_budget_keeps_a_reserve_and_sigterm_gets_killwait():

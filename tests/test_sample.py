@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from runner.cli import main
 from runner.errors import RunnerError
-from runner.sample import build_sample
-from runner.spec import TRAIN_DEFAULTS, build_spec
+from runner.plan.sample import build_sample
+from runner.plan.spec import TRAIN_DEFAULTS, build_spec
 
 SAMPLE = {
     "points": 300,
@@ -64,7 +64,7 @@ def test_same_points_in_another_process_and_folder(tmp_path):
     spec = {"name": "s", "sample": SAMPLE}
     here = build_spec(spec, "s").sample["sha256"]
     code = (
-        "import json, sys; from runner.spec import build_spec; "
+        "import json, sys; from runner.plan.spec import build_spec; "
         "print(build_spec(json.loads(sys.argv[1]), 's').sample['sha256'])"
     )
     r = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], cwd=tmp_path, env=env(),

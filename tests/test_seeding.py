@@ -1,12 +1,12 @@
-"""runner.seeding: initial weights for many runs, bit for bit numpy's default_rng."""
+"""runner.kernel.seeding: initial weights for many runs, bit for bit numpy's default_rng."""
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runner import seeding
-from runner.train import init_weights
+from runner.kernel import seeding
+from runner.run.train import init_weights
 
 SEEDS = st.one_of(
     st.integers(0, 2**16),

@@ -6,8 +6,8 @@ import pytest
 from helpers import NAME, SMALL, SPEC, assert_same_results, env, sets, sweep_cmd
 
 from runner.cli import main
-from runner.driver import parse_shard
 from runner.errors import RunnerError
+from runner.run.driver import parse_shard
 
 
 def test_parse_shard_fixed_and_from_slurm_array(monkeypatch):

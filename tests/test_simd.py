@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from numba import njit
 
-from runner import kernels, reference
-from runner.data import builtin
-from runner.train import init_weights, run_batch
+from runner.kernel import cpu as kernels
+from runner.kernel import reference
+from runner.plan.data import builtin
+from runner.run.train import init_weights, run_batch
 
 X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 needs_x86 = pytest.mark.skipif(

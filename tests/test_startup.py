@@ -41,7 +41,7 @@ def test_import_runner_loads_nothing_heavy():
 
 
 def test_public_names_load_on_use_and_train_stays_the_function():
-    code = ("import runner\nfrom runner.train import run_batch\n"
+    code = ("import runner\nfrom runner.run.train import run_batch\n"
             "result = [callable(runner.train), runner.train.__name__, runner.sweep.__name__,"
             " runner.RunnerError.__name__]")  # fmt: skip
     out = loaded_after(code)

@@ -11,9 +11,9 @@ import pytest
 from helpers import ROOT, assert_same_results, env, read_results, runner_cmd, sweep_cmd, write_spec
 
 import runner
-from runner import reference
 from runner.cli import main
-from runner.spec import load_spec
+from runner.kernel import reference
+from runner.plan.spec import load_spec
 
 
 @pytest.fixture(scope="module")

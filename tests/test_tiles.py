@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_precision import check_against_reference
 
-from runner import tiles
-from runner.train import init_weights, run_batch
+from runner.kernel import tiles
+from runner.run.train import init_weights, run_batch
 
 CACHES = {"L1d": 32 << 10, "L2": 1 << 20, "L3": 32 << 20}
 

@@ -7,7 +7,7 @@ import pytest
 
 import runner
 from runner.errors import RunnerError
-from runner.spec import build_spec
+from runner.plan.spec import build_spec
 
 X = [[1, 1], [1, 2], [2, 1], [2, 2]]
 Y = [[0], [1], [2], [3]]

@@ -14,7 +14,7 @@ import pytest
 from helpers import NAME, SMALL, SPEC, env, run_sweep, sets, sweep_cmd
 
 from runner.cli import main
-from runner.status import status, watch
+from runner.results.status import status, watch
 
 LINE = re.compile(
     r"^\d\d:\d\d:\d\d, runs (\d+)/80 \(\d+\.\d%\), chunks (\d+)/12, (measuring .*|[\d.]+ "

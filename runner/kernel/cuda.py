@@ -1,6 +1,6 @@
 """The CUDA kernel (numba-cuda): one thread trains one run. No I/O.
 
-It does the CPU kernel's arithmetic (``runner.kernels``) operation by operation:
+It does the CPU kernel's arithmetic (``runner.kernel.cpu``) operation by operation:
 the same exp (Cody-Waite reduction, Estrin polynomial of degree 11 in float64 and
 6 in float32, scaling by two bit-built powers of two), the same sums of products
 left to right from 0.0, the same divergence, stop and record rules. NVVM contracts
@@ -24,8 +24,8 @@ import numpy as np
 from numba import cuda, float32, float64, int32, int64
 from numba.core import config
 
-from runner import kernels
-from runner.kernels import (  # the CPU kernel's column and status numbers
+from runner.kernel import cpu as kernels
+from runner.kernel.cpu import (  # the CPU kernel's column and status numbers
     CONVERGED,
     DIVERGED,
     EPOCHS_RUN,
@@ -50,13 +50,13 @@ THREADS = 128  # threads per block: the kernel is register heavy (weights live t
 
 def _exp_constants(dtype: str):
     """The CPU exp's (HI, LO, LOG2E, LN2_HI, LN2_LO), coefficients, exponent bias and
-    mantissa bits for ``dtype``, from runner.kernels."""
+    mantissa bits for ``dtype``, from runner.kernel.cpu."""
     if dtype == "float64":
         k = (kernels.EXP_HI, kernels.EXP_LO, kernels.LOG2E, kernels.LN2_HI, kernels.LN2_LO)
         return k, kernels.EXP_COEFFS, 1023, 52
     if hasattr(kernels, "EXP32"):
         return kernels.EXP32, kernels.EXP_COEFFS32, 127, 23
-    raise ValueError("the CUDA kernel has no exact float32 exp: runner.kernels has no EXP32")
+    raise ValueError("the CUDA kernel has no exact float32 exp: runner.kernel.cpu has no EXP32")
 
 
 def _ops(dtype: str, fastmath: bool):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runner import kernels as k  # constants of the shared exp only
+from runner.kernel import codes as k  # constants of the shared exp only
 
 
 def exp(x: np.ndarray) -> np.ndarray:

@@ -11,8 +11,9 @@ from typing import TextIO
 import numpy as np
 import pyarrow.parquet as pq
 
-from runner import growth, slurm, store
 from runner.errors import RunnerError
+from runner.results import growth, store
+from runner.results import jobs as slurm
 
 
 @dataclass

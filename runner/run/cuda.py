@@ -1,9 +1,9 @@
 """``--backend cuda``: batches of runs on CUDA devices (numba-cuda), one thread per run.
 
 ``run_batch_cuda`` is ``train.run_batch`` on a device; ``Launch`` is the same call in
-two halves (queue, then collect) for the sweep (runner.gpu_sweep). ``device_count``
+two halves (queue, then collect) for the sweep (runner.run.cuda_sweep). ``device_count``
 says how many devices there are, or raises RunnerError. numba-cuda is imported only
-when a function here needs it; the kernel itself is runner.gpu_kernel.
+when a function here needs it; the kernel itself is runner.kernel.cuda.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from runner.errors import RunnerError
-from runner.train import BatchResult, slots
+from runner.run.train import BatchResult, slots
 
 DTYPES = ("float64", "float32")
 
@@ -69,7 +69,7 @@ class Launch:
     ):  # fmt: skip
         from numba import cuda
 
-        from runner.gpu_kernel import THREADS, make_kernel
+        from runner.kernel.cuda import THREADS, make_kernel
 
         _check_mode(dtype, fastmath)
         f = np.dtype(dtype)

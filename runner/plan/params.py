@@ -3,7 +3,7 @@
 Each row of ``PARAMS`` says everything about a parameter: its default, whether
 it is one value per kernel call (``per_call``) or may differ from run to run,
 the table columns that hold it (name and dtype) and the rule that validates it.
-The spec (``[train]``, ``[grid]``, ``[sample]``), ``runner.train``, the run plan
+The spec (``[train]``, ``[grid]``, ``[sample]``), ``runner.run.train``, the run plan
 and the results tables all read this table: adding a parameter is adding a row
 (and teaching the kernel about it).
 
@@ -14,6 +14,7 @@ optional value is NaN: such parameters must be finite when given), ``bool``, and
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -182,3 +183,10 @@ def params_of(columns: list[str]) -> list[str]:
     """Parameters owning ``columns``, in table order."""
     owners = {OWNER[c].name for c in columns}
     return [p.name for p in PARAMS if p.name in owners]
+
+
+def suggest(key: Any, valid: tuple[str, ...]) -> str:
+    """'unknown key ...' with the nearest valid key, or the list of them."""
+    close = difflib.get_close_matches(str(key), valid, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
+    return f"unknown key {key!r}{hint}"

@@ -19,9 +19,10 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from runner import params, store
 from runner.errors import RunnerError
-from runner.store import axis_columns
+from runner.plan import params
+from runner.results import store
+from runner.results.store import axis_columns
 
 SUMMARY_COLUMNS = (
     "runs",  # runs finished at this grid point

@@ -10,44 +10,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from runner import kernels, params, requeue, store
 from runner.errors import RunnerError
-from runner.growth import open_sweep
-from runner.plan import Chunk, Plan
-from runner.spec import MAX_RUNS, Spec, load_spec, spec_from_dict
-from runner.train import BatchResult, init_weights, run_batch
+from runner.plan import params
+from runner.plan.chunks import Plan
+from runner.plan.spec import MAX_RUNS, Spec, load_spec, spec_from_dict
+from runner.results import store
+from runner.results.growth import open_sweep
+from runner.run import requeue
+from runner.run.worker import ChunkDone, ChunkFailed, run_chunk, tasks_for, warm_up
 
 BACKENDS = ("threading", "loky", "dask", "cuda")
 DEFAULT_BACKEND = "threading"  # measured: see the note in README "Performance"
-
-
-@dataclass
-class ChunkTask:
-    """Everything one chunk needs: small, picklable, independent of the rest of the sweep."""
-
-    index: int
-    out: str
-    run_start: int
-    run_stop: int
-    columns: dict[str, np.ndarray]  # the plan's columns for these runs (params.COLUMNS)
-    axis_names: list[str]  # parameters that vary in the sweep: columns of the losses table
-    X: np.ndarray
-    Y: np.ndarray
-    every: int
-    loss_dtype: str
-
-
-@dataclass
-class ChunkDone:
-    index: int
-    runs: int
-    diverged: int
-    rows: int
-    seconds: float
 
 
 @dataclass
@@ -68,29 +44,6 @@ class SweepReport:
         return self.chunks_done_before + self.chunks_run >= self.chunks
 
 
-def tasks_for(spec: Spec, out: Path, chunks: list[int], plan: Plan | None = None
-              ) -> Iterator[ChunkTask]:  # fmt: skip
-    plan = plan or Plan([spec.layer])
-    for c in chunks:
-        chunk = plan.chunk(c)
-        yield ChunkTask(
-            c,
-            str(out),
-            chunk.run_start,
-            chunk.run_stop,
-            chunk.columns,
-            spec.axis_names,
-            spec.X,
-            spec.Y,
-            spec.every,
-            spec.loss_dtype,
-        )
-
-
-class ChunkFailed(RuntimeError):
-    """A chunk could not be trained or written; names the chunk."""
-
-
 class Interrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM: finished chunks are kept."""
 
@@ -99,99 +52,6 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(
             f"interrupted: {done} of {total} chunks done, run the same command to resume"
         )
-
-
-def run_chunk(task: ChunkTask) -> ChunkDone:
-    """Train one chunk in one kernel call and write its files. Top-level and picklable.
-
-    While it runs, a claim file names the chunk and this process, so that a parent
-    whose worker died can say which chunk was lost.
-    """
-    out = Path(task.out)
-    claim = store.claim(out, task.index)
-    try:
-        return _train_and_write(task)
-    except OSError as exc:
-        raise ChunkFailed(f"chunk {task.index}: {store.describe_os_error(exc)}") from None
-    except Exception as exc:
-        raise ChunkFailed(f"chunk {task.index}: {type(exc).__name__}: {exc}") from exc
-    finally:
-        store.release(claim)
-
-
-def _train_and_write(task: ChunkTask) -> ChunkDone:
-    t0 = time.perf_counter()
-    cols = task.columns
-    kern = kernel_keys(task)
-    Wh, Wz = _weights(cols, task.X.shape[1], kern["hidden"], task.Y.shape[1])
-    res = run_batch(
-        task.X,
-        task.Y,
-        Wh,
-        Wz,
-        cols["alpha"].copy(),
-        kern["epochs"],
-        kern["output"],
-        kern["update"],
-        task.every,
-        kern["stop_below"],
-        kern["diverge_above"],
-        np.dtype(task.loss_dtype).type,
-        dtype=kern["dtype"],
-        fastmath=kern["fastmath"],
-    )
-    return write_results(task, res, t0)
-
-
-def kernel_keys(task: ChunkTask) -> dict[str, Any]:
-    """The chunk's kernel keys: one value each (a chunk is one kernel call)."""
-    return Chunk(task.index, task.run_start, task.run_stop, task.columns).call()
-
-
-def write_results(task: ChunkTask, res: BatchResult, t0: float) -> ChunkDone:
-    """Write a trained chunk's two files (runs last) and summarise it; t0: when it started."""
-    cols = task.columns
-    n = task.run_stop - task.run_start
-    run_ids = np.arange(task.run_start, task.run_stop)
-    all_cols = store.param_columns(cols)
-    axis_cols = {k: all_cols[k] for k in store.axis_columns(task.axis_names)}
-    losses = store.losses_table(run_ids, axis_cols, res.loss, res.istats, res.fstats, task.every)
-    runs = store.runs_table(run_ids, all_cols, res.istats, res.fstats)
-    _test_hold()
-    store.write_chunk(Path(task.out), task.index, losses, runs)
-    diverged = int(np.count_nonzero(res.istats[:, kernels.STATUS] == kernels.DIVERGED))
-    return ChunkDone(task.index, n, diverged, losses.num_rows, time.perf_counter() - t0)
-
-
-def _test_hold() -> None:
-    """Tests only: while the file named by $RUNNER_TEST_HOLD exists, keep the trained chunk
-    unwritten, so that a signal or a kill lands mid-chunk deterministically."""
-    path = os.environ.get("RUNNER_TEST_HOLD")
-    while path and os.path.exists(path):
-        time.sleep(0.05)
-
-
-def _weights(cols: dict[str, np.ndarray], inputs: int, hidden: int, outputs: int):
-    """Initial weights of the chunk's runs, each from its own seed and init range."""
-    lo, hi, seeds = cols["init_lo"], cols["init_hi"], cols["seed"]
-    if len(lo) and (lo == lo[0]).all() and (hi == hi[0]).all():
-        return init_weights(seeds, inputs, hidden, outputs, (float(lo[0]), float(hi[0])))
-    Wh = np.empty((inputs, hidden, len(seeds)))
-    Wz = np.empty((hidden, outputs, len(seeds)))
-    for r in range(len(seeds)):
-        wh, wz = init_weights([seeds[r]], inputs, hidden, outputs, (float(lo[r]), float(hi[r])))
-        Wh[:, :, r], Wz[:, :, r] = wh[:, :, 0], wz[:, :, 0]
-    return Wh, Wz
-
-
-def warm_up(loss_dtype: str, dtype: str = "float64", fastmath: bool = False) -> None:
-    """Compile (or load from cache) the kernel of one mode in this process before dispatching."""
-    X = np.zeros((1, 1))
-    Wh, Wz = init_weights([0], 1, 1, 1)
-    run_batch(
-        X, X, Wh, Wz, np.ones(1), 1, loss_dtype=np.dtype(loss_dtype).type, dtype=dtype,
-        fastmath=fastmath,
-    )  # fmt: skip
 
 
 def default_jobs() -> int:
@@ -293,7 +153,7 @@ def sweep(
     results root (default ``results``); files go to ``out/<name>/``. A spec that
     adds grid values or sample points to an existing sweep trains only the new
     runs (docs/growth.md).
-    ``stop`` (see ``runner.requeue``): once requested, no new chunk starts, the chunks in
+    ``stop`` (see ``runner.run.requeue``): once requested, no new chunk starts, the chunks in
     flight are waited for while they fit in its grace, then ``Interrupted`` is raised.
     """
     if isinstance(spec, dict):
@@ -304,7 +164,7 @@ def sweep(
     if backend not in BACKENDS:
         raise RunnerError(f"unknown backend {backend!r}; choose one of {BACKENDS}", key="--backend")
     if backend == "dask":
-        from runner.cluster import require_dask
+        from runner.run.cluster import require_dask
 
         require_dask()
     jobs = default_jobs() if jobs is None else jobs
@@ -317,7 +177,7 @@ def sweep(
             key="grid",
         )
     if backend == "cuda":  # no device: one line, before anything is written
-        from runner.gpu import device_count
+        from runner.run.cuda import device_count
 
         device_count()
     shard_ = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
@@ -432,7 +292,7 @@ def dispatch(
     tasks = tasks_for(spec, folder, pending, plan)
     chunk = run_chunk if stop is None else partial(requeue.unless_stopped, stop, run_chunk)
     if backend == "cuda":
-        from runner.gpu_sweep import dispatch as cuda_dispatch
+        from runner.run.cuda_sweep import dispatch as cuda_dispatch
 
         yield from cuda_dispatch(list(tasks), writers=jobs)
         return
@@ -443,7 +303,7 @@ def dispatch(
     from joblib import Parallel, delayed, parallel_config
 
     if backend == "dask":
-        from runner.cluster import dask_backend
+        from runner.run.cluster import dask_backend
 
         with dask_backend(scheduler, jobs):
             yield from Parallel(return_as="generator_unordered")(

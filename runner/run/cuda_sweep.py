@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from runner import seeding, store
-from runner.driver import ChunkDone, ChunkFailed, ChunkTask, kernel_keys, write_results
-from runner.gpu import Launch, _simulator, device_count
-from runner.train import BatchResult, slots
+from runner.kernel import seeding
+from runner.results import store
+from runner.run.cuda import Launch, _simulator, device_count
+from runner.run.train import BatchResult, slots
+from runner.run.worker import ChunkDone, ChunkFailed, ChunkTask, kernel_keys, write_results
 
 DEPTH = 2  # launches in flight per device: one trains while the last one is written
 MAX_LOSS_VALUES = 1 << 26  # host buffer per launch: 256 MiB of float32 losses at most
@@ -156,7 +157,7 @@ def _start(g: Group, room: threading.Semaphore):
 
 
 def _inputs(tasks: list[ChunkTask], inputs: int, hidden: int, outputs: int):
-    """Initial Wh, Wz (runner.seeding: train.init_weights' bits, compiled) and alpha of
+    """Initial Wh, Wz (runner.kernel.seeding: train.init_weights' bits, compiled) and alpha of
     the tasks' runs, in order."""
     seeds, lo, hi, alpha = [], [], [], []
     for t in tasks:
@@ -200,7 +201,7 @@ def _finish(g: Group, launch: Launch, held: list, t0: float, pool, results) -> N
 
 
 def _failed(exc: BaseException, index: int | None = None) -> ChunkFailed:
-    from runner.store import describe_os_error
+    from runner.results.store import describe_os_error
 
     what = f"chunk {index}" if index is not None else "cuda worker"
     if isinstance(exc, OSError):

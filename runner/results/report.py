@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from runner.analysis import Results, load
 from runner.errors import RunnerError
+from runner.results.analysis import Results, load
 
 FORMATS = ("table", "csv", "markdown")
 CAPTIONS = {
@@ -93,7 +93,7 @@ def _versions(res: Results) -> pd.DataFrame:
 
 def report_html(res: Results) -> str:
     """The whole report as one HTML string (figures inline as base64 PNG)."""
-    from runner.plots import figures, png_bytes
+    from runner.results.plots import figures, png_bytes
 
     esc = html.escape
     runs = res.runs

@@ -1,17 +1,16 @@
 """Experiment specs: load a TOML file (or a dict), apply --set overrides, validate, plan.
 
 Runs are the cartesian product of the grid axes and the sampled points
-(``[sample]``), planned by ``runner.plan``: the per-call axes in the order of
+(``[sample]``), planned by ``runner.plan.chunks``: the per-call axes in the order of
 ``params.PARAMS`` (``epochs, output, update, hidden, stop_below, diverge_above,
 dtype, fastmath``), then the sampled points, then the per-run axes (``init, alpha,
 seed``), the last varying fastest. ``run_id`` is the position in that order.
-Every value is checked by its parameter's one rule (``runner.params``).
+Every value is checked by its parameter's one rule (``runner.plan.params``).
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 import json
 import re
@@ -22,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from runner import data as datasets
-from runner import params as P
 from runner.errors import RunnerError
-from runner.plan import TILE, Factor, Layer, make_layer, slots
-from runner.sample import build_sample
+from runner.plan import data as datasets
+from runner.plan import params as P
+from runner.plan.chunks import TILE, Factor, Layer, make_layer, slots
+from runner.plan.sample import build_sample
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 TRAIN_DEFAULTS: dict[str, Any] = dict(P.DEFAULTS)
@@ -44,13 +43,7 @@ def _check_keys(table: dict, valid: tuple[str, ...], prefix: str, fail) -> None:
     """Refuse a key not in ``valid``, naming the nearest valid one."""
     for key in table:
         if key not in valid:
-            fail(f"{prefix}{key}", _suggest(key, valid))
-
-
-def _suggest(key: Any, valid: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(str(key), valid, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
-    return f"unknown key {key!r}{hint}"
+            fail(f"{prefix}{key}", P.suggest(key, valid))
 
 
 def check_value(key: str, v: Any, fail) -> Any:
@@ -235,7 +228,7 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
     train = dict(TRAIN_DEFAULTS)
     for key, value in raw.get("train", {}).items():
         if key not in TRAIN_DEFAULTS:
-            fail(f"train.{key}", _suggest(key, P.NAMES))
+            fail(f"train.{key}", P.suggest(key, P.NAMES))
         train[key] = value
     for key, value in train.items():
         train[key] = check_value(key, value, lambda m, k=key: fail(f"train.{k}", m))
@@ -278,7 +271,7 @@ def plan_layer(train: dict[str, Any], grid_raw: dict[str, Any], sample_raw: dict
     factors: dict[str, Factor] = {}
     for key, value in grid_raw.items():
         if key not in TRAIN_DEFAULTS:
-            fail(f"grid.{key}", _suggest(key, P.NAMES))
+            fail(f"grid.{key}", P.suggest(key, P.NAMES))
         grid[key], factors[key] = _axis(key, value, lambda m, k=key: fail(f"grid.{k}", m))
     sample, points = None, None
     if sample_raw is not None:
@@ -344,7 +337,7 @@ def _axis(key: str, value: Any, fail) -> tuple[Any, Factor]:
         allowed = ("start", "stop", "step")
         for k in value:
             if k not in allowed:
-                fail(_suggest(k, (*allowed, "num", "log")))
+                fail(P.suggest(k, (*allowed, "num", "log")))
         if _kind(key) not in ("int32", "int64"):
             fail("a range {start, stop, step} needs an integer axis; use {start, stop, num} here")
         if "start" not in value or "stop" not in value:
@@ -378,7 +371,7 @@ def _spaced(key: str, value: dict, fail) -> tuple[Any, Factor]:
     allowed = ("start", "stop", "num", "log")
     for k in value:
         if k not in allowed:
-            fail(_suggest(k, allowed))
+            fail(P.suggest(k, allowed))
     if _kind(key) != "float64":
         fail("spaced values {start, stop, num} need a real-valued axis (alpha, ...)")
     start, stop, num, log = value.get("start"), value.get("stop"), value["num"], value.get("log")

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runner import kernels, tiles
-from runner import params as P
 from runner.errors import RunnerError
-from runner.plan import slots
+from runner.kernel import cpu as kernels
+from runner.kernel import tiles
+from runner.plan import params as P
+from runner.plan.chunks import slots
+from runner.plan.data import check_data
 
 
 @dataclass
@@ -87,7 +89,7 @@ def run_batch(
     rounded to float32 once here, and the final weights written back widened (exactly).
     ``fastmath``: FMA, reassociation and a cheaper exp and reciprocal (see
     docs/precision.md). ``tile``: runs per kernel tile, a power of two from 4 to 64;
-    None chooses it from the shape (runner.tiles). Losses are computed in ``dtype``
+    None chooses it from the shape (runner.kernel.tiles). Losses are computed in ``dtype``
     and stored as ``loss_dtype``; ``fstats`` is float64 in every mode.
     """
     check_mode(dtype, fastmath, tile)
@@ -134,32 +136,8 @@ def check_mode(dtype: object, fastmath: object, tile: object = None) -> None:
         raise RunnerError(f"must be one of {tiles.TILES}, got {tile!r}", key="tile")
 
 
-def check_data(X: object, Y: object, where: str = "data") -> tuple[np.ndarray, np.ndarray]:
-    """Return X, Y as 2-D finite float64 arrays with matching rows, or raise RunnerError."""
-    arrays = []
-    for name, value in (("X", X), ("Y", Y)):
-        try:
-            arr = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise RunnerError(f"{name} is not numeric", file=where, key=name) from None
-        if arr.ndim == 1:
-            arr = arr[:, None]
-        if arr.ndim != 2:
-            raise RunnerError(f"{name} must be 2-D, got {arr.ndim}-D", file=where, key=name)
-        if arr.shape[0] == 0 or arr.shape[1] == 0:
-            raise RunnerError(f"{name} is empty (shape {arr.shape})", file=where, key=name)
-        if not np.all(np.isfinite(arr)):
-            raise RunnerError(f"{name} holds NaN or infinite values", file=where, key=name)
-        arrays.append(np.ascontiguousarray(arr))
-    if arrays[0].shape[0] != arrays[1].shape[0]:
-        raise RunnerError(
-            f"X has {arrays[0].shape[0]} rows but Y has {arrays[1].shape[0]}", file=where, key="Y"
-        )
-    return arrays[0], arrays[1]
-
-
 def check_params(**values: object) -> dict[str, object]:
-    """Validate run parameters by the one rule each (runner.params); return them normalised.
+    """Validate run parameters by the one rule each (runner.plan.params); return them normalised.
 
     Raises RunnerError (a ValueError) naming the parameter, as a spec would.
     """

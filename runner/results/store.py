@@ -25,8 +25,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from runner import kernels, params
 from runner.errors import RunnerError
+from runner.kernel import codes as kernels
+from runner.plan import params
 
 LOSSES, RUNS, META = "losses", "runs", "sweep.json"
 GROWN = "grown"  # one JSON file per invocation that grew the sweep (docs/growth.md)
@@ -433,7 +434,7 @@ def prepare(out: Path, meta: dict[str, Any], fresh: bool) -> dict[str, Any]:
     """Create ``out`` and its sweep.json once (whoever comes first), or check it matches.
 
     Raises RunnerError when ``out`` is not writable. Returns sweep.json as found
-    (runner.growth checks that it is the same sweep, or one that may grow).
+    (runner.results.growth checks that it is the same sweep, or one that may grow).
     """
     where = str(out)
     if out.exists() and not out.is_dir():

@@ -6,7 +6,7 @@ holding the same tidy rows as runner's losses (run_id, hidden, alpha, seed, epoc
 loss as float32). Weights come from ``numpy.random.default_rng(seed)`` as in runner.
 Imports nothing from runner, so that its start-up is JAX's own.
 
-    python -m runner.jax_sweep OUT --epochs 10000 --seeds 128
+    python -m runner.bench.jax_sweep OUT --epochs 10000 --seeds 128
 """
 
 from __future__ import annotations

@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runner import store
 from runner.errors import RunnerError
-from runner.plan import Plan, stack
-from runner.spec import Spec, layer_of
+from runner.plan.chunks import Plan, stack
+from runner.plan.spec import Spec, layer_of
+from runner.results import store
 
 
 def frame(resolved: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 ``submit`` writes ``<out>/<name>/slurm/sweep.sbatch``, hands it to ``sbatch --parsable``
 and returns at once. All tasks write into the one results folder; re-submitting runs
 only the chunks not yet done. With ``requeue`` a task stopped by its time limit or a
-preemption requeues itself (see ``runner.requeue``); with ``then`` a second job
+preemption requeues itself (see ``runner.run.requeue``); with ``then`` a second job
 (``<command>.sbatch``) runs ``runner <command>`` and ``runner status`` on the results
 folder once every task of the array has ended.
 """
@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.errors import RunnerError
-from runner.growth import open_sweep
-from runner.requeue import DEFAULT_GRACE, DEFAULT_MAX_REQUEUES
-from runner.spec import MAX_RUNS, Spec, load_spec
+from runner.plan.spec import MAX_RUNS, Spec, load_spec
+from runner.results.growth import open_sweep
+from runner.results.jobs import ARRAY_RE, JOBS, SCRIPT, SLURM_DIR, array_tasks, job_ids  # noqa: F401
+from runner.run.requeue import DEFAULT_GRACE, DEFAULT_MAX_REQUEUES
 
-SLURM_DIR, SCRIPT, JOBS = "slurm", "sweep.sbatch", "jobs.txt"
 THEN_COMMANDS = ("report", "plot", "summary")
 MAX_SIGNAL_TIME = 65535  # sbatch --signal=...@S takes 0..65535 seconds
-ARRAY_RE = re.compile(r"^#SBATCH --array=0-(\d+)\s*$", re.MULTILINE)
 
 
 @dataclass
@@ -260,25 +259,6 @@ def max_array_size() -> int | None:
         return None
     found = re.search(r"^MaxArraySize\s*=\s*(\d+)", proc.stdout, re.MULTILINE)
     return int(found.group(1)) if found else None
-
-
-def array_tasks(folder: str | Path) -> int | None:
-    """N of the job array last written for this results folder, if any."""
-    try:
-        text = (Path(folder) / SLURM_DIR / SCRIPT).read_text()
-    except OSError:
-        return None
-    found = ARRAY_RE.search(text)
-    return int(found.group(1)) + 1 if found else None
-
-
-def job_ids(folder: str | Path) -> list[str]:
-    """Job ids submitted for this results folder, oldest first."""
-    try:
-        lines = (Path(folder) / SLURM_DIR / JOBS).read_text().splitlines()
-    except OSError:
-        return []
-    return [line.split()[0] for line in lines if line.strip()]
 
 
 def time_seconds(text: str) -> int | None:

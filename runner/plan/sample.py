@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from runner import params as P
-from runner.plan import Factor
+from runner.plan import params as P
+from runner.plan.chunks import Factor
 
 METHODS = ("sobol", "random")
 DISTRIBUTIONS = ("uniform", "loguniform", "choice")
@@ -55,9 +55,7 @@ def build_sample(raw: dict, train: dict[str, Any], grid: dict[str, Any], fail
         if key in ("points", "method", "seed"):
             continue
         if key not in _keys():
-            from runner.spec import _suggest
-
-            fail(f"sample.{key}", _suggest(key, (*_keys(), "points", "method", "seed")))
+            fail(f"sample.{key}", P.suggest(key, (*_keys(), "points", "method", "seed")))
         where = f"sample.{key}"
         owner = "init" if key in PAIR else key
         for other in (owner, *PAIR) if owner == "init" else (owner,):

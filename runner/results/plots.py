@@ -24,9 +24,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 
-from runner.analysis import Results, load
 from runner.errors import RunnerError
-from runner.store import axis_columns
+from runner.results.analysis import Results, load
+from runner.results.store import axis_columns
 
 FIGURES = ("curves", "final_loss", "divergence")
 MAX_ANNOTATED = 150  # heatmap cells beyond this are not labelled with their value

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from runner.errors import RunnerError
-from runner.train import check_data
 
 BUILTINS: dict[str, tuple[list[list[float]], list[list[float]]]] = {
     # the notebook's four points: y = x1 + 2*x2 - 3
@@ -104,3 +103,27 @@ def load_file(
     X = frame[list(features)].to_numpy(dtype=np.float64)
     Y = frame[list(targets)].to_numpy(dtype=np.float64)
     return check_data(X, Y, where)
+
+
+def check_data(X: object, Y: object, where: str = "data") -> tuple[np.ndarray, np.ndarray]:
+    """Return X, Y as 2-D finite float64 arrays with matching rows, or raise RunnerError."""
+    arrays = []
+    for name, value in (("X", X), ("Y", Y)):
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise RunnerError(f"{name} is not numeric", file=where, key=name) from None
+        if arr.ndim == 1:
+            arr = arr[:, None]
+        if arr.ndim != 2:
+            raise RunnerError(f"{name} must be 2-D, got {arr.ndim}-D", file=where, key=name)
+        if arr.shape[0] == 0 or arr.shape[1] == 0:
+            raise RunnerError(f"{name} is empty (shape {arr.shape})", file=where, key=name)
+        if not np.all(np.isfinite(arr)):
+            raise RunnerError(f"{name} holds NaN or infinite values", file=where, key=name)
+        arrays.append(np.ascontiguousarray(arr))
+    if arrays[0].shape[0] != arrays[1].shape[0]:
+        raise RunnerError(
+            f"X has {arrays[0].shape[0]} rows but Y has {arrays[1].shape[0]}", file=where, key="Y"
+        )
+    return arrays[0], arrays[1]

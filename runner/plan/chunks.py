@@ -29,9 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from runner.params import BY_NAME, COLUMN_DTYPE, COLUMNS, NUMPY, OWNER, PER_CALL
-
-TILE = 64  # runs per kernel tile (runner.kernels.TILE); a chunk is whole tiles
+from runner.kernel.codes import TILE  # runs per kernel tile: a chunk is whole tiles
+from runner.plan.params import BY_NAME, COLUMN_DTYPE, COLUMNS, NUMPY, OWNER, PER_CALL
 
 
 def slots(epochs: int, every: int) -> int:

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from runner import peak, peers
-from runner.peers import MODES, has_modes, mode_name
+from runner.bench import peak, peers
+from runner.bench.peers import MODES, has_modes, mode_name
 
 PROBLEMS = {"seed": (4, 2, 4), "wide": (4, 2, 32)}  # samples, inputs, hidden
 # issue 15's six shapes first, then wider and longer ones
@@ -174,7 +174,7 @@ def e2e(name: str, quick: bool) -> dict[str, Any]:
             cmd = [
                 sys.executable,
                 "-m",
-                "runner.jax_sweep",
+                "runner.bench.jax_sweep",
                 str(tmp_ / "jax"),
                 "--epochs",
                 str(epochs),
@@ -253,7 +253,7 @@ seed = {{ start = 0, stop = {runs} }}
 
 def memory_sweep(runs: int) -> dict[str, Any]:
     """A runs x 1,000-epoch sweep on all cores: its peak memory (this process)."""
-    from runner.driver import sweep
+    from runner.run.driver import sweep
 
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "mem.toml"
@@ -309,7 +309,7 @@ def _one(argv: list[str], quick: bool) -> dict[str, Any]:
 
 
 def _spawn(args: list[str], quick: bool) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "runner.bench", *args] + (["--quick"] if quick else [])
+    cmd = [sys.executable, "-m", "runner.bench.harness", *args] + (["--quick"] if quick else [])
     env = dict(os.environ)
     if args[0] == "kernel":  # one core: XLA's intra-op threads would use the others
         env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"

@@ -23,7 +23,7 @@ def mode_name(dtype: str, fastmath: bool) -> str:
 
 def has_modes() -> bool:
     """Whether this build's kernel takes ``dtype`` and ``fastmath``."""
-    from runner.train import run_batch
+    from runner.run.train import run_batch
 
     return "dtype" in inspect.signature(run_batch).parameters
 
@@ -32,7 +32,7 @@ def data(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The notebook's data for 4 samples of 2 inputs; else uniform data of that shape."""
     n, ni, _ = shape
     if (n, ni) == (4, 2):
-        from runner.data import builtin
+        from runner.plan.data import builtin
 
         return builtin("seed")
     rng = np.random.default_rng(1000 * n + ni)
@@ -47,7 +47,7 @@ def alpha(shape: tuple[int, int, int]) -> float:
 
 def weights(shape: tuple[int, int, int], seeds: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """runner's initial weights, runs last."""
-    from runner.train import init_weights
+    from runner.run.train import init_weights
 
     return init_weights(seeds, shape[1], shape[2], 1)
 
@@ -60,7 +60,7 @@ def runner_losses(
     fastmath: bool = False,
 ) -> np.ndarray:
     """runner's losses, (runs, epochs)."""
-    from runner.train import run_batch
+    from runner.run.train import run_batch
 
     X, Y = data(shape)
     Wh, Wz = weights(shape, seeds)
@@ -248,7 +248,7 @@ def jax(shape, dtype: str, fastmath: bool, threads: int = 1) -> Peer:
 def runner(shape, dtype: str, fastmath: bool, threads: int = 1) -> Peer:
     from concurrent.futures import ThreadPoolExecutor
 
-    from runner.train import run_batch
+    from runner.run.train import run_batch
 
     X, Y = data(shape)
     kw = {"dtype": dtype, "fastmath": fastmath} if has_modes() else {}
@@ -281,8 +281,8 @@ def runner(shape, dtype: str, fastmath: bool, threads: int = 1) -> Peer:
 
 
 def reference_losses(shape, seeds: Sequence[int], epochs: int, dtype: str) -> np.ndarray:
-    """runner.reference's losses, (runs, epochs)."""
-    from runner.reference import train_reference
+    """runner.kernel.reference's losses, (runs, epochs)."""
+    from runner.kernel.reference import train_reference
 
     X, Y = data(shape)
     Wh, Wz = weights(shape, seeds)
@@ -303,11 +303,11 @@ def make(peer: str, shape, dtype: str, fastmath: bool, threads: int = 1) -> Peer
 
 
 def tile_choice(shape: tuple[int, int, int], dtype: str) -> int:
-    """Runs per tile the kernel picks for this shape (fixed in a build without runner.tiles)."""
+    """Runs per tile the kernel picks for this shape (fixed without runner.kernel.tiles)."""
     try:
-        from runner import tiles
+        from runner.kernel import tiles
     except ImportError:
-        from runner.kernels import TILE
+        from runner.kernel.cpu import TILE
 
         return TILE
     n, ni, nh = shape

@@ -1,0 +1,1 @@
+"""runner bench: the harness, its peers and floors."""

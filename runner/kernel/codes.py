@@ -1,0 +1,58 @@
+"""The kernel's numbers, without Numba: tile unit, stats columns, status codes, exp constants.
+
+Both sides read these: the kernels and the reference compute with them, the results
+side names columns with them. Importing this module loads numpy only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# The widest tile, and the chunk unit: tiles are powers of two up to TILE
+# (runner.kernel.tiles.TILES; multiples of 4 for the four sigmoid streams), so a chunk of a
+# multiple of TILE runs is whole tiles. 64 measured best on the seed problem
+# (128 spills out of L1/L2); larger problems get narrower tiles.
+TILE = 64
+
+
+# istats columns
+EPOCHS_RUN, MIN_EPOCH, STATUS = 0, 1, 2
+# fstats columns
+FINAL_LOSS, MIN_LOSS = 0, 1
+# STATUS values
+RAN_ALL, DIVERGED, CONVERGED = 0, 1, 2
+
+
+# exp(x) = 2**k * exp(r): k = rint(x / ln2), r = x - k*ln2 (Cody-Waite, fdlibm's split
+# of ln2), exp(r) = 1 + r + r**2 * q(r) by a polynomial fitted at Chebyshev nodes of
+# |r| <= ln2/2, q by Estrin's scheme (half the latency of Horner's). float64: q of
+# degree 9; float32: its own constants and q of degree 4, every operation in float32.
+# Each is within 1 ulp of the correctly rounded exp, measured over the whole range.
+# runner.kernel.reference.exp computes the same operations in NumPy, bit for bit.
+LOG2E = 1.4426950408889634
+LN2_HI = 6.93147180369123816490e-01
+LN2_LO = 1.90821492927058770002e-10
+EXP_COEFFS = (  # highest degree first: q's coefficients, then those of r and 1
+    2.5100375832561234e-08,
+    2.7620075879983367e-07,
+    2.7557268480310024e-06,
+    2.4801521322368692e-05,
+    0.00019841269863040545,
+    0.0013888888917196719,
+    0.008333333333330065,
+    0.041666666666624164,
+    0.16666666666666669,
+    0.5000000000000001,
+    1.0,
+    1.0,
+)
+EXP_HI, EXP_LO = 710.0, -746.0  # beyond these exp is inf or 0
+EXP64 = (EXP_HI, EXP_LO, LOG2E, LN2_HI, LN2_LO)
+
+_f4 = np.float32
+# fdlibm's expf split of ln2 (k * LN2_HI is exact for |k| <= 150); 89 and -104 bound
+# the float32 range as 710 and -746 bound float64's.
+EXP32 = (_f4(89.0), _f4(-104.0), _f4(LOG2E), _f4(0.693145751953125), _f4(1.4286067653e-06))
+EXP_COEFFS32 = tuple(
+    _f4(c) for c in (0.0013946446, 0.0083691515, 0.04166626, 0.16666517, 0.5, 1.0, 1.0)
+)

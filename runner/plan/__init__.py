@@ -1,0 +1,1 @@
+"""What to run: parameters, specs, grids, samples, data, the typed plan."""

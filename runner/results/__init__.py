@@ -1,0 +1,1 @@
+"""The results folder: tables, atomic files, status, loading, analysis, plots, report. No Numba."""

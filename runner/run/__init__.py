@@ -1,0 +1,1 @@
+"""Running: one network, batches, the sweep, its workers and backends, requeue, SLURM."""

@@ -1,0 +1,90 @@
+"""The package's layers: kernel <- plan <- results <- run <- bench, cli; no cycle, no upward import,
+small modules and functions."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "runner"
+LAYERS = {"errors": 0, "kernel": 1, "plan": 2, "results": 3, "run": 4, "bench": 5, "cli": 6}
+MAX_LINES, MAX_FUNCTION = 500, 80
+# still to be cut (issue 18): this set only shrinks
+TOO_BIG = {"runner.bench.harness", "runner.cli", "runner.kernel.cpu", "runner.kernel.cuda",
+           "runner.results.store", "runner.run.driver"}  # fmt: skip
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(PKG.rglob("*.py")):
+        parts = path.relative_to(PKG.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+def imports(path: Path) -> set[str]:
+    """Every runner module this file imports, at top level or inside a function."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names if a.name.startswith("runner")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("runner"):
+            names.add(node.module)
+            names |= {f"{node.module}.{a.name}" for a in node.names}
+    known = modules()
+    return {n for n in names if n in known}
+
+
+def layer(module: str) -> int | None:
+    parts = module.split(".")
+    return LAYERS.get(parts[1]) if len(parts) > 1 else None  # runner/__init__ is the lazy top
+
+
+def graph() -> dict[str, set[str]]:
+    return {name: imports(path) - {name} for name, path in modules().items()}
+
+
+def test_no_import_runs_back_up_a_layer():
+    upward = [
+        f"{a} -> {b}"
+        for a, deps in graph().items()
+        for b in deps
+        if layer(a) is not None and layer(b) is not None and layer(b) > layer(a)
+    ]
+    assert upward == []
+
+
+def test_no_import_cycle():
+    g = graph()
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(g.get(node, set())):
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join([*stack[stack.index(nxt):], nxt]))
+            elif nxt not in state:
+                visit(nxt, [*stack, nxt])
+        state[node] = 2
+
+    for node in g:
+        if node not in state and node != "runner":
+            visit(node, [node])
+    # a package's __init__ and its submodules are one room: runner/__init__ imports lazily
+    assert [c for c in cycles if not c.startswith("runner ->")] == []
+
+
+@pytest.mark.parametrize("name", sorted(set(modules()) - TOO_BIG))
+def test_modules_and_functions_are_small(name):
+    path = modules()[name]
+    text = path.read_text()
+    assert len(text.splitlines()) <= MAX_LINES, f"{path.name}: over {MAX_LINES} lines"
+    long = [
+        f"{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION
+    ]
+    assert long == []
