@@ -1,0 +1,78 @@
+"""A sweep written by the second round's main (tests/golden/v2, commit 6dfa63e) stays readable,
+resumable and growable, and today's code writes the same files for the same spec."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import runner
+
+GOLDEN = Path(__file__).parent / "golden"
+SPEC = GOLDEN / "v2-sweep.toml"
+
+
+def same_pyarrow() -> bool:
+    meta = json.loads((GOLDEN / "v2" / "sweep.json").read_text())
+    return meta["versions"]["pyarrow"] == pa.__version__
+
+
+def assert_same_file(a: Path, b: Path) -> None:
+    ta, tb = pq.read_table(a), pq.read_table(b)
+    assert ta.schema.equals(tb.schema, check_metadata=True), a.name
+    assert ta.equals(tb), a.name
+    if same_pyarrow():  # the file bytes name the pyarrow that wrote them
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*.parquet"))
+
+
+@pytest.fixture
+def golden(tmp_path) -> Path:
+    folder = tmp_path / "v2"
+    shutil.copytree(GOLDEN / "v2", folder)
+    return folder
+
+
+def test_todays_code_writes_the_golden_files(tmp_path):
+    report = runner.sweep(SPEC, out=tmp_path, jobs=1, progress=False, quiet=True)
+    assert report.runs_trained == 144
+    assert files(tmp_path / "v2") == files(GOLDEN / "v2")
+    for name in files(GOLDEN / "v2"):
+        assert_same_file(tmp_path / "v2" / name, GOLDEN / "v2" / name)
+
+
+def test_the_golden_folder_loads_and_is_complete(golden):
+    report = runner.sweep(SPEC, out=golden.parent, jobs=1, progress=False, quiet=True)
+    assert report.runs_trained == 0 and report.complete
+    res = runner.load(golden)
+    assert len(res.runs) == 144
+    assert int(res.runs["diverged"].sum()) == 24
+
+
+def test_the_golden_folder_resumes(golden):
+    lost = ["losses/chunk-000003.parquet", "runs/chunk-000003.parquet"]
+    for name in lost:
+        (golden / name).unlink()
+    report = runner.sweep(SPEC, out=golden.parent, jobs=1, progress=False, quiet=True)
+    assert report.chunks_run == 1
+    for name in files(GOLDEN / "v2"):
+        assert_same_file(golden / name, GOLDEN / "v2" / name)
+
+
+def test_the_golden_folder_grows(golden):
+    before = {name: (golden / name).read_bytes() for name in files(golden)}
+    report = runner.sweep(
+        SPEC, out=golden.parent, jobs=1, progress=False, quiet=True,
+        overrides=["grid.seed={start = 0, stop = 16}"],
+    )  # fmt: skip
+    assert report.runs_trained == 48 and report.runs_before == 144
+    for name, data in before.items():
+        assert (golden / name).read_bytes() == data, name
+    res = runner.load(golden)
+    assert sorted(res.runs["seed"].unique()) == list(range(16))
