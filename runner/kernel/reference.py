@@ -13,23 +13,22 @@ import numpy as np
 from runner.kernel import codes as k  # constants of the shared exp only
 
 
-def exp(x: np.ndarray) -> np.ndarray:
-    """The kernel's exp, in NumPy, same operations in the same order (within 1 ulp of
-    the correctly rounded exp). A float32 array gets the float32 exp: its own
-    constants and polynomial, every operation in float32; anything else float64.
+def _consts(f32: bool):
+    return (k.EXP32, k.EXP_COEFFS32) if f32 else (k.EXP64, k.EXP_COEFFS)
 
-    Chaotic runs amplify a last-bit difference, so kernel and reference share it.
-    """
-    x = np.asarray(x)
-    f32 = x.dtype == np.float32
-    x = x if f32 else x.astype(np.float64)
-    (hi, lo, log2e, ln2_hi, ln2_lo), c = (
-        (k.EXP32, k.EXP_COEFFS32) if f32 else (k.EXP64, k.EXP_COEFFS)
-    )
+
+def _reduce(x: np.ndarray, f32: bool) -> tuple[np.ndarray, np.ndarray]:
+    """kf = rint(x / ln2) and r = x - kf * ln2 (Cody-Waite), x clamped to exp's range."""
+    (hi, lo, log2e, ln2_hi, ln2_lo), _ = _consts(f32)
     x = np.where(x > hi, hi, x)  # min(x, HI), a NaN kept
     x = np.where(x < lo, lo, x)
     kf = np.rint(x * log2e)
-    r = (x - kf * ln2_hi) - kf * ln2_lo
+    return kf, (x - kf * ln2_hi) - kf * ln2_lo
+
+
+def _em1(r: np.ndarray, f32: bool) -> np.ndarray:
+    """exp(r) - 1 = r + r**2 * q(r) for |r| <= ln2/2, q by the kernel's Estrin scheme."""
+    _, c = _consts(f32)
     r2 = r * r  # the kernel's Estrin scheme, step by step (kernels._q9, kernels._q4)
     if f32:
         b0 = c[4] + c[3] * r
@@ -47,16 +46,84 @@ def exp(x: np.ndarray) -> np.ndarray:
         d1 = b2 + b3 * r2
         r8 = r4 * r4
         q = (d0 + d1 * r4) + b4 * r8
-    p = c[-1] + (c[-2] * r + r2 * q)
+    return c[-2] * r + r2 * q
+
+
+def _scales(kf: np.ndarray, f32: bool) -> tuple[np.ndarray, np.ndarray]:
+    """2**n1 and 2**n2 with n1 + n2 = kf, built from their bits (no overflow at 1024)."""
     bias, shift = (127, 23) if f32 else (1023, 52)
     with np.errstate(invalid="ignore"):  # a NaN's kf: any integer, p carries the NaN
         n = kf.astype(np.int64)
     n1 = n >> 1
     n2 = n - n1
-    ints = np.int32 if f32 else np.int64
-    s1 = ((n1 + bias) << shift).astype(ints).view(p.dtype)
-    s2 = ((n2 + bias) << shift).astype(ints).view(p.dtype)
+    ints, floats = (np.int32, np.float32) if f32 else (np.int64, np.float64)
+    s1 = ((n1 + bias) << shift).astype(ints).view(floats)
+    s2 = ((n2 + bias) << shift).astype(ints).view(floats)
+    return s1, s2
+
+
+def _float(x) -> tuple[np.ndarray, bool]:
+    x = np.asarray(x)
+    f32 = x.dtype == np.float32
+    return (x if f32 else x.astype(np.float64)), f32
+
+
+def exp(x: np.ndarray) -> np.ndarray:
+    """The kernel's exp, in NumPy, same operations in the same order (within 1 ulp of
+    the correctly rounded exp). A float32 array gets the float32 exp: its own
+    constants and polynomial, every operation in float32; anything else float64.
+
+    Chaotic runs amplify a last-bit difference, so kernel and reference share it.
+    """
+    x, f32 = _float(x)
+    _, c = _consts(f32)
+    kf, r = _reduce(x, f32)
+    p = c[-1] + _em1(r, f32)
+    s1, s2 = _scales(kf, f32)
     return (p * s1) * s2
+
+
+TANH_ONE = {False: 20.0, True: 10.0}  # |x| beyond which tanh(x) rounds to +-1 (float64, float32)
+TANH_HALF = 0.5493061443340549  # atanh(1/2): below it an odd polynomial, above it the exp form
+# tanh(x) = x + x * (s * P(s)), s = x * x, for |x| < atanh(1/2): P's coefficients, lowest
+# degree first, interpolated at Chebyshev nodes of s (float64: degree 10, float32: 5).
+TANH_P = (
+    -0.3333333333333333, 0.13333333333332728, -0.053968253967450516, 0.021869488494421545,
+    -0.008863234415241197, 0.0035921106087655414, -0.0014556636717036357,
+    0.0005889451420823537, -0.00023466176752647328, 8.515749545895449e-05,
+    -2.063362750046846e-05,
+)  # fmt: skip
+TANH_P32 = tuple(
+    np.float32(c) for c in (-0.3333333432674408, 0.1333332359790802, -0.053964730352163315,
+                            0.02181878127157688, -0.008527739904820919, 0.002528454177081585)
+)  # fmt: skip
+
+
+def tanh(x: np.ndarray) -> np.ndarray:
+    """tanh from runner's exp and a polynomial, within 2 ulp of np.tanh over the whole range.
+
+    a = |x|. Below atanh(1/2): a + a * (s * P(s)), s = a * a, P by Horner. From there on,
+    1 - 2 / (t + 2) with t = exp(2a) - 1 = 2**k * (exp(r) - 1) + (2**k - 1), a first
+    clamped at TANH_ONE (past it tanh rounds to 1). The sign is x's; a NaN stays NaN.
+    """
+    x, f32 = _float(x)
+    f = x.dtype.type
+    one, two = f(1), f(2)
+    a = np.abs(x)
+    c = TANH_P32 if f32 else tuple(map(f, TANH_P))
+    with np.errstate(over="ignore", invalid="ignore"):  # large |x|: the branch not taken
+        s = a * a
+        q = c[-1]
+        for ci in c[-2::-1]:
+            q = q * s + ci
+        small = a + a * (s * q)
+    b = np.where(a > TANH_ONE[f32], f(TANH_ONE[f32]), a)  # min(|x|, ONE), a NaN kept
+    kf, r = _reduce(b + b, f32)
+    s1, s2 = _scales(kf, f32)
+    scale = s1 * s2  # 2**k, exact
+    t = _em1(r, f32) * scale + (scale - one)
+    th = np.where(a < f(TANH_HALF), small, one - two / (t + two))
+    return np.copysign(th, x)
 
 
 def dot(A: np.ndarray, B: np.ndarray) -> np.ndarray:
