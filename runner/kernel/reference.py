@@ -147,6 +147,43 @@ def sigmoid_derivative(x: np.ndarray) -> np.ndarray:
     return x * (1 - x)
 
 
+def relu(x: np.ndarray) -> np.ndarray:
+    """max(x, 0), a NaN kept."""
+    return np.where(x > 0, x, np.where(np.isnan(x), x, 0 * x))
+
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
+
+
+def activate(name: str, A: np.ndarray) -> np.ndarray:
+    if name == "sigmoid":
+        return sigmoid(A)
+    if name == "tanh":
+        return tanh(A)
+    if name == "relu":
+        return relu(A)
+    return A
+
+
+def derivative(name: str, A: np.ndarray, H: np.ndarray) -> np.ndarray:
+    """act'(A) from the activation's input A and output H."""
+    if name == "sigmoid":
+        return sigmoid_derivative(H)
+    if name == "tanh":
+        return 1 - H * H
+    if name == "relu":
+        return (A > 0).astype(A.dtype)
+    return np.ones_like(A)
+
+
+def scales(scaling: str, activation: str, inputs: int, hidden: int) -> tuple[float, float]:
+    """(c_h, c_o): 1, 1 standard; g / sqrt(inputs), 1 / hidden mean-field (bias not counted)."""
+    if scaling == "standard":
+        return 1.0, 1.0
+    g = np.sqrt(2.0) if activation in ("tanh", "relu") else 1.0
+    return float(g / np.sqrt(inputs)), 1.0 / hidden
+
+
 def init_weights(
     seed: int, inputs: int, hidden: int, outputs: int, init: tuple[float, float] = (0.0, 1.0)
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -158,6 +195,26 @@ def init_weights(
     return Wh, Wz
 
 
+def init_normal(
+    seed: int, inputs: int, hidden: int, outputs: int, mean: float, std: float, bias: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """``init = {normal = [mean, std]}``: Wh, then Wz, from one default_rng(seed); with a bias,
+    each has one more row (the last), drawn with the rest."""
+    rng = np.random.default_rng(seed)
+    Wh = rng.normal(mean, std, size=(inputs + bias, hidden))
+    Wz = rng.normal(mean, std, size=(hidden + bias, outputs))
+    return Wh, Wz
+
+
+def random_data(
+    samples: int, inputs: int, outputs: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``[data] random``: standard normal X, then Y, from default_rng(seed)."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((samples, inputs))
+    return X, rng.standard_normal((samples, outputs))
+
+
 @dataclass
 class ReferenceResult:
     loss: np.ndarray
@@ -165,6 +222,11 @@ class ReferenceResult:
     Wz: np.ndarray
     diverged_epoch: int | None
     converged_epoch: int | None
+
+
+def with_ones(M: np.ndarray, bias: bool) -> np.ndarray:
+    """M with a last column of ones when there is a bias."""
+    return np.hstack([M, np.ones((M.shape[0], 1), M.dtype)]) if bias else M
 
 
 def train_reference(
@@ -179,46 +241,69 @@ def train_reference(
     stop_below: float | None = None,
     diverge_above: float | None = None,
     dtype: str = "float64",
+    *,
+    activation: str = "sigmoid",
+    bias: bool = False,
+    scaling: str = "standard",
+    step: str = "notebook",
+    alpha_hidden: float | None = None,
+    alpha_output: float | None = None,
 ) -> ReferenceResult:
     """Train one run from the given initial weights (copied, not modified).
 
     ``dtype="float32"`` rounds X, Y, the weights and alpha to float32 once and does
     every operation in float32 (NumPy keeps float32 with Python scalars); losses and
     weights come back as float32 values (the losses widened to float64).
+
+    The model family (docs/numerics.md): ``activation`` of the hidden units, ``bias``
+    (a last row of Wh and of Wz), ``scaling`` ("standard" or "mean-field"), ``step``
+    ("notebook": k = 1, "gradient": k = 2 / (samples * outputs)) and one learning rate
+    per layer (each defaults to ``alpha``). Every scalar factor of a layer's step is
+    folded into one number, applied to E: s_o = alpha_output * k * c_o and
+    s_h = alpha_hidden * k * c_o * c_h. With the defaults each is alpha, and every
+    multiplication by 1 is exact, so the notebook's model keeps its bytes.
     """
     f = np.dtype(dtype)
     X = np.asarray(X, dtype=f)
     Y = np.asarray(Y, dtype=f)
     Wh = np.array(Wh, dtype=f)
     Wz = np.array(Wz, dtype=f)
-    alpha = f.type(alpha)
+    hidden = Wz.shape[0] - bias
+    c_h, c_o = scales(scaling, activation, X.shape[1], hidden)
+    k = 1.0 if step == "notebook" else 2.0 / (Y.shape[0] * Y.shape[1])
+    a_h = alpha if alpha_hidden is None else alpha_hidden
+    a_o = alpha if alpha_output is None else alpha_output
+    s_o = f.type(f.type(f.type(a_o) * f.type(k)) * f.type(c_o))
+    s_h = f.type(f.type(f.type(f.type(a_h) * f.type(k)) * f.type(c_o)) * f.type(c_h))
+    c_h, c_o = f.type(c_h), f.type(c_o)
+    Xb = with_ones(X, bias)
     losses = []
     diverged = converged = None
     with np.errstate(all="ignore"):
         for epoch in range(1, epochs + 1):
-            H = sigmoid(dot(X, Wh))  # hidden layer results
-            if output == "linear":
-                Z = dot(H, Wz)  # output layer, no activation (notebook code)
-            else:
-                Z = sigmoid(dot(H, Wz))  # output layer, sigmoid (notebook prose)
+            A = dot(Xb, Wh) * c_h
+            H = activate(activation, A)  # hidden layer results
+            Hb = with_ones(H, bias)
+            P = dot(Hb, Wz) * c_o
+            Z = P if output == "linear" else sigmoid(P)  # notebook code / notebook prose
             E = Y - Z  # how much we missed
             loss = mean(E**2)
             losses.append(loss)
             if not np.isfinite(loss) or (diverge_above is not None and loss > diverge_above):
                 diverged = epoch  # recorded, then stop before this epoch's update
                 break
-            if output == "linear":
-                dZ = E * alpha  # delta Z
-            else:
-                dZ = E * alpha * sigmoid_derivative(Z)
+            dZo, dZh = E * s_o, E * s_h  # delta Z of each layer's step
+            if output != "linear":
+                dZo, dZh = dZo * sigmoid_derivative(Z), dZh * sigmoid_derivative(Z)
+            act = derivative(activation, A, H)
             if update == "sequential":
-                Wz += dot(H.T, dZ)  # update output layer weights
-                dH = dot(dZ, Wz.T) * sigmoid_derivative(H)  # delta H, with the new Wz
-                Wh += dot(X.T, dH)  # update hidden layer weights
+                Wz += dot(Hb.T, dZo)  # update output layer weights
+                dA = dot(dZh, Wz[:hidden].T) * act  # delta A, with the new Wz
+                Wh += dot(Xb.T, dA)  # update hidden layer weights
             else:
-                dH = dot(dZ, Wz.T) * sigmoid_derivative(H)  # delta H, with the old Wz
-                Wz += dot(H.T, dZ)
-                Wh += dot(X.T, dH)
+                dA = dot(dZh, Wz[:hidden].T) * act  # delta A, with the old Wz
+                Wz += dot(Hb.T, dZo)
+                Wh += dot(Xb.T, dA)
             if stop_below is not None and loss < stop_below:
                 converged = epoch  # the epoch completes, then the run stops
                 break
