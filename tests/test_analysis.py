@@ -182,3 +182,20 @@ def test_cli_summary_formats_and_exit_codes(seed_results, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "nope" in err and folder in err
     assert main(["summary", folder + "-missing"]) == 2
+
+
+def test_one_number_format_and_one_missing_value():
+    """Summaries, plots and the report write numbers one way: 3 significant digits,
+    whole numbers below 1e6 as integers, and every missing value as MISSING."""
+    from runner.results.analysis import MISSING, number
+    from runner.results.report import format_table
+
+    values = [3.16227766e-05, 0.45678, 1.301e11, 2000.0, 4, np.float32(0.1), np.int32(7),
+              1e6, np.nan, None, pd.NA, True]  # fmt: skip
+    want = ["3.16e-05", "0.457", "1.3e+11", "2000", "4", "0.1", "7", "1e+06", MISSING, MISSING,
+            MISSING, "True"]  # fmt: skip
+    assert [number(v) for v in values] == want
+    frame = pd.DataFrame({"alpha": [3.16227766e-05, 0.1], "epoch": pd.array([3, None], "Int32")})
+    assert format_table(frame).splitlines() == ["   alpha  epoch", "3.16e-05      3",
+                                                "     0.1      -"]  # fmt: skip
+    assert "| 3.16e-05 | 3 |" in format_table(frame, "markdown")
