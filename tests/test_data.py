@@ -240,3 +240,10 @@ def test_standardized_sweep_trains_on_numpys_standardized_data(tmp_path):
     plain = spec_from_dict({"name": "m", "data": {**csv, "standardize": False}})
     assert "standardize" not in plain.resolved()["data"]
     assert plain.hash == spec_from_dict({"name": "m", "data": csv}).hash
+
+
+def test_a_long_cell_is_shortened():
+    from runner.plan.data import describe_cell
+
+    assert describe_cell("x" * 41) == f"{'x' * 40 + '...'!r} is not a number"
+    assert describe_cell("   ") == "empty cell"

@@ -160,14 +160,16 @@ def csv_cell(path: Path, row: int, position: int) -> tuple[int, str | None]:
 
 
 def describe_cell(text: str | None) -> str:
-    """What is wrong with a cell that is not a finite number, quoting it as written."""
+    """What is wrong with a cell that is not a finite number, quoting it as written
+    (its first 40 characters)."""
     if text is None or not text.strip():
         return "empty cell"
+    shown = repr(text if len(text) <= 40 else text[:40] + "...")
     try:
         float(text)
     except ValueError:
-        return f"{text!r} is not a number"
-    return f"{text!r} is not a finite number"
+        return f"{shown} is not a number"
+    return f"{shown} is not a finite number"
 
 
 def check_data(X: object, Y: object, where: str = "data") -> tuple[np.ndarray, np.ndarray]:
