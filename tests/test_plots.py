@@ -115,8 +115,8 @@ def test_diverging_runs_leave_the_other_curves_readable(diverging_results):
     assert len(panels) == 2
     for ax in panels:
         bottom, top = ax.get_ylim()
-        assert ax.get_yscale() == "linear"  # 0.06 to 3.4: under two decades
-        assert bottom <= low and high <= top <= 1.1 * high
+        assert ax.get_yscale() == "log"  # 0.06 to 3.4: over a decade
+        assert bottom <= low and high <= top <= 1.5 * high
     marks = [ln for ax in panels for ln in ax.lines if ln.get_label() == "_diverged"]
     epochs = sorted(x for ln in marks for x in ln.get_xdata())
     assert epochs == sorted(runs.loc[runs["diverged"], "diverged_epoch"].astype(float))
@@ -150,7 +150,9 @@ def test_log_axis_only_when_the_losses_span_decades():
         return pd.DataFrame({"epoch": [1, 2], "median": [high, low], "q25": [high, low],
                              "q75": [high, low]})  # fmt: skip
 
-    assert y_axis(frame(0.4, 1.0))[0] == "linear"
+    assert y_axis(frame(0.4, 1.0)) == ("linear", (0.37, 1.03))
+    assert y_axis(frame(0.11, 1.0))[0] == "linear"
+    assert y_axis(frame(0.1, 1.0))[0] == "log"
     scale, (bottom, top) = y_axis(frame(1e-6, 1.0))
     assert scale == "log" and bottom < 1e-6 and 1.0 < top < 2.0
     # a band that blows up without diverging: cut at 1000x the first epoch's loss

@@ -34,7 +34,7 @@ FIGURES = ("curves", "final_loss", "divergence")
 MAX_ANNOTATED = 150  # heatmap cells beyond this are not labelled with their value
 CAP = 1e30  # colour scales stop here: larger losses have blown up
 CATEGORICAL = 10  # up to this many colour levels: distinct colours and a legend; beyond: a bar
-DECADES = 2  # a loss range spanning this many decades gets a log axis
+DECADES = 1  # a loss range spanning this many decades (or more) gets a log axis
 NUMBER = FuncFormatter(lambda v, _: number(v))  # tick labels in the one number format
 PERCENT = FuncFormatter(lambda v, _: f"{100 * v:.0f}%")  # shares, as the cells show them
 
@@ -157,6 +157,8 @@ def curves_figure(res: Results, layout: Layout | None = None, max_points: int = 
             ax.set_ylim(*ylim)
             if top > 100:
                 ax.set_xscale("log")
+            if scale == "log" and ylim[1] < 1000 * ylim[0]:  # under 3 decades: 1, 2, 5 ticks
+                ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
             for axis in (ax.xaxis, ax.yaxis):
                 axis.set_major_formatter(NUMBER)
                 axis.set_minor_formatter(NullFormatter())

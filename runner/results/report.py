@@ -21,7 +21,7 @@ FORMATS = ("table", "csv", "markdown")
 CAPTIONS = {
     "curves": "Loss per epoch: median (line) and 25–75% band over the seeds that did not "
     "diverge; × marks a run that diverged, at its epoch. The loss axis is logarithmic when "
-    "those losses span two decades or more.",
+    "those losses span a decade or more.",
     "final_loss": "Median final loss per grid point, over the runs that did not diverge.",
     "divergence": "Share of runs that diverged, per grid point.",
 }
