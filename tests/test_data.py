@@ -247,3 +247,19 @@ def test_a_long_cell_is_shortened():
 
     assert describe_cell("x" * 41) == f"{'x' * 40 + '...'!r} is not a number"
     assert describe_cell("   ") == "empty cell"
+
+
+def test_a_standardized_sweep_resumes_and_grows(tmp_path):
+    """The statistics depend on the data alone: the same spec resumes, more alphas grow it."""
+    import runner
+
+    spec = {"name": "g", "data": {"builtin": "seed", "standardize": True},
+            "train": {"epochs": 20}, "grid": {"alpha": [0.01], "seed": [0, 1]}}  # fmt: skip
+    assert runner.sweep(spec, out=tmp_path, quiet=True).runs_trained == 2
+    assert runner.sweep(spec, out=tmp_path, quiet=True).runs_trained == 0
+    spec["grid"]["alpha"] = [0.01, 0.02]
+    grown = runner.sweep(spec, out=tmp_path, quiet=True)
+    assert (grown.runs_before, grown.runs_trained) == (2, 2)
+    spec["data"]["standardize"] = False
+    with pytest.raises(RunnerError, match=r"data\.standardize true -> "):
+        runner.sweep(spec, out=tmp_path, quiet=True)
