@@ -57,6 +57,17 @@ def no_grid_results(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def diverging_results(tmp_path_factory):
+    """7 alphas x 2 hidden x 4 seeds, diverge_above = 1e3: from alpha 0.1 up some runs
+    diverge with finite losses (as issue 21's diverge_factor makes them); the rest fall
+    from about 2.7 to 0.06 over 2000 epochs."""
+    root = tmp_path_factory.mktemp("diverging")
+    grid = "alpha = [0.003, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5]\nhidden = [4, 8]\nseed = [0, 1, 2, 3]"
+    train = "epochs = 2000\ndiverge_above = 1e3"
+    return make_sweep(root, "diverging", grid, train=train)
+
+
+@pytest.fixture(scope="session")
 def reference(tmp_path_factory):
     """reference(overrides) -> results folder of a plain local run (one process), made once."""
     made = {}

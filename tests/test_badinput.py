@@ -94,7 +94,22 @@ def test_bad_spec_exits_2_with_one_line(tmp_path, capsys, text, args, message):
         ("", 'path = "d.csv"\nfeatures = ["a"]\ntargets = ["y"]', "file is empty"),
         ("a,y\n", 'path = "d.csv"\nfeatures = ["a"]\ntargets = ["y"]', "file has no rows"),
         ("a,y\n1,2\n", 'path = "d.csv"\nfeatures = ["b"]\ntargets = ["y"]', "no column 'b'"),
-        ("a,y\n1,x\n", 'path = "d.csv"\nfeatures = ["a"]\ntargets = ["y"]', "'x' is not a finite"),
+        (
+            "a,y\n1,x\n",
+            'path = "d.csv"\nfeatures = ["a"]\ntargets = ["y"]',
+            "d.csv line 2, column 'y': 'x' is not a number;",
+        ),
+        (
+            "a,y\n1,2\n,3\n",
+            'path = "d.csv"\nfeatures = ["a"]\ntargets = ["y"]',
+            "data.path: d.csv line 3, column 'a': empty cell; every feature and target cell "
+            "must be a finite number",
+        ),
+        (
+            "a,y\n1,2\n",
+            'builtin = "seed"\nstandardize = "yes"',
+            "data.standardize: must be true or false",
+        ),
         ("a,y\n1,inf\n", 'path = "d.csv"\nfeatures = ["a"]\ntargets = ["y"]', "not a finite"),
         ("a,y\n1,2\n", 'path = "d.csv"\nfeatures = ["a"]', "data.targets"),
         ("a,y\n1,2\n", 'path = "d.csv"\nfeatures = "a"\ntargets = ["y"]', "data.features"),

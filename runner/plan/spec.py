@@ -30,7 +30,7 @@ from runner.plan.sample import build_sample
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 TRAIN_DEFAULTS: dict[str, Any] = dict(P.DEFAULTS)
 TOP_KEYS = ("name", "data", "train", "grid", "sample", "record", "sweep")
-DATA_KEYS = ("builtin", "path", "features", "targets")
+DATA_KEYS = ("builtin", "path", "features", "targets", "standardize")
 RECORD_KEYS = ("every", "loss_dtype")
 SWEEP_KEYS = ("chunk_runs",)
 MAX_RUNS = 1_000_000  # larger grids need an explicit yes
@@ -234,6 +234,8 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
         train[key] = check_value(key, value, lambda m, k=key: fail(f"train.{k}", m))
 
     grid, sample, layer = plan_layer(train, raw.get("grid", {}), raw.get("sample"), fail)
+    if data_spec.get("standardize"):
+        X, Y = standardize(data_spec, X, Y, layer)
 
     record = raw.get("record", {})
     _check_keys(record, RECORD_KEYS, "record.", fail)
@@ -395,8 +397,32 @@ def _spaced(key: str, value: dict, fail) -> tuple[Any, Factor]:
     return form, {key: values}
 
 
+def standardize(data: dict[str, Any], X: np.ndarray, Y: np.ndarray, layer: Layer
+                ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``[data] standardize``: X (and Y, when every run's output is linear) by the
+    training rows (for now all rows); the statistics go into ``data["scaling"]``."""
+    if "output" in layer.fixed:
+        outputs = {int(layer.fixed["output"])}
+    else:
+        outputs = {int(v) for f in layer.factors if "output" in f for v in f["output"]}
+    linear = outputs == {P.OUTPUTS.index("linear")}
+    train = np.ones(len(X), dtype=bool)
+    X, Y, data["scaling"] = datasets.standardize(X, Y, train, targets=linear)
+    return X, Y
+
+
 def _load_data(raw: dict, where: str, base: Path | None, fail):
     _check_keys(raw, DATA_KEYS, "data.", fail)
+    flag = raw.get("standardize", False)
+    if not isinstance(flag, bool):
+        fail("data.standardize", f"must be true or false, got {flag!r}")
+    spec, X, Y = _read_data(raw, where, base, fail)
+    if flag:  # absent when false: a spec without the key keeps its hash
+        spec["standardize"] = True
+    return spec, X, Y
+
+
+def _read_data(raw: dict, where: str, base: Path | None, fail):
     if "builtin" in raw and "path" in raw:
         fail("data", "give either 'builtin' or 'path', not both")
     if "path" in raw:
@@ -419,9 +445,10 @@ def _load_data(raw: dict, where: str, base: Path | None, fail):
         try:
             X, Y = datasets.load_file(found, raw.get("features"), raw.get("targets"))
         except RunnerError as exc:
-            # name the spec and the key as well as the data file
+            # name the spec and the key as well as the data file (as the spec names it)
+            named = str(rel) + str(exc.file)[len(str(found)) :]
             raise RunnerError(
-                f"{exc.file}: {exc.reason}", file=where, key=exc.key or "data.path"
+                f"{named}: {exc.reason}", file=where, key=exc.key or "data.path"
             ) from None
         digest = hashlib.sha256(found.read_bytes()).hexdigest()[:16]
         spec = {"path": str(rel), "features": raw.get("features"), "targets": raw.get("targets")}

@@ -36,6 +36,27 @@ SUMMARY_COLUMNS = (
 )
 BEST_KEYS = ("final_loss", "min_loss")
 HUGE = 1e300  # quantiles run on finite numbers: +inf is stood in for by 1e308
+MISSING = "-"  # how a missing value reads in summaries, plots and the report
+
+
+def number(v: Any, digits: int = 3) -> str:
+    """One number format for summaries, plots and the report: 3 significant digits
+    (``3.16e-05``, ``0.457``, ``1.3e+11``), whole numbers below 1e6 as integers,
+    ``MISSING`` for NaN, None and NA; anything else as ``str``."""
+    if v is None or v is pd.NA or v is pd.NaT:
+        return MISSING
+    if isinstance(v, bool | np.bool_):
+        return str(bool(v))
+    if isinstance(v, int | np.integer):
+        return str(int(v))
+    if isinstance(v, float | np.floating):
+        v = float(v)
+        if np.isnan(v):
+            return MISSING
+        if v.is_integer() and abs(v) < 1e6:
+            return str(int(v))
+        return f"{v:.{digits}g}"
+    return str(v)
 
 
 def _suggest(name: str, valid: list[str]) -> str:
@@ -220,12 +241,14 @@ class Results:
         return np.unique(picks[(picks >= 1) & (picks <= top)]).astype(np.int32)
 
     def curves(self, max_points: int = 200) -> pd.DataFrame:
-        """Loss per grid point and sampled epoch over seeds: ``runs``, ``median``, ``q25``, ``q75``.
+        """Loss per grid point and sampled epoch over seeds: ``runs``, ``diverged_share``,
+        ``median``, ``q25``, ``q75``.
 
-        A diverged run counts as +inf after it diverged; a run that converged
-        early keeps its final loss. Reads one loss file at a time and keeps only
-        the grid points still open: a point is aggregated as soon as all its
-        runs are read (its runs are contiguous unless the sweep grew).
+        The quantiles (and ``runs``) cover the runs that did not diverge; the
+        point's share of runs that diverged stands beside them. A run that
+        converged early keeps its final loss. Reads one loss file at a time and
+        keeps only the grid points still open: a point is aggregated as soon as
+        all its runs are read (its runs are contiguous unless the sweep grew).
         """
         stats = self._run_stats()
         epochs = self.sample_epochs(max_points, sorted(int(e) for e in stats["epochs"].unique()))
@@ -252,6 +275,8 @@ class Results:
             raise RunnerError("no finished runs yet (run the sweep first)", file=str(self.folder))
         curves = pd.concat(parts, ignore_index=True)
         curves = curves.sort_values(["point", "epoch"], kind="stable", ignore_index=True)
+        share = stats["diverged"].groupby(point_of.loc[stats.index].to_numpy()).mean()
+        curves.insert(2, "diverged_share", share.loc[curves["point"]].to_numpy())
         # the grid point's axis values, from its first run
         cols = axis_columns(self.point_axes)
         values = first.loc[curves["point"].to_numpy()]
@@ -300,14 +325,14 @@ def _matrix(table: pa.Table, epochs: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def _fill_stopped(mat: np.ndarray, stats: pd.DataFrame, epochs: np.ndarray) -> np.ndarray:
-    """After a run stopped: +inf if it diverged, its final loss if it converged early."""
+    """A diverged run: left out (NaN). A run that converged early: its final loss after."""
     after = epochs[None, :] > stats["epochs_run"].to_numpy()[:, None]
-    diverged = stats["diverged"].to_numpy()[:, None]
+    diverged = stats["diverged"].to_numpy()
     within = epochs[None, :] <= stats["epochs"].to_numpy()[:, None]
     final = np.broadcast_to(stats["final_loss"].to_numpy()[:, None], mat.shape)
-    mat[after & diverged] = np.inf
-    early = after & ~diverged & within
+    early = after & within
     mat[early] = final[early]
+    mat[diverged] = np.nan
     return mat
 
 

@@ -21,27 +21,31 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import LogNorm, Normalize
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm, Normalize
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from runner.errors import RunnerError
-from runner.results.analysis import Results, load
-from runner.results.store import axis_columns
+from runner.results.analysis import Results, load, number
 
 FIGURES = ("curves", "final_loss", "divergence")
 MAX_ANNOTATED = 150  # heatmap cells beyond this are not labelled with their value
 CAP = 1e30  # colour scales stop here: larger losses have blown up
+CATEGORICAL = 10  # up to this many colour levels: distinct colours and a legend; beyond: a bar
+DECADES = 1  # a loss range spanning this many decades (or more) gets a log axis
+NUMBER = FuncFormatter(lambda v, _: number(v))  # tick labels in the one number format
+PERCENT = FuncFormatter(lambda v, _: f"{100 * v:.0f}%")  # shares, as the cells show them
 
 
 # ----- axes, labels and facets -----
-def _fmt(v: Any) -> str:
+def _fmt(v: Any, digits: int = 3) -> str:
     if isinstance(v, tuple):
-        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+        return "[" + ", ".join(_fmt(x, digits) for x in v) + "]"
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "none"
-    if isinstance(v, float | np.floating):
-        return f"{v:g}"
-    return str(v)
+    return number(v, digits)
 
 
 def _sort_key(v: Any) -> tuple:
@@ -58,7 +62,11 @@ def labels(df: pd.DataFrame, axis: str) -> tuple[pd.Series, list[str]]:
         raw = pd.Series(list(zip(df["init_lo"], df["init_hi"], strict=True)), index=df.index)
     else:
         raw = df[axis].astype(object)
-    table = {v: _fmt(v) for v in pd.unique(raw.to_numpy())}
+    values = pd.unique(raw.to_numpy())
+    for digits in (3, 6, 17):  # more digits only where 3 would merge two values
+        table = {v: _fmt(v, digits) for v in values}
+        if len(set(table.values())) == len(table):
+            break
     levels = [table[v] for v in sorted(table, key=_sort_key)]
     return raw.map(table), list(dict.fromkeys(levels))
 
@@ -112,14 +120,11 @@ def _roles(df: pd.DataFrame, layout: Layout) -> tuple[pd.DataFrame, dict[str, li
     return df, levels
 
 
-def _colours(n: int, axis: str | None, df: pd.DataFrame) -> list:
-    numeric = axis is not None and all(
-        pd.api.types.is_numeric_dtype(df[c]) for c in axis_columns([axis])
-    )
-    if numeric or n > 10:
-        cmap = colormaps["viridis"]
-        return [cmap(x) for x in np.linspace(0.0, 0.9, n)] if n > 1 else [cmap(0.4)]
-    return [colormaps["tab10"](i) for i in range(n)]
+def _colours(n: int) -> list:
+    """Distinct colours for up to CATEGORICAL levels; beyond, steps along viridis."""
+    if n <= CATEGORICAL:
+        return [colormaps["tab10"](i) for i in range(n)]
+    return [colormaps["viridis"](x) for x in np.linspace(0.0, 0.9, n)]
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -130,56 +135,33 @@ def _figure(width: float, height: float) -> Figure:
 
 # ----- figures -----
 def curves_figure(res: Results, layout: Layout | None = None, max_points: int = 200) -> Figure:
-    """Median loss over seeds per epoch (log scale), 25-75% band; facets and colours by axis."""
+    """Median loss per epoch over the runs that did not diverge, 25-75% band; facets and
+    colours by axis; an x at the top edge where a run diverged, at its epoch."""
     layout = layout or Layout.of(res)
     df, levels = _roles(res.curves(max_points), layout)
     runs, _ = _roles(res.runs, layout)
     nrows, ncols = len(levels["_row"]), len(levels["_column"])
-    fig = _figure(min(2.0 + 3.6 * ncols, 60), min(1.2 + 3.0 * nrows, 60))
+    many = len(levels["_colour"]) > CATEGORICAL  # a colour bar beside the legend
+    fig = _figure(min(3.8 + 3.6 * ncols + 1.2 * many, 60), min(1.6 + 3.0 * nrows, 60))
     grid = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)
-    colours = _colours(len(levels["_colour"]), layout.colour, res.runs)
+    colours = dict(zip(levels["_colour"], _colours(len(levels["_colour"])), strict=True))
+    scale, ylim = y_axis(df)
     top = int(df["epoch"].max())
-    shade = 0.2 if len(colours) <= 6 else 0.07  # many bands: fainter, so lines stay legible
-    handles: dict[str, Any] = {}
     for i, row in enumerate(levels["_row"]):
         for j, col in enumerate(levels["_column"]):
             ax = grid[i][j]
             here = df[(df["_row"] == row) & (df["_column"] == col)]
             mine = runs[(runs["_row"] == row) & (runs["_column"] == col)]
-            notes = []
-            for colour, level in zip(colours, levels["_colour"], strict=True):
-                c = here[here["_colour"] == level]
-                if c.empty:
-                    continue
-                div = mine.loc[mine["_colour"] == level, "diverged"]
-                label = f"{layout.colour} = {level}" if layout.colour else "all runs"
-                x = c["epoch"].to_numpy()
-                med = _drawable(c["median"])
-                (line,) = ax.plot(x, med, color=colour, lw=1.4, label=label)
-                ax.fill_between(
-                    x, _drawable(c["q25"]), _drawable(c["q75"]), color=colour, alpha=shade, lw=0
-                )
-                end = np.flatnonzero(np.isfinite(med))
-                if div.any() and len(end) and end[-1] < len(x) - 1:  # median diverges here
-                    ax.plot(x[end[-1]], med[end[-1]], "x", color=colour, ms=8, mew=2)
-                if div.any():
-                    notes.append(f"{level or 'runs'}: {int(div.sum())}/{len(div)}")
-                handles.setdefault(label, line)
-            if notes:
-                what = f"diverged ({layout.colour})" if layout.colour else "diverged"
-                ax.text(
-                    0.02,
-                    0.02,
-                    what + "\n" + "\n".join(notes),
-                    transform=ax.transAxes,
-                    fontsize=8,
-                    va="bottom",
-                    bbox={"fc": "white", "ec": "0.7", "alpha": 0.85},
-                )
-            ax.set_yscale("log")
-            ax.set_ylim(*_ylim(df))
+            _draw_panel(ax, here, mine, colours, scale == "log")
+            ax.set_yscale(scale)
+            ax.set_ylim(*ylim)
             if top > 100:
                 ax.set_xscale("log")
+            if scale == "log" and ylim[1] < 1000 * ylim[0]:  # under 3 decades: 1, 2, 5 ticks
+                ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            for axis in (ax.xaxis, ax.yaxis):
+                axis.set_major_formatter(NUMBER)
+                axis.set_minor_formatter(NullFormatter())
             ax.grid(True, which="major", alpha=0.3)
             title = f"{layout.column} = {col}" if layout.column else ""
             ax.set_title("\n".join(t for t in (row, title) if t), fontsize=10)
@@ -187,37 +169,90 @@ def curves_figure(res: Results, layout: Layout | None = None, max_points: int = 
                 ax.set_xlabel("epoch")
             if j == 0:
                 ax.set_ylabel("loss (MSE)")
-    seeds = res.axis_size("seed")
-    fig.suptitle(
-        f"{res.name}: loss per epoch\nmedian over {seeds} seed{'s' * (seeds > 1)}, "
-        "band 25–75%, × where the median diverges",
-        fontsize=12,
-    )
-    if handles:
-        fig.legend(
-            list(handles.values()),
-            list(handles.keys()),
-            loc="outside right center",
-            fontsize=9,
-            ncols=max(1, math.ceil(len(handles) / 20)),
-        )
+    seeds, diverged = res.axis_size("seed"), int(runs["diverged"].sum())
+    lines = [f"{res.name}: loss per epoch",
+             f"median and 25–75% band of the runs that did not diverge ({seeds} "
+             f"seed{'s' * (seeds > 1)} a point)"]  # fmt: skip
+    if diverged:
+        lines.append(f"{diverged} of {len(runs)} runs diverged: × at the epoch each did")
+    fig.suptitle("\n".join(lines), fontsize=11)
+    _colour_key(fig, grid, layout, levels["_colour"], colours, runs)
     return fig
 
 
-def _ylim(df: pd.DataFrame) -> tuple[float, float]:
-    """Log-scale limits: all bands, but at most 1000x the largest loss of epoch 1."""
-    low = _drawable(df["q25"])
-    high = _drawable(df["q75"])
-    start = _drawable(df.loc[df["epoch"] == df["epoch"].min(), "median"])
-    if np.isnan(low).all() or np.isnan(high).all():
-        return 1e-3, 1.0
-    top = min(np.nanmax(high), 1e3 * np.nanmax(start) if not np.isnan(start).all() else CAP)
-    return np.nanmin(low) / 1.5, max(top, np.nanmin(low)) * 1.5
+def _draw_panel(ax, here: pd.DataFrame, mine: pd.DataFrame, colours: dict[str, Any],
+                log: bool) -> None:  # fmt: skip
+    """One panel: a median line and a band per colour level; an x per diverged run."""
+    shade = 0.2 if len(colours) <= 6 else 0.07  # many bands: fainter, so lines stay legible
+    for level, colour in colours.items():
+        c = here[here["_colour"] == level]
+        if not c.empty:
+            x = c["epoch"].to_numpy()
+            ax.plot(x, _drawable(c["median"], log), color=colour, lw=1.4)
+            low, high = _drawable(c["q25"], log), _drawable(c["q75"], log)
+            ax.fill_between(x, low, high, color=colour, alpha=shade, lw=0)
+        gone = mine.loc[(mine["_colour"] == level) & mine["diverged"], "diverged_epoch"]
+        if len(gone):
+            epochs = gone.to_numpy(dtype=float)
+            at = ax.get_xaxis_transform()  # x in epochs, y from 0 (bottom) to 1 (top)
+            ax.plot(epochs, np.full(len(epochs), 0.97), "x", color=colour, ms=7, mew=1.8,
+                    transform=at, clip_on=False, label="_diverged")  # fmt: skip
 
 
-def _drawable(s: pd.Series) -> np.ndarray:
+def _colour_key(fig: Figure, grid, layout: Layout, levels: list[str], colours: dict[str, Any],
+                runs: pd.DataFrame) -> None:  # fmt: skip
+    """A legend outside the panels (up to CATEGORICAL levels), or a labelled colour bar."""
+    handles, names = [], []
+    many = len(levels) > CATEGORICAL
+    for level, colour in colours.items():
+        if many:
+            break
+        div = runs.loc[runs["_colour"] == level, "diverged"]
+        name = f"{layout.colour} = {level}" if layout.colour else "all runs"
+        if div.any():
+            name += f" ({int(div.sum())} of {len(div)} diverged)"
+        handles.append(Line2D([], [], color=colour, lw=1.4))
+        names.append(name)
+    if runs["diverged"].any():
+        handles.append(Line2D([], [], color="0.3", marker="x", ls="", ms=7, mew=1.8))
+        names.append("a run diverged (at its epoch)")
+    if many:
+        cmap = ListedColormap(list(colours.values()))
+        norm = BoundaryNorm(np.arange(len(levels) + 1) - 0.5, len(levels))
+        step = max(1, math.ceil(len(levels) / 12))
+        ticks = list(range(0, len(levels), step))
+        bar = fig.colorbar(ScalarMappable(norm, cmap), ax=list(np.ravel(grid)), ticks=ticks,
+                           label=layout.colour or "", shrink=0.9)  # fmt: skip
+        bar.ax.set_yticklabels([levels[t] for t in ticks])
+    if handles:
+        fig.legend(handles, names, loc="outside right center", fontsize=9,
+                   ncols=max(1, math.ceil(len(handles) / 20)))  # fmt: skip
+
+
+def y_axis(df: pd.DataFrame) -> tuple[str, tuple[float, float]]:
+    """Scale and limits of the loss axis: the 25-75% bands of the runs that did not diverge
+    (``curves`` holds no other), at most 1000x the largest median of the first epoch (runs
+    that blow up without diverging), log when that range spans DECADES decades."""
+    low = df["q25"].to_numpy(dtype=float)
+    high = df["q75"].to_numpy(dtype=float)
+    start = df.loc[df["epoch"] == df["epoch"].min(), "median"].to_numpy(dtype=float)
+    low, high, start = (v[np.isfinite(v)] for v in (low, high, start))
+    if len(low) == 0 or len(high) == 0:
+        return "log", (1e-3, 1.0)
+    lo, hi = float(low.min()), float(high.max())
+    if len(start) and start.max() > 0:
+        hi = min(hi, 1e3 * float(start.max()))
+    hi = max(hi, lo)
+    positive = low[low > 0]
+    if len(positive) and hi / positive.min() >= 10**DECADES:
+        return "log", (float(positive.min()) / 1.5, hi * 1.5)
+    pad = 0.05 * (hi - lo) or 0.05 * abs(hi) or 1.0
+    return "linear", (max(lo - pad, 0.0) if lo >= 0 else lo - pad, hi + pad)
+
+
+def _drawable(s: pd.Series, log: bool = True) -> np.ndarray:
     v = s.to_numpy(dtype=np.float64, copy=True)
-    v[~np.isfinite(v) | (v <= 0)] = np.nan  # log scale: no inf, no zero
+    v[~np.isfinite(v) | ((v <= 0) if log else False)] = np.nan  # no inf; no zero on a log axis
     return v
 
 
@@ -263,7 +298,11 @@ def heatmap_figure(res: Results, what: str, layout: Layout | None = None) -> Fig
     name = "median final loss" if what == "final_loss" else "share of runs diverged"
     fig.suptitle(f"{res.name}: {name} per grid point", fontsize=12)
     if image is not None:
-        fig.colorbar(image, ax=list(axs), label=bar, shrink=0.9, extend=extend)
+        key = fig.colorbar(image, ax=list(axs), label=bar, shrink=0.9, extend=extend)
+        if isinstance(norm, LogNorm) and norm.vmax < 100 * norm.vmin:  # under 2 decades
+            key.ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        key.ax.yaxis.set_major_formatter(NUMBER if what == "final_loss" else PERCENT)
+        key.ax.yaxis.set_minor_formatter(NullFormatter())
     return fig
 
 
@@ -280,7 +319,7 @@ def _annotate(ax, x: int, y: int, v: float, what: str, norm) -> None:
     if np.isnan(v):
         text, shade = ("all div." if what == "final_loss" else ""), 1.0
     else:
-        text = f"{v:.3g}" if what == "final_loss" else f"{100 * v:.0f}%"
+        text = number(v) if what == "final_loss" else f"{100 * v:.0f}%"
         shade = float(norm(v))
     # viridis is dark at low values (and red above its range), Reds dark at high ones
     dark = (shade < 0.5 or shade > 1) if what == "final_loss" else shade > 0.5

@@ -15,11 +15,13 @@ import pandas as pd
 import pyarrow as pa
 
 from runner.errors import RunnerError
-from runner.results.analysis import Results, load
+from runner.results.analysis import MISSING, Results, load, number
 
 FORMATS = ("table", "csv", "markdown")
 CAPTIONS = {
-    "curves": "Loss per epoch: median over seeds (line) and 25–75% band, log scale.",
+    "curves": "Loss per epoch: median (line) and 25–75% band over the seeds that did not "
+    "diverge; × marks a run that diverged, at its epoch. The loss axis is logarithmic when "
+    "those losses span a decade or more.",
     "final_loss": "Median final loss per grid point, over the runs that did not diverge.",
     "divergence": "Share of runs that diverged, per grid point.",
 }
@@ -33,22 +35,17 @@ figcaption { color: #555; font-size: 90%; }
 table { border-collapse: collapse; font-size: 13px; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
 th { background: #f4f4f4; } tr:nth-child(even) td { background: #fafafa; }
-.wide { overflow-x: auto; max-width: 100%; }
+.wide { overflow-x: auto; max-width: 100%; } .same { color: #555; font-size: 90%; }
 pre { background: #f6f8fa; padding: 1em; overflow-x: auto; font-size: 13px; }
 """
 
 
-def _number(v: object) -> str:
-    if isinstance(v, float | np.floating):
-        return "" if np.isnan(v) else f"{v:.4g}"
-    return str(v)
-
-
 def format_table(df: pd.DataFrame, fmt: str = "table") -> str:
-    """A DataFrame as text: an aligned "table", "csv" (full precision) or "markdown"."""
+    """A DataFrame as text: an aligned "table", "csv" (full precision) or "markdown"
+    (numbers as ``number`` writes them, missing values as ``MISSING``)."""
     if fmt == "csv":
         return df.to_csv(index=False)
-    cells = [[_number(v) for v in row] for row in df.itertuples(index=False)]
+    cells = [[number(v) for v in row] for row in df.itertuples(index=False)]
     head = [str(c) for c in df.columns]
     if fmt == "markdown":
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" for _ in head) + "|"]
@@ -63,10 +60,31 @@ def format_table(df: pd.DataFrame, fmt: str = "table") -> str:
     raise RunnerError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}", key="--format")
 
 
-def _html_table(df: pd.DataFrame) -> str:
-    cells = df.map(_number) if len(df) else df
-    table = cells.to_html(index=False, escape=True, border=0, na_rep="")
-    return f'<div class="wide">{table}</div>'
+def constant_columns(df: pd.DataFrame) -> list[str]:
+    """Columns with one value in every row (missing counts as a value), when rows > 1."""
+    if len(df) < 2:
+        return []
+    out = []
+    for c in df.columns:
+        v = df[c].astype(object)
+        missing = v.isna()
+        if missing.all() or (not missing.any() and (v == v.iloc[0]).all()):
+            out.append(c)
+    return out
+
+
+def _html_table(df: pd.DataFrame, drop_constant: bool = True) -> str:
+    """A table of the rows shown: columns constant over them are listed once above it."""
+    same = constant_columns(df) if drop_constant else []
+    head = ""
+    if same:
+        items = ", ".join(f"<code>{html.escape(c)} = {html.escape(number(df[c].iloc[0]))}</code>"
+                          for c in same)  # fmt: skip
+        head = f'<p class="same">The same in every row: {items}.</p>'
+    shown = df.drop(columns=same)
+    cells = shown.astype(object).map(number) if len(shown) else shown
+    table = cells.to_html(index=False, escape=True, border=0)
+    return f'{head}<div class="wide">{table}</div>'
 
 
 def _versions(res: Results) -> pd.DataFrame:
@@ -85,8 +103,8 @@ def _versions(res: Results) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "package": names,
-            "sweep ran with": [swept.get(n, "") for n in names],
-            "report made with": [now.get(n, "") for n in names],
+            "sweep ran with": [swept.get(n, MISSING) for n in names],
+            "report made with": [now.get(n, MISSING) for n in names],
         }
     )
 
@@ -120,14 +138,15 @@ def report_html(res: Results) -> str:
         )
     parts += [
         "<h2>Summary per grid point</h2>",
-        "<p>Aggregated over seeds. Final-loss quantiles cover the runs that did not diverge.</p>",
+        "<p>Aggregated over seeds. Final-loss quantiles cover the runs that did not diverge; "
+        f"<code>diverged_share</code> says how many did. A missing value reads {MISSING}.</p>",
         _html_table(res.summary()),
         "<h2>Best runs (by final loss)</h2>",
         _html_table(res.best(10)),
         "<h2>Spec</h2>",
         f"<pre>{esc(json.dumps(res.spec, indent=2))}</pre>",
         "<h2>Versions</h2>",
-        _html_table(_versions(res)),
+        _html_table(_versions(res), drop_constant=False),
         "</body></html>",
     ]
     return "\n".join(parts)
