@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from conftest import need_service
@@ -222,3 +223,10 @@ def test_a_zombie_left_by_a_killed_worker_counts_as_dead():
     assert claims.alive(os.getpid())
     proc.wait()
     assert not claims.alive(proc.pid)
+
+
+def test_no_test_hook_in_runner():
+    """The fault and hold hooks live in tests/hooks: nothing of them is in runner/."""
+    root = Path(__file__).resolve().parents[1] / "runner"
+    found = [str(p) for p in root.rglob("*.py") if "RUNNER_TEST" in p.read_text()]
+    assert found == []
