@@ -1,4 +1,5 @@
-"""The grid driver: chunks of runs, dispatched with joblib, written by whoever trains them."""
+"""The sweep: plan, resume, dispatch the pending chunks to a backend (runner.run.backends)
+and count what the workers wrote."""
 
 from __future__ import annotations
 
