@@ -25,7 +25,7 @@ def sequential(tmp_path_factory):
     return spec, tmp / "out" / "small"
 
 
-@pytest.mark.parametrize("backend", ["threading", "loky"])
+@pytest.mark.parametrize("backend", ["sequential", "threading", "loky"])
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_parallel_equals_sequential(tmp_path, sequential, backend, jobs):
     spec, seq = sequential
