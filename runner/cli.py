@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from runner.errors import RunnerError
 
@@ -28,6 +31,16 @@ def _parser() -> Parser:
     )
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    _sweep_parser(sub)
+    _status_parser(sub)
+    _bench_parser(sub)
+    _analysis_parsers(sub)
+    _slurm_parser(sub)
+    return p
+
+
+def _sweep_parser(sub) -> None:
+    from runner.run.backends import BACKENDS, DEFAULT_BACKEND
 
     s = sub.add_parser(
         "sweep",
@@ -40,22 +53,16 @@ def _parser() -> Parser:
     s.add_argument("spec", help="experiment spec (TOML)")
     s.add_argument("--out", default="results", help="results root (default: results)")
     s.add_argument("--jobs", type=int, default=None, help="parallel workers (default: all cores)")
+    kinds = "; ".join(f"{name}: {cls.help}" for name, cls in BACKENDS.items())
     s.add_argument(
         "--backend",
-        choices=("loky", "threading", "dask", "cuda"),
+        choices=list(BACKENDS),
         default=None,
-        help="joblib backend (default: threading), or cuda: the visible GPUs (runner[cuda])",
+        help=f"how chunks run (default: {DEFAULT_BACKEND}): {kinds}",
     )
     s.add_argument("--scheduler", default=None, help="Dask scheduler address (backend dask)")
     s.add_argument("--shard", default=None, help="I/N: run chunks c with c mod N == I; or auto")
-    s.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec key, e.g. grid.alpha=0.01,0.1 (repeatable)",
-    )
+    _set_option(s, help="override a spec key, e.g. grid.alpha=0.01,0.1 (repeatable)")
     s.add_argument("--fresh", action="store_true", help="delete earlier results of this name")
     s.add_argument("--quiet", action="store_true", help="no progress output")
     s.add_argument("--yes", action="store_true", help="allow a grid of over a million runs")
@@ -67,6 +74,14 @@ def _parser() -> Parser:
     )
     _requeue_options(s)
 
+
+def _set_option(p: argparse.ArgumentParser, help: str | None = None) -> None:
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
+    )
+
+
+def _status_parser(sub) -> None:
     st = sub.add_parser(
         "status",
         help="done and pending chunks of a results folder",
@@ -82,6 +97,9 @@ def _parser() -> Parser:
     st.add_argument(
         "--interval", type=float, default=None, help="seconds between updates (default: 2)"
     )
+
+
+def _bench_parser(sub) -> None:
     b = sub.add_parser(
         "bench",
         help="side-by-side benchmark against the peers",
@@ -99,7 +117,9 @@ def _parser() -> Parser:
         "--markdown", action="store_true", help="the README's block: machine, date, tables"
     )
     b.add_argument("--quick", action="store_true", help="smaller workloads (a smoke test)")
-    _analysis_parsers(sub)
+
+
+def _slurm_parser(sub) -> None:
     sl = sub.add_parser(
         "slurm",
         help="submit a sweep as a SLURM job array (never waits)",
@@ -113,7 +133,7 @@ def _parser() -> Parser:
     sl.add_argument("spec", help="experiment spec (TOML)")
     sl.add_argument("--tasks", type=int, required=True, help="array tasks (shards) N")
     sl.add_argument("--out", default="results", help="results root, shared by all nodes")
-    sl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _set_option(sl)
     for opt in ("partition", "time", "mem", "account"):
         sl.add_argument(f"--{opt}", default=None, help=f"sbatch --{opt}")
     sl.add_argument("--cpus-per-task", type=int, default=None, help="sbatch --cpus-per-task")
@@ -145,7 +165,6 @@ def _parser() -> Parser:
         default=None,
         help="a follow-up job running this command (and status) once the array has ended",
     )
-    return p
 
 
 def _requeue_options(p: argparse.ArgumentParser) -> None:
@@ -255,12 +274,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         except Interrupted as exc:
             if policy is None or stop is None or not stop.requested:
                 raise
-            code = requeue.after_stop(stop, exc.done, exc.total, policy[1])
-            if stop.abandoned:  # worker threads still hold the given-up chunks: no waiting
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-            return code
+            return _after_stop(stop, exc.done, exc.total, policy[1])
     if report.chunks_run == 0:
         print(
             f"{report.out}: complete, nothing to train ({report.runs_before} runs already there; "
@@ -274,6 +288,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         f"{report.rows:,} loss rows, {rate / 1e6:.1f}M rows/s -> {report.out}"
     )
     return 0
+
+
+def _after_stop(stop, done: int, total: int, max_requeues: int) -> int:
+    """A --requeue sweep stopped by a signal: requeue the task or say why not."""
+    from runner.run import requeue
+
+    with requeue.ignoring(signal.SIGTERM):  # a requeue ends this run with SIGTERM
+        code = requeue.after_stop(stop, done, total, max_requeues)
+        # requeued: this run is over, before SLURM's SIGTERM comes; abandoned: worker
+        # threads still hold the given-up chunks, so no waiting for them
+        if code == 0 or stop.abandoned:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    return code
 
 
 @command
@@ -346,13 +375,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_slurm(args: argparse.Namespace) -> int:
     from runner.run.slurm import Requeue, SlurmOptions, submit
 
-    opts = SlurmOptions(args.partition, args.time, args.cpus_per_task, args.mem, args.account)
-    opts.extra = args.extra
     policy = _requeue_args(args)
-    if args.gpus_per_task is not None:
-        if args.gpus_per_task < 1:
-            raise RunnerError(f"must be >= 1, got {args.gpus_per_task}", key="--gpus-per-task")
-        opts.gpus_per_task = args.gpus_per_task
+    if args.gpus_per_task is not None and args.gpus_per_task < 1:
+        raise RunnerError(f"must be >= 1, got {args.gpus_per_task}", key="--gpus-per-task")
+    opts = SlurmOptions(
+        partition=args.partition,
+        time=args.time,
+        cpus_per_task=args.cpus_per_task,
+        mem=args.mem,
+        account=args.account,
+        gpus_per_task=args.gpus_per_task,
+        extra=args.extra,
+    )
     sub = submit(
         args.spec,
         args.tasks,
@@ -388,12 +422,26 @@ def _sigterm(signum, frame):  # SLURM and kill send SIGTERM: stop as on Ctrl-C
     raise KeyboardInterrupt
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    import signal
-    import threading
+@contextmanager
+def _sigterm_stops() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt until the block ends (main thread only); then the
+    handler before it is back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _sigterm)
+
+def main(argv: Sequence[str] | None = None) -> int:
+    with _sigterm_stops():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = _parser().parse_args(argv)
         return COMMANDS[args.command](args)
@@ -404,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"runner: {exc or 'interrupted'}", file=sys.stderr)
         return 130
     except Exception as exc:  # a failure while running: one line, exit 1
-        from runner.run.driver import ChunkFailed
+        from runner.run.worker import ChunkFailed
 
         if isinstance(exc, ChunkFailed):
             print(f"runner: failed: {exc}", file=sys.stderr)

@@ -28,10 +28,14 @@ SLOW = [
 ]
 
 
+HOOKS = ROOT / "tests" / "hooks"  # sitecustomize.py: the fault hooks (RUNNER_TEST_KILL, ...)
+
+
 def env(**extra: str) -> dict[str, str]:
-    """This environment, with this checkout of runner first on the path and one job by
-    default (a test that wants more says ``--jobs``)."""
-    paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    """This environment, with this checkout of runner first on the path, then the test
+    hooks (every process started with it loads them), and one job by default (a test that
+    wants more says ``--jobs``)."""
+    paths = [str(ROOT), str(HOOKS), *filter(None, [os.environ.get("PYTHONPATH")])]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "RUNNER_JOBS": "1", **extra}
 
 

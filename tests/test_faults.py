@@ -7,12 +7,14 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from conftest import need_service
 from helpers import assert_same_results, env, runner_cmd, sweep_cmd, write_spec
+from hooks.runner_faults import FAULT_POINTS
 
-from runner.results import store
+from runner.results import claims, store
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,7 @@ def baseline(tmp_path_factory):
 
 def killed_at(cmd, chunk: int, point: str, **popen) -> subprocess.Popen:
     """Run ``cmd`` (a sweep) in its own session, killed with SIGKILL, all its processes
-    at once, when ``chunk`` reaches ``point`` (store.fault_point)."""
+    at once, when ``chunk`` reaches ``point`` (tests/hooks/runner_faults.py)."""
     proc = subprocess.Popen(
         cmd, env=env(RUNNER_TEST_KILL=f"{chunk}:{point}"), start_new_session=True, **popen
     )
@@ -57,12 +59,12 @@ EXPECT = {
     "runs": {"losses": True, "runs": True, "tmp": False},
 }
 # 20 moments: 5 points in the writing of each of 4 chunks (hidden 3 runs first: 6..11, 0..5)
-MOMENTS = [(c, point) for c in (0, 4, 7, 11) for point in store.FAULT_POINTS]
+MOMENTS = [(c, point) for c in (0, 4, 7, 11) for point in FAULT_POINTS]
 
 
 def test_sigkill_at_20_moments_then_resume(tmp_path, baseline):
     spec, base = baseline
-    assert list(EXPECT) == list(store.FAULT_POINTS)
+    assert list(EXPECT) == list(FAULT_POINTS)
     out = tmp_path / "out"
     for i, (chunk, point) in enumerate(MOMENTS):
         jobs = "2" if i % 2 else "1"
@@ -208,7 +210,7 @@ def test_killed_worker_names_the_chunk_and_rerun_completes(tmp_path, baseline):
 
 def test_a_zombie_left_by_a_killed_worker_counts_as_dead():
     """A worker SIGKILLed with its parent stays a zombie until init reaps it: its
-    temporary files are stale all the same (store.clean_stale_tmp)."""
+    temporary files are stale all the same (claims.remove_stale_tmp)."""
     proc = subprocess.Popen(["true"])
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -217,7 +219,14 @@ def test_a_zombie_left_by_a_killed_worker_counts_as_dead():
             break
         time.sleep(0.01)
     assert state == "Z"
-    assert not store._alive(proc.pid)
-    assert store._alive(os.getpid())
+    assert not claims.alive(proc.pid)
+    assert claims.alive(os.getpid())
     proc.wait()
-    assert not store._alive(proc.pid)
+    assert not claims.alive(proc.pid)
+
+
+def test_no_test_hook_in_runner():
+    """The fault and hold hooks live in tests/hooks: nothing of them is in runner/."""
+    root = Path(__file__).resolve().parents[1] / "runner"
+    found = [str(p) for p in root.rglob("*.py") if "RUNNER_TEST" in p.read_text()]
+    assert found == []

@@ -13,7 +13,7 @@ from runner.errors import RunnerError
 from runner.kernel import reference
 from runner.plan.chunks import Plan
 from runner.plan.spec import build_spec
-from runner.run import worker as driver
+from runner.run import train
 
 GRID = {
     "name": "modes",
@@ -48,13 +48,13 @@ def test_keys_are_validated_and_per_call():
 def test_driver_passes_modes_and_writes_columns(tmp_path, monkeypatch):
     """Every chunk's (dtype, fastmath) reaches run_batch; runs and losses carry them."""
     seen = []
-    real = driver.run_batch
+    real = train.run_batch
 
     def recording(*args, dtype="float64", fastmath=False, **kw):
         seen.append((dtype, fastmath, len(args[4])))
         return real(*args, **kw)  # the float64 kernel stands in for every mode here
 
-    monkeypatch.setattr(driver, "run_batch", recording)
+    monkeypatch.setattr(train, "run_batch", recording)  # the worker imports it per call
     report = runner.sweep(GRID, out=tmp_path, jobs=1, progress=False)
     assert report.runs_trained == 24
     assert sorted({(d, f) for d, f, _ in seen}) == [

@@ -62,3 +62,56 @@ def test_no_requeue_exits_130_with_the_hint(monkeypatch, capsys, env, said):
 )  # fmt: skip
 def test_sbatch_time_in_seconds(text, seconds):
     assert time_seconds(text) == seconds
+
+
+def test_signal_handlers_are_restored_after_main_and_after_a_requeue(tmp_path):
+    """runner.cli.main and requeue.ignoring change SIGTERM only while they run."""
+    import signal
+
+    from runner.cli import main
+    from runner.run.requeue import ignoring
+
+    def mine(signum, frame):
+        pass
+
+    old = signal.signal(signal.SIGTERM, mine)
+    try:
+        assert main(["status", str(tmp_path / "none")]) == 2
+        assert signal.getsignal(signal.SIGTERM) is mine
+        with ignoring(signal.SIGTERM):
+            assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def test_job_environment_reads_every_slurm_variable_once():
+    from runner.run.slurm_env import JobEnvironment
+
+    job = JobEnvironment.read({
+        "SLURM_JOB_ID": "41", "SLURM_ARRAY_JOB_ID": "40", "SLURM_ARRAY_TASK_ID": "6",
+        "SLURM_ARRAY_TASK_MIN": "4", "SLURM_ARRAY_TASK_MAX": "7", "SLURM_CPUS_PER_TASK": "3",
+        "SLURM_RESTART_COUNT": "2",
+    })  # fmt: skip
+    assert (job.job_task, job.shard(), job.cpus_per_task) == ("40_6", (2, 4), 3)
+    assert job.restart_count == 2
+    outside = JobEnvironment.read({"SLURM_CPUS_PER_TASK": "x"})
+    assert (outside.job_task, outside.cpus_per_task, outside.restart_count) == (None, None, 0)
+
+
+def test_scontrol_config_is_parsed_once_for_killwait_and_maxarraysize(monkeypatch):
+    from runner.run import requeue, slurm, slurm_env
+
+    calls = []
+
+    def fake(*args):
+        calls.append(args)
+        return "Configuration data as of now\nKillWait      = 30 sec\nMaxArraySize  = 64\n"
+
+    monkeypatch.setattr(slurm_env, "scontrol", fake)
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    assert requeue.kill_wait() == 30.0
+    assert slurm.max_array_size() == 64
+    assert calls == [("show", "config")] * 2
+    monkeypatch.setattr(slurm_env, "scontrol", lambda *a: "")  # no scontrol here
+    assert requeue.kill_wait() is None and slurm.max_array_size() is None

@@ -1,13 +1,16 @@
 """Lean start-up: `import runner` and `runner sweep` load no pandas, matplotlib or dask;
-dask is an extra, and `--backend dask` without it is bad input."""
+reading results and checking a sweep's arguments load no Numba; dask is an extra, and
+`--backend dask` without it is bad input."""
 
 import json
 import subprocess
 import sys
 
+import pytest
 from helpers import ROOT, env
 
 HEAVY = ("pandas", "matplotlib", "dask", "distributed", "jax")
+NUMBA = ("numba", "llvmlite")
 
 SPEC = """
 name = "lean"
@@ -23,11 +26,12 @@ chunk_runs = 64
 """
 
 
-def loaded_after(code: str) -> dict:
-    """Run `code` in a fresh interpreter; return its result and the heavy packages loaded."""
+def loaded_after(code: str, watch: tuple[str, ...] = HEAVY) -> dict:
+    """Run `code` in a fresh interpreter; return its result and which packages of `watch`
+    it loaded."""
     probe = (f"import sys, json\n{code}\n"
              f"print(json.dumps({{'result': result, 'loaded': sorted("
-             f"{{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r})}}))")  # fmt: skip
+             f"{{m.split('.')[0] for m in sys.modules}} & {set(watch)!r})}}))")  # fmt: skip
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env(),
                        cwd=ROOT)  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -95,3 +99,51 @@ def test_backend_dask_without_dask_names_the_extra(tmp_path):
         "pip install 'runner[dask]'"
     ]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def lean_results(tmp_path_factory):
+    """A finished sweep of SPEC (written by another process) and its spec file."""
+    tmp = tmp_path_factory.mktemp("lean")
+    spec = tmp / "lean.toml"
+    spec.write_text(SPEC)
+    r = subprocess.run([sys.executable, "-m", "runner", "sweep", str(spec), "--out", str(tmp),
+                        "--quiet"], capture_output=True, text=True, env=env())  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return tmp / "lean", spec
+
+
+READERS = {
+    "status": "main(['status', F])",
+    "summary": "main(['summary', F, '--format', 'csv'])",
+    "plot": "main(['plot', F, '--out', F + '/figures'])",
+    "report": "main(['report', F, '--out', F + '/r.html'])",
+    "runner.load": "(lambda r: 0 if len(r.runs) == 160 and len(r.losses()) else 1)(runner.load(F))",
+    "sweep: no spec file": "main(['sweep', F + '/missing.toml'])",
+    "sweep: bad spec key": "main(['sweep', S, '--out', F + '/x', '--set', 'train.epoch=5'])",
+    "sweep: bad --jobs": "main(['sweep', S, '--out', F + '/x', '--jobs', '0'])",
+    "sweep: bad --backend": "main(['sweep', S, '--out', F + '/x', '--backend', 'mpi'])",
+    "sweep: bad --shard": "main(['sweep', S, '--out', F + '/x', '--shard', '3/2'])",
+    "sweep: --grace without --requeue": "main(['sweep', S, '--grace', '5'])",
+}
+
+
+@pytest.mark.parametrize("what", list(READERS))
+def test_reading_results_and_checking_arguments_load_no_numba(lean_results, what):
+    folder, spec = lean_results
+    code = (f"import runner\nfrom runner.cli import main\nF, S = {str(folder)!r}, {str(spec)!r}\n"
+            f"result = {READERS[what]}")  # fmt: skip
+    out = loaded_after(code, NUMBA)
+    assert out["result"] == (2 if what.startswith("sweep") else 0)
+    assert out["loaded"] == []
+    assert not (folder / "x").exists()  # bad input: nothing written
+
+
+def test_a_sweep_does_load_numba(tmp_path):
+    """The probe above can fail: training loads Numba."""
+    spec = tmp_path / "lean.toml"
+    spec.write_text(SPEC.replace("stop = 20", "stop = 1"))
+    code = (f"from runner.cli import main\nresult = main(['sweep', {str(spec)!r}, '--out', "
+            f"{str(tmp_path)!r}, '--quiet'])")  # fmt: skip
+    out = loaded_after(code, NUMBA)
+    assert out == {"result": 0, "loaded": ["llvmlite", "numba"]}

@@ -25,7 +25,7 @@ def sequential(tmp_path_factory):
     return spec, tmp / "out" / "small"
 
 
-@pytest.mark.parametrize("backend", ["threading", "loky"])
+@pytest.mark.parametrize("backend", ["sequential", "threading", "loky"])
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_parallel_equals_sequential(tmp_path, sequential, backend, jobs):
     spec, seq = sequential
@@ -169,7 +169,7 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(tmp_path):
     slow = ["--jobs", "1", "--set", "train.epochs=20000"]  # 12 chunks
     out = tmp_path / "out"
     cmd = sweep_cmd(spec, out, *slow)
-    # SIGKILL (test hook, store.fault_point) as soon as chunk 2 is marked done
+    # SIGKILL (test hook, tests/hooks/runner_faults.py) as soon as chunk 2 is marked done
     proc = subprocess.Popen(
         cmd, env=env(RUNNER_TEST_KILL="2:runs"), start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ def check_value(key: str, v: Any, fail) -> Any:
         fail(str(exc))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Spec:
     """A validated experiment: everything a sweep needs, and nothing of how it runs."""
 
@@ -65,12 +65,16 @@ class Spec:
     grid: dict[str, Any]  # axis -> list of values, or a range dict for integer axes
     every: int
     loss_dtype: str
-    chunk_runs: int  # effective (0 in the spec means automatic)
     X: np.ndarray = field(repr=False)
     Y: np.ndarray = field(repr=False)
+    layer: Layer = field(repr=False)  # the runs it plans, cut into chunks of chunk_runs
     sample: dict[str, Any] | None = None  # [sample] as resolved, with its points' digest
-    chunk_runs_spec: int = 0
-    layer: Layer = field(repr=False, default=None)  # type: ignore[assignment]
+    chunk_runs_spec: int = 0  # as given (0: automatic)
+
+    @property
+    def chunk_runs(self) -> int:
+        """Runs per chunk, effective (0 in the spec means automatic)."""
+        return self.layer.chunk_runs
 
     # ----- plan geometry -----
     @property
@@ -114,23 +118,33 @@ class Spec:
 
     @property
     def recorded_per_run(self) -> int:
-        epochs = {self.train["epochs"]}
-        if "epochs" not in self.layer.fixed:
-            for factor in self.layer.factors:
-                if "epochs" in factor:
-                    epochs = set(factor["epochs"].tolist())
-        return max(slots(int(e), self.every) + 1 for e in epochs)
+        return recorded_per_run(self.layer, self.train, self.every)
 
     @property
     def weight_bytes_per_run(self) -> int:
         """float64 bytes of one run's weights at the widest hidden size of the spec."""
-        hidden = {self.train["hidden"]}
-        if "hidden" not in self.layer.fixed:
-            for factor in self.layer.factors:
-                if "hidden" in factor:
-                    hidden = set(factor["hidden"].tolist())
-        h = max(int(v) for v in hidden)
-        return 8 * h * (self.X.shape[1] + self.Y.shape[1])
+        return weight_bytes_per_run(self.layer, self.train, self.X.shape[1] + self.Y.shape[1])
+
+
+def _values(layer: Layer, train: dict[str, Any], key: str) -> set:
+    """The values of parameter ``key`` in the layer (its [train] value unless it varies)."""
+    found = {train[key]}
+    if key not in layer.fixed:
+        for factor in layer.factors:
+            if key in factor:
+                found = set(factor[key].tolist())
+    return found
+
+
+def recorded_per_run(layer: Layer, train: dict[str, Any], every: int) -> int:
+    """Loss rows of a run that trains every epoch, at the most epochs of the layer."""
+    return max(slots(int(e), every) + 1 for e in _values(layer, train, "epochs"))
+
+
+def weight_bytes_per_run(layer: Layer, train: dict[str, Any], ends: int) -> int:
+    """float64 bytes of one run's weights at the widest hidden size; ``ends``: inputs
+    plus outputs."""
+    return 8 * max(int(v) for v in _values(layer, train, "hidden")) * ends
 
 
 def parse_override(text: str, where: str) -> tuple[list[str], Any]:
@@ -254,13 +268,13 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
             "sweep.chunk_runs", f"must be an integer >= 1 (or 0 for automatic), got {chunk_runs!r}"
         )
 
-    spec = Spec(name, where, data_spec, train, grid, int(every), loss_dtype, 1, X, Y,
-                sample, int(chunk_runs), layer)  # fmt: skip
-    spec.chunk_runs = int(chunk_runs) or auto_chunk_runs(
-        spec.recorded_per_run, spec.weight_bytes_per_run
+    effective = int(chunk_runs) or auto_chunk_runs(
+        recorded_per_run(layer, train, int(every)),
+        weight_bytes_per_run(layer, train, X.shape[1] + Y.shape[1]),
     )
-    layer.chunk_runs = spec.chunk_runs
-    return spec
+    return Spec(name=name, file=where, data=data_spec, train=train, grid=grid, every=int(every),
+                loss_dtype=loss_dtype, X=X, Y=Y, layer=replace(layer, chunk_runs=effective),
+                sample=sample, chunk_runs_spec=int(chunk_runs))  # fmt: skip
 
 
 def plan_layer(train: dict[str, Any], grid_raw: dict[str, Any], sample_raw: dict | None, fail
@@ -305,8 +319,8 @@ def layer_of(resolved: dict[str, Any], where: str) -> Layer:
         fail("sample", "the sampled points differ from those this sweep was planned with "
              "(another scipy or numpy?); use --fresh or another name")  # fmt: skip
     # sweeps written before growth kept the effective chunk size under sweep.chunk_runs
-    layer.chunk_runs = int(resolved.get("chunk_runs") or resolved["sweep"]["chunk_runs"])
-    return layer
+    chunk_runs = int(resolved.get("chunk_runs") or resolved["sweep"]["chunk_runs"])
+    return replace(layer, chunk_runs=chunk_runs)
 
 
 def auto_chunk_runs(rows_per_run: int, weight_bytes_per_run: int = 0) -> int:

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from runner.errors import RunnerError
-from runner.results import growth, store
+from runner.results import growth, meta, store
 from runner.results import jobs as slurm
 
 
@@ -81,13 +81,13 @@ def status(folder: str | Path) -> Status:
     folder = Path(folder)
     if not folder.is_dir():
         raise RunnerError("no such results folder", file=str(folder))
-    meta = store.read_meta(folder)
-    latest = growth.plan_of(folder, store.layer_files(folder)).latest_runs()
-    st = Status(folder, meta["spec"]["name"], 0, int(latest.sum()))
+    found = meta.read_meta(folder)
+    latest = growth.plan_of(folder, meta.layer_files(folder)).latest_runs()
+    st = Status(folder, found["spec"]["name"], 0, int(latest.sum()))
     st.needed = np.flatnonzero(latest > 0).tolist()
     st.chunks = len(st.needed)
     st.shards, st.jobs = slurm.array_tasks(folder), slurm.job_ids(folder)
-    st.layers = meta["layers"]
+    st.layers = found["layers"]
     needed = set(st.needed)
     for c in sorted(store.done_chunks(folder)):
         if c >= len(latest):

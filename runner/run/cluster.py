@@ -1,6 +1,6 @@
 """Dask: the sweep's chunks on a ``distributed`` cluster through joblib's "dask" backend.
 
-Workers run ``driver.run_chunk`` and write the chunk files themselves, so the results
+Workers run ``worker.run_chunk`` and write the chunk files themselves, so the results
 folder must be shared by every worker (and ``runner`` importable there).
 """
 

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from runner.kernel import seeding
-from runner.results import store
+from runner.results import claims as claiming
+from runner.results.durable import describe_os_error
 from runner.run.cuda import Launch, _simulator, device_count
 from runner.run.train import BatchResult, slots
 from runner.run.worker import ChunkDone, ChunkFailed, ChunkTask, kernel_keys, write_results
@@ -139,7 +140,7 @@ def _device(d: int):
 def _start(g: Group, room: threading.Semaphore):
     """Claim the group's chunks, build their inputs on the host and queue the launch."""
     t0 = time.perf_counter()
-    claims = [store.claim(Path(t.out), t.index) for t in g.tasks]
+    claims = [claiming.claim(Path(t.out), t.index) for t in g.tasks]
     try:
         t = g.tasks[0]
         k = g.kern
@@ -151,7 +152,7 @@ def _start(g: Group, room: threading.Semaphore):
         )  # fmt: skip
     except BaseException:
         for c in claims:
-            store.release(c)
+            claiming.release(c)
         raise
     return g, launch, [claims, room], t0
 
@@ -190,7 +191,7 @@ def _finish(g: Group, launch: Launch, held: list, t0: float, pool, results) -> N
         except BaseException as exc:
             results.put(_failed(exc, task.index))
         finally:
-            store.release(claim)
+            claiming.release(claim)
             with lock:
                 left[0] -= 1
                 if left[0] == 0:
@@ -201,8 +202,6 @@ def _finish(g: Group, launch: Launch, held: list, t0: float, pool, results) -> N
 
 
 def _failed(exc: BaseException, index: int | None = None) -> ChunkFailed:
-    from runner.results.store import describe_os_error
-
     what = f"chunk {index}" if index is not None else "cuda worker"
     if isinstance(exc, OSError):
         err = ChunkFailed(f"{what}: {describe_os_error(exc)}")

@@ -1,4 +1,5 @@
-"""The grid driver: chunks of runs, dispatched with joblib, written by whoever trains them."""
+"""The sweep: plan, resume, dispatch the pending chunks to a backend (runner.run.backends)
+and count what the workers wrote."""
 
 from __future__ import annotations
 
@@ -17,13 +18,12 @@ from runner.errors import RunnerError
 from runner.plan import params
 from runner.plan.chunks import Plan
 from runner.plan.spec import MAX_RUNS, Spec, load_spec, spec_from_dict
-from runner.results import store
+from runner.results import claims, store
 from runner.results.growth import open_sweep
 from runner.run import requeue
-from runner.run.worker import ChunkDone, ChunkFailed, run_chunk, tasks_for, warm_up
-
-BACKENDS = ("threading", "loky", "dask", "cuda")
-DEFAULT_BACKEND = "threading"  # measured: see the note in README "Performance"
+from runner.run.backends import Backend, get_backend
+from runner.run.slurm_env import JobEnvironment
+from runner.run.worker import ChunkDone, ChunkFailed, run_chunk, tasks_for
 
 
 @dataclass
@@ -32,12 +32,12 @@ class SweepReport:
     runs: int  # runs in the sweep (every invocation's, see docs/growth.md)
     chunks: int  # chunks of this invocation (its shard, if any)
     chunks_done_before: int
-    chunks_run: int
-    runs_trained: int  # trained now
-    diverged: int
-    rows: int
-    seconds: float
-    runs_before: int = 0  # already there when this invocation started (the whole sweep)
+    runs_before: int  # already there when this invocation started (the whole sweep)
+    chunks_run: int = 0
+    runs_trained: int = 0  # trained now
+    diverged: int = 0
+    rows: int = 0
+    seconds: float = 0.0
 
     @property
     def complete(self) -> bool:
@@ -55,9 +55,12 @@ class Interrupted(KeyboardInterrupt):
 
 
 def default_jobs() -> int:
-    for var in ("SLURM_CPUS_PER_TASK", "RUNNER_JOBS"):
-        if os.environ.get(var, "").isdigit() and int(os.environ[var]) > 0:
-            return int(os.environ[var])
+    """Workers: SLURM's CPUs per task, else $RUNNER_JOBS, else the CPUs this process may use."""
+    cpus = JobEnvironment.read().cpus_per_task
+    if cpus:
+        return cpus
+    if os.environ.get("RUNNER_JOBS", "").isdigit() and int(os.environ["RUNNER_JOBS"]) > 0:
+        return int(os.environ["RUNNER_JOBS"])
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
@@ -69,19 +72,7 @@ def parse_shard(text: str | None, where: str = "--shard") -> tuple[int, int] | N
     if text is None:
         return None
     if text == "auto":
-        tid = os.environ.get("SLURM_ARRAY_TASK_ID")
-        if tid is None:
-            raise RunnerError(
-                "--shard auto needs SLURM_ARRAY_TASK_ID (run it in a job array)", key=where
-            )
-        count = os.environ.get("SLURM_ARRAY_TASK_COUNT")
-        lo = int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
-        if count is None:
-            hi = os.environ.get("SLURM_ARRAY_TASK_MAX")
-            if hi is None:
-                raise RunnerError("--shard auto needs SLURM_ARRAY_TASK_COUNT", key=where)
-            count = str(int(hi) - lo + 1)
-        i, n = int(tid) - lo, int(count)
+        i, n = JobEnvironment.read().shard(where)
     else:
         left, sep, right = text.partition("/")
         if not sep or not left.isdigit() or not right.isdigit():
@@ -152,7 +143,7 @@ def sweep(
     ``spec`` is a TOML file, or a dict of the same structure. ``out`` is the
     results root (default ``results``); files go to ``out/<name>/``. A spec that
     adds grid values or sample points to an existing sweep trains only the new
-    runs (docs/growth.md).
+    runs (docs/growth.md). ``backend`` is a name of ``runner.run.backends``.
     ``stop`` (see ``runner.run.requeue``): once requested, no new chunk starts, the chunks in
     flight are waited for while they fit in its grace, then ``Interrupted`` is raised.
     """
@@ -160,13 +151,7 @@ def sweep(
         spec = spec_from_dict(spec, overrides)
     elif not isinstance(spec, Spec):
         spec = load_spec(spec, overrides)
-    backend = backend or os.environ.get("RUNNER_BACKEND") or DEFAULT_BACKEND
-    if backend not in BACKENDS:
-        raise RunnerError(f"unknown backend {backend!r}; choose one of {BACKENDS}", key="--backend")
-    if backend == "dask":
-        from runner.run.cluster import require_dask
-
-        require_dask()
+    chosen = get_backend(backend or os.environ.get("RUNNER_BACKEND"), scheduler)
     jobs = default_jobs() if jobs is None else jobs
     if not isinstance(jobs, int) or jobs < 1:
         raise RunnerError(f"must be an integer >= 1, got {jobs!r}", key="--jobs")
@@ -176,16 +161,39 @@ def sweep(
             file=spec.file,
             key="grid",
         )
-    if backend == "cuda":  # no device: one line, before anything is written
-        from runner.run.cuda import device_count
-
-        device_count()
+    chosen.check()
     shard_ = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
-    root = Path(out) if out is not None else Path("results")
-    folder = root / spec.name
+    folder = (Path(out) if out is not None else Path("results")) / spec.name
     plan = open_sweep(folder, spec, fresh)
     store.clean_stale_tmp(folder)
+    done = _done_chunks(folder, plan)
+    sizes = plan.chunk_sizes()
+    # chunks holding runs of this spec (a chunk of values removed since is kept, not needed)
+    mine = np.flatnonzero(plan.latest_runs() > 0).tolist()
+    if shard_ is not None:
+        mine = [c for c in mine if c % shard_[1] == shard_[0]]
+    costs = _costs(plan)
+    pending = sorted((c for c in mine if c not in done), key=lambda c: -costs[c])
+    # longest first: no straggler at the end
+    report = SweepReport(folder, runs=plan.n_runs, chunks=len(mine),
+                         chunks_done_before=len(mine) - len(pending),
+                         runs_before=int(sum(sizes[c] for c in done)))  # fmt: skip
+    t0 = time.perf_counter()
+    try:
+        if pending:
+            chosen = chosen.for_work(jobs, len(pending))
+            chosen.warm_up(spec.loss_dtype, _modes(plan, pending))
+            bar = Progress(int(sum(sizes[c] for c in pending)), _mean_epochs(plan), quiet,
+                           progress)  # fmt: skip
+            results = dispatch(spec, folder, pending, jobs, chosen, plan, stop)
+            _collect(results, report, bar, stop, folder, mine, len(pending))
+    finally:
+        report.seconds = time.perf_counter() - t0
+    return report
 
+
+def _done_chunks(folder: Path, plan: Plan) -> set[int]:
+    """The chunks of the plan whose files are whole; damaged ones are removed."""
     done = set()
     for c in store.done_chunks(folder):
         if c >= plan.n_chunks:
@@ -196,26 +204,14 @@ def sweep(
         else:  # damaged (e.g. a crash on a filesystem without atomic rename): recompute
             sys.stderr.write(f"runner: {problem}; recomputing chunk {c}\n")
             store.remove_chunk(folder, c)
-    sizes = plan.chunk_sizes()
-    # chunks holding runs of this spec (a chunk of values removed since is kept, not needed)
-    needed = np.flatnonzero(plan.latest_runs() > 0).tolist()
-    mine = needed if shard_ is None else [c for c in needed if c % shard_[1] == shard_[0]]
-    pending = [c for c in mine if c not in done]
-    costs = _costs(plan)
-    pending.sort(key=lambda c: -costs[c])  # longest first: no straggler at the end
-    before = len(mine) - len(pending)
-    t0 = time.perf_counter()
-    report = SweepReport(folder, plan.n_runs, len(mine), before, 0, 0, 0, 0, 0.0)
-    report.runs_before = int(sum(sizes[c] for c in done))
-    if not pending:
-        report.seconds = time.perf_counter() - t0
-        return report
-    if backend != "cuda":
-        for dtype, fastmath in _modes(plan, pending):
-            warm_up(spec.loss_dtype, dtype, fastmath)
-    pending_runs = int(sum(sizes[c] for c in pending))
-    bar = Progress(pending_runs, _mean_epochs(plan), quiet, progress)
-    results = dispatch(spec, folder, pending, jobs, backend, scheduler, plan, stop)
+    return done
+
+
+def _collect(results: Iterator[ChunkDone | None], report: SweepReport, bar: Progress,
+             stop: requeue.Graceful | None, folder: Path, mine: list[int], pending: int
+             ) -> None:  # fmt: skip
+    """Count each chunk's summary into the report as it comes; a stop or a lost worker
+    ends the sweep with ``Interrupted`` or ``ChunkFailed``."""
     if stop is not None:  # a helper thread draws the results; this one watches the clock
         results = requeue.drain(results, stop, fatal=(ChunkFailed,))
     try:
@@ -227,7 +223,7 @@ def sweep(
             report.diverged += res.diverged
             report.rows += res.rows
             bar.update(res.runs)
-        if stop is not None and stop.requested and report.chunks_run < len(pending):
+        if stop is not None and stop.requested and report.chunks_run < pending:
             raise KeyboardInterrupt
     except KeyboardInterrupt:
         bar.close()
@@ -236,7 +232,7 @@ def sweep(
     except ChunkFailed:
         raise
     except Exception as exc:  # a worker died: name the chunks it held
-        lost = store.orphaned_claims(folder)
+        lost = claims.orphaned_claims(folder)
         which = f"chunk {', '.join(map(str, lost))}" if lost else "a chunk"
         raise ChunkFailed(
             f"{which} failed: worker lost ({type(exc).__name__}); "
@@ -244,8 +240,6 @@ def sweep(
         ) from exc
     finally:
         bar.close()
-        report.seconds = time.perf_counter() - t0
-    return report
 
 
 def _modes(plan: Plan, chunks: list[int]) -> list[tuple[str, bool]]:
@@ -281,38 +275,15 @@ def dispatch(
     folder: Path,
     pending: list[int],
     jobs: int,
-    backend: str,
-    scheduler: str | None,
+    backend: Backend,
     plan: Plan | None = None,
     stop: requeue.Graceful | None = None,
 ) -> Iterator[ChunkDone | None]:
     """Yield each chunk's summary as it finishes (any order); None for a chunk not started
-    because ``stop`` was requested (sequential and threading; loky and Dask workers run
-    what they were handed)."""
+    because ``stop`` was requested (backends that support it; the others run what they
+    were handed)."""
     tasks = tasks_for(spec, folder, pending, plan)
-    chunk = run_chunk if stop is None else partial(requeue.unless_stopped, stop, run_chunk)
-    if backend == "cuda":
-        from runner.run.cuda_sweep import dispatch as cuda_dispatch
-
-        yield from cuda_dispatch(list(tasks), writers=jobs)
-        return
-    if backend != "dask" and (jobs == 1 or len(pending) == 1):
-        for task in tasks:  # the sequential path: also the debugging path
-            yield chunk(task)
-        return
-    from joblib import Parallel, delayed, parallel_config
-
-    if backend == "dask":
-        from runner.run.cluster import dask_backend
-
-        with dask_backend(scheduler, jobs):
-            yield from Parallel(return_as="generator_unordered")(
-                delayed(run_chunk)(t) for t in tasks
-            )
-        return
-    extra = {"inner_max_num_threads": 1} if backend == "loky" else {}
-    func = chunk if backend == "threading" else run_chunk
-    with parallel_config(backend=backend, n_jobs=min(jobs, len(pending)), **extra):
-        yield from Parallel(return_as="generator_unordered", pre_dispatch="2*n_jobs")(
-            delayed(func)(t) for t in tasks
-        )
+    chunk = run_chunk
+    if stop is not None and backend.supports_stop:
+        chunk = partial(requeue.unless_stopped, stop, run_chunk)
+    yield from backend.dispatch(tasks, len(pending), jobs, chunk)

@@ -14,7 +14,6 @@ way but never requeues it: a person cancelled it.
 
 from __future__ import annotations
 
-import os
 import queue
 import signal
 import subprocess
@@ -25,6 +24,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from runner.run.slurm_env import JobEnvironment, config, config_number, scontrol
 
 T = TypeVar("T")
 
@@ -158,44 +159,30 @@ def handling(stop: Graceful) -> Iterator[Graceful]:
 
 def kill_wait() -> float | None:
     """SLURM's KillWait (seconds between SIGTERM and SIGKILL); None outside a SLURM job."""
-    if not os.environ.get("SLURM_JOB_ID"):
+    if not JobEnvironment.read().job_id:
         return None
-    found = _scontrol("show", "config")
-    for line in found.splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == "KillWait":
-            digits = value.split()[0] if value.split() else ""
-            return float(digits) if digits.isdigit() else None
-    return None
-
-
-def _scontrol(*args: str) -> str:
-    try:
-        proc = subprocess.run(["scontrol", *args], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return proc.stdout
-
-
-def job_task() -> str | None:
-    """This array task as scontrol names it (``JOB_TASK``), or the job id; None outside SLURM."""
-    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
-    if array and task:
-        return f"{array}_{task}"
-    return os.environ.get("SLURM_JOB_ID")
-
-
-def restarts() -> int:
-    """How often SLURM has requeued this job so far."""
-    text = os.environ.get("SLURM_RESTART_COUNT", "0")
-    return int(text) if text.isdigit() else 0
+    seconds = config_number(config().get("KillWait"))
+    return None if seconds is None else float(seconds)
 
 
 def job_fields(job: str) -> dict[str, str]:
     """``scontrol show job``'s KEY=VALUE words (``PreemptTime`` is shown only once the job
     was preempted)."""
-    words = (w.partition("=") for w in _scontrol("show", "job", job).split())
+    words = (w.partition("=") for w in scontrol("show", "job", job).split())
     return {k: v for k, sep, v in words if sep}
+
+
+@contextmanager
+def ignoring(sig: signal.Signals) -> Iterator[None]:
+    """``sig`` is ignored until the block ends (main thread only), then handled as before."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(sig, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(sig, old)
 
 
 def say(line: str) -> None:
@@ -204,11 +191,15 @@ def say(line: str) -> None:
 
 
 def after_stop(stop: Graceful, done: int, total: int, max_requeues: int) -> int:
-    """Requeue this task or explain why not; returns the exit code (0 requeued, 130 not)."""
+    """Requeue this task or explain why not; returns the exit code (0 requeued, 130 not).
+
+    A requeue ends this run with SIGTERM: call it with SIGTERM ignored (``ignoring``) and
+    exit once it returns 0."""
     what = "chunks in flight given up, not written" if stop.abandoned else "all started written"
     say(f"{stop.signal}: stopped ({what}): {done} of {total} chunks of this task done")
     hint = "run the same `runner slurm` command to resume (finished chunks are kept)"
-    job, k = job_task(), restarts()
+    slurm = JobEnvironment.read()
+    job, k = slurm.job_task, slurm.restart_count
     if job is None:
         say("not requeued: not a SLURM job; run the same command to resume")
         return 130
@@ -224,7 +215,6 @@ def after_stop(stop: Graceful, done: int, total: int, max_requeues: int) -> int:
         say(f"not requeued: {k} of {max_requeues} requeues used (--max-requeues); {hint}")
         return 130
     say(f"requeued ({k + 1} of {max_requeues}): scontrol requeue {job}")
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the requeue ends this run with SIGTERM
     try:
         proc = subprocess.run(
             ["scontrol", "requeue", job], capture_output=True, text=True, timeout=60

@@ -10,7 +10,6 @@ folder once every task of the array has ended.
 
 from __future__ import annotations
 
-import re
 import shlex
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ from runner.plan.spec import MAX_RUNS, Spec, load_spec
 from runner.results.growth import open_sweep
 from runner.results.jobs import ARRAY_RE, JOBS, SCRIPT, SLURM_DIR, array_tasks, job_ids  # noqa: F401
 from runner.run.requeue import DEFAULT_GRACE, DEFAULT_MAX_REQUEUES
+from runner.run.slurm_env import config, config_number
 
 THEN_COMMANDS = ("report", "plot", "summary")
 MAX_SIGNAL_TIME = 65535  # sbatch --signal=...@S takes 0..65535 seconds
@@ -251,14 +251,7 @@ def _check_requeue(requeue: Requeue | None, limit: str | None) -> None:
 
 def max_array_size() -> int | None:
     """MaxArraySize from ``scontrol show config``; None when it cannot be read."""
-    try:
-        proc = subprocess.run(
-            ["scontrol", "show", "config"], capture_output=True, text=True, timeout=30
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    found = re.search(r"^MaxArraySize\s*=\s*(\d+)", proc.stdout, re.MULTILINE)
-    return int(found.group(1)) if found else None
+    return config_number(config().get("MaxArraySize"))
 
 
 def time_seconds(text: str) -> int | None:

@@ -1,21 +1,25 @@
-"""One chunk of a sweep: its task, training it and writing its files. Runs in any worker."""
+"""One chunk of a sweep: its task, training it and writing its files. Runs in any worker.
+
+Importing it loads no Numba: the kernels are imported by the calls that train."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from runner.kernel import codes
 from runner.plan.chunks import Chunk, Plan
 from runner.plan.spec import Spec
-from runner.results import store
-from runner.run.train import BatchResult, init_weights, run_batch
+from runner.results import claims, store, tables
+from runner.results.durable import describe_os_error
+
+if TYPE_CHECKING:
+    from runner.run.train import BatchResult
 
 
 @dataclass
@@ -73,18 +77,20 @@ def run_chunk(task: ChunkTask) -> ChunkDone:
     whose worker died can say which chunk was lost.
     """
     out = Path(task.out)
-    claim = store.claim(out, task.index)
+    claim = claims.claim(out, task.index)
     try:
         return _train_and_write(task)
     except OSError as exc:
-        raise ChunkFailed(f"chunk {task.index}: {store.describe_os_error(exc)}") from None
+        raise ChunkFailed(f"chunk {task.index}: {describe_os_error(exc)}") from None
     except Exception as exc:
         raise ChunkFailed(f"chunk {task.index}: {type(exc).__name__}: {exc}") from exc
     finally:
-        store.release(claim)
+        claims.release(claim)
 
 
 def _train_and_write(task: ChunkTask) -> ChunkDone:
+    from runner.run.train import run_batch
+
     t0 = time.perf_counter()
     cols = task.columns
     kern = kernel_keys(task)
@@ -118,26 +124,19 @@ def write_results(task: ChunkTask, res: BatchResult, t0: float) -> ChunkDone:
     cols = task.columns
     n = task.run_stop - task.run_start
     run_ids = np.arange(task.run_start, task.run_stop)
-    all_cols = store.param_columns(cols)
-    axis_cols = {k: all_cols[k] for k in store.axis_columns(task.axis_names)}
-    losses = store.losses_table(run_ids, axis_cols, res.loss, res.istats, res.fstats, task.every)
-    runs = store.runs_table(run_ids, all_cols, res.istats, res.fstats)
-    _test_hold()
+    all_cols = tables.param_columns(cols)
+    axis_cols = {k: all_cols[k] for k in tables.axis_columns(task.axis_names)}
+    losses = tables.losses_table(run_ids, axis_cols, res.loss, res.istats, res.fstats, task.every)
+    runs = tables.runs_table(run_ids, all_cols, res.istats, res.fstats)
     store.write_chunk(Path(task.out), task.index, losses, runs)
     diverged = int(np.count_nonzero(res.istats[:, codes.STATUS] == codes.DIVERGED))
     return ChunkDone(task.index, n, diverged, losses.num_rows, time.perf_counter() - t0)
 
 
-def _test_hold() -> None:
-    """Tests only: while the file named by $RUNNER_TEST_HOLD exists, keep the trained chunk
-    unwritten, so that a signal or a kill lands mid-chunk deterministically."""
-    path = os.environ.get("RUNNER_TEST_HOLD")
-    while path and os.path.exists(path):
-        time.sleep(0.05)
-
-
 def _weights(cols: dict[str, np.ndarray], inputs: int, hidden: int, outputs: int):
     """Initial weights of the chunk's runs, each from its own seed and init range."""
+    from runner.run.train import init_weights
+
     lo, hi, seeds = cols["init_lo"], cols["init_hi"], cols["seed"]
     if len(lo) and (lo == lo[0]).all() and (hi == hi[0]).all():
         return init_weights(seeds, inputs, hidden, outputs, (float(lo[0]), float(hi[0])))
@@ -151,6 +150,8 @@ def _weights(cols: dict[str, np.ndarray], inputs: int, hidden: int, outputs: int
 
 def warm_up(loss_dtype: str, dtype: str = "float64", fastmath: bool = False) -> None:
     """Compile (or load from cache) the kernel of one mode in this process before dispatching."""
+    from runner.run.train import init_weights, run_batch
+
     X = np.zeros((1, 1))
     Wh, Wz = init_weights([0], 1, 1, 1)
     run_batch(

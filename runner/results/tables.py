@@ -1,0 +1,143 @@
+"""Arrow tables of a trained chunk: its ``losses`` and ``runs`` tables, built from the
+kernel's output and the plan's columns without importing pandas (docs/results.md)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+
+from runner.kernel import codes as kernels
+from runner.plan import params
+
+
+def axis_columns(axes: list[str]) -> list[str]:
+    """Table columns of parameters (grid axes): ``init`` is ``init_lo`` and ``init_hi``."""
+    return params.columns_of(axes)
+
+
+def param_columns(columns: dict[str, np.ndarray]) -> dict[str, pa.Array]:
+    """Arrow columns of the plan's columns (params.COLUMNS), typed by the parameter table."""
+    out: dict[str, pa.Array] = {}
+    for col in params.COLUMNS:
+        values = columns[col]
+        kind = params.COLUMN_DTYPE[col]
+        if kind == "category":
+            names = np.array(params.OWNER[col].choices, dtype=object)
+            out[col] = categories(list(names[values]))
+        elif kind == "float64" and params.OWNER[col].default is None:
+            out[col] = arrow(values, mask=np.isnan(values))  # None when absent
+        else:
+            out[col] = arrow(values)
+    return out
+
+
+# ----- Arrow arrays from NumPy buffers and back -----
+# (pa.array and Array.to_numpy import pandas on first use, to look for pandas objects;
+# these do not, so that a sweep never loads pandas)
+def arrow(values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
+    """A numeric or bool Arrow array of ``values``; where ``mask`` is True, null."""
+    values = np.ascontiguousarray(values)
+    valid = None
+    if mask is not None and mask.any():
+        valid = pa.py_buffer(np.packbits(~mask, bitorder="little"))
+    if values.dtype == np.bool_:
+        bits = pa.py_buffer(np.packbits(values, bitorder="little"))
+        return pa.Array.from_buffers(pa.bool_(), len(values), [valid, bits])
+    kind = pa.from_numpy_dtype(values.dtype)
+    return pa.Array.from_buffers(kind, len(values), [valid, pa.py_buffer(values)])
+
+
+def categories(values: list[str]) -> pa.Array:
+    """A dictionary-encoded string array (int32 indices, in order of first appearance)."""
+    words = list(dict.fromkeys(values))
+    data = [w.encode() for w in words]
+    offsets = np.cumsum([0] + [len(b) for b in data], dtype=np.int32)
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
+    dictionary = pa.Array.from_buffers(pa.string(), len(words), buffers)
+    where = {w: i for i, w in enumerate(words)}
+    return pa.DictionaryArray.from_arrays(arrow(np.array([where[v] for v in values])), dictionary)
+
+
+def to_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A numeric column without nulls as a NumPy array."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    data = np.frombuffer(column.buffers()[1], dtype=column.type.to_pandas_dtype())
+    return data[column.offset : column.offset + len(column)]
+
+
+def losses_table(
+    run_ids: np.ndarray,
+    axis_cols: dict[str, pa.Array],
+    loss: np.ndarray,
+    istats: np.ndarray,
+    fstats: np.ndarray,
+    every: int,
+) -> pa.Table:
+    """Tidy rows (run_id, axes..., epoch, loss) in run, then epoch, order.
+
+    Kept: epoch 1, every multiple of ``every``, and each run's last epoch.
+    """
+    R = len(run_ids)
+    S = loss.shape[0]
+    rec = np.arange(S, dtype=np.int64) * every if every > 1 else np.arange(1, S + 1)
+    if every > 1:
+        rec[0] = 1
+    last = istats[:, kernels.EPOCHS_RUN]
+    keep = rec[None, :] <= last[:, None]  # (R, S)
+    extra = ~np.isin(last, rec) & (last > 0)  # last epoch not on the record grid
+    if keep.all() and not extra.any():
+        values = np.ascontiguousarray(loss.T).ravel()
+        epochs = np.tile(rec.astype(np.int32), R)
+        counts = np.full(R, S)
+    else:
+        with np.errstate(over="ignore"):  # a huge float64 loss is inf in float32
+            final = fstats[:, kernels.FINAL_LOSS, None].astype(loss.dtype)
+        vals = np.concatenate([loss.T, final], 1)
+        eps = np.concatenate([np.broadcast_to(rec, (R, S)), last[:, None]], 1)
+        mask = np.concatenate([keep, extra[:, None]], 1)
+        values = vals[mask]
+        epochs = eps[mask].astype(np.int32)
+        counts = mask.sum(1)
+    cols = {"run_id": arrow(np.repeat(run_ids.astype(np.int32), counts))}
+    for key, col in axis_cols.items():
+        cols[key] = col.take(arrow(np.repeat(np.arange(R, dtype=np.int32), counts)))
+    cols["epoch"] = arrow(epochs)
+    cols["loss"] = arrow(values)
+    return pa.table(cols)
+
+
+# pandas metadata naming only the nullable epochs, so that pandas reads them back as Int32
+# (written without importing pandas; pandas converts every other column from its Arrow type)
+NULLABLE_INT32 = {
+    b"pandas": json.dumps({
+        "index_columns": [],
+        "column_indexes": [],
+        "columns": [
+            {"name": key, "field_name": key, "pandas_type": "int32", "numpy_type": "Int32",
+             "metadata": None}
+            for key in ("diverged_epoch", "converged_epoch")
+        ],
+    }).encode()
+}  # fmt: skip
+
+
+def runs_table(
+    run_ids: np.ndarray, param_cols: dict[str, pa.Array], istats: np.ndarray, fstats: np.ndarray
+) -> pa.Table:
+    status = istats[:, kernels.STATUS]
+    run = istats[:, kernels.EPOCHS_RUN]
+    diverged = status == kernels.DIVERGED
+    converged = status == kernels.CONVERGED
+    cols: dict[str, pa.Array] = {"run_id": arrow(run_ids.astype(np.int32))}
+    cols.update(param_cols)
+    cols["epochs_run"] = arrow(run.astype(np.int32))
+    cols["final_loss"] = arrow(fstats[:, kernels.FINAL_LOSS])
+    cols["min_loss"] = arrow(fstats[:, kernels.MIN_LOSS])
+    cols["min_loss_epoch"] = arrow(istats[:, kernels.MIN_EPOCH].astype(np.int32))
+    cols["diverged"] = arrow(diverged)
+    cols["diverged_epoch"] = arrow(run.astype(np.int32), mask=~diverged)
+    cols["converged_epoch"] = arrow(run.astype(np.int32), mask=~converged)
+    return pa.table(cols).replace_schema_metadata(NULLABLE_INT32)
