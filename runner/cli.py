@@ -221,11 +221,18 @@ def _analysis_parsers(sub) -> None:
         "plot",
         help="PNG figures of a results folder",
         description="Loss curves (median over seeds, quartile band), a heatmap of median "
-        "final loss and a map of the share diverged.",
-        epilog="example: runner plot results/seed-sweep --out figures",
+        "final loss, a map of the share diverged and, when two numeric axes vary, a "
+        "trainability map (docs/trainability.md).",
+        epilog="example: runner plot results/seed-sweep --map alpha,hidden",
     )
     pl.add_argument("dir", help="results folder, e.g. results/seed-sweep")
     pl.add_argument("--out", default=None, help="folder for the PNG files (default: DIR/plots)")
+    pl.add_argument(
+        "--map",
+        default=None,
+        metavar="X,Y",
+        help="only the trainability map of two numeric axes, e.g. alpha,hidden (map.png)",
+    )
     rp = sub.add_parser(
         "report",
         help="one self-contained HTML report",
@@ -358,7 +365,12 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from runner.results.plots import plot
 
-    for path in plot(args.dir, out=args.out):
+    axes = None
+    if args.map is not None:
+        axes = tuple(a.strip() for a in args.map.split(","))
+        if len(axes) != 2 or not all(axes):
+            raise RunnerError(f"needs two axes X,Y, got {args.map!r}", key="--map")
+    for path in plot(args.dir, out=args.out, map_axes=axes):
         print(path)
     return 0
 

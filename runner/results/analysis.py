@@ -1,4 +1,5 @@
-"""Reading a results folder: runs, filtered losses, summaries per grid point, loss curves.
+"""Reading a results folder: runs, filtered losses, summaries per grid point, loss curves,
+maps (``Results.map``, ``boundary_dimension``).
 
 Memory stays bounded by one chunk file, never by the sweep: ``summary`` and
 ``best`` use the ``runs`` table (one row per run), and ``curves`` reads the loss
@@ -11,7 +12,7 @@ import difflib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,13 @@ import pyarrow.parquet as pq
 from runner.errors import RunnerError
 from runner.plan import params
 from runner.results import store
+from runner.results.boundary import BoundaryDimension, boundary_dimension
 from runner.results.store import axis_columns
+
+if TYPE_CHECKING:
+    from runner.results.maps import Map
+
+__all__ = ["BoundaryDimension", "Results", "boundary_dimension", "load", "number"]
 
 SUMMARY_COLUMNS = (
     "runs",  # runs finished at this grid point
@@ -219,6 +226,15 @@ class Results:
             ["_div", key], na_position="last", kind="stable"
         )
         return order.drop(columns="_div").head(n).reset_index(drop=True)
+
+    # ----- maps (docs/trainability.md) -----
+    def map(self, x: str, y: str, value: str | None = None) -> Map:
+        """The 2-D map over the numeric axes ``x`` and ``y``: per pixel, the median of
+        ``value`` over its runs (seeds and any other axis). ``value``: a numeric runs
+        column, or by default the log10 loss ratio, +inf for a run that diverged."""
+        from runner.results.maps import make_map
+
+        return make_map(self, x, y, value)
 
     # ----- loss curves (bounded memory) -----
     def sample_epochs(

@@ -29,8 +29,10 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from runner.errors import RunnerError
 from runner.results.analysis import Results, load, number
+from runner.results.mapplot import map_figure
+from runner.results.maps import default_axes
 
-FIGURES = ("curves", "final_loss", "divergence")
+FIGURES = ("curves", "final_loss", "divergence", "map")
 MAX_ANNOTATED = 150  # heatmap cells beyond this are not labelled with their value
 CAP = 1e30  # colour scales stop here: larger losses have blown up
 CATEGORICAL = 10  # up to this many colour levels: distinct colours and a legend; beyond: a bar
@@ -327,12 +329,15 @@ def _annotate(ax, x: int, y: int, v: float, what: str, norm) -> None:
 
 
 def figures(res: Results) -> dict[str, Figure]:
-    """All figures by name (see FIGURES); heatmaps only when the grid has an axis."""
+    """All figures by name (see FIGURES); heatmaps only when the grid has an axis, the
+    map only when it has two numeric axes that vary."""
     layout = Layout.of(res)
     out = {"curves": curves_figure(res, layout)}
     if layout.colour is not None:
         out["final_loss"] = heatmap_figure(res, "final_loss", layout)
         out["divergence"] = heatmap_figure(res, "divergence", layout)
+    if default_axes(res) is not None:
+        out["map"] = map_figure(res)
     return out
 
 
@@ -342,9 +347,13 @@ def png_bytes(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def plot(folder: str | Path, out: str | Path | None = None) -> list[Path]:
-    """Write the figures of a results folder as PNG files (default: FOLDER/plots/)."""
+def plot(
+    folder: str | Path, out: str | Path | None = None, map_axes: tuple[str, str] | None = None
+) -> list[Path]:
+    """Write the figures of a results folder as PNG files (default: FOLDER/plots/); with
+    ``map_axes`` = (x, y), only the map of those axes (map.png)."""
     res = load(folder)
+    drawn = {"map": map_figure(res, *map_axes)} if map_axes else None
     target = Path(out) if out is not None else res.folder / "plots"
     try:
         target.mkdir(parents=True, exist_ok=True)
@@ -353,7 +362,7 @@ def plot(folder: str | Path, out: str | Path | None = None) -> list[Path]:
             f"cannot create the plot folder ({exc.strerror})", file=str(target)
         ) from None
     paths = []
-    for name, fig in figures(res).items():
+    for name, fig in (drawn or figures(res)).items():
         path = target / f"{name}.png"
         fig.savefig(path)
         paths.append(path)

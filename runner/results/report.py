@@ -24,6 +24,10 @@ CAPTIONS = {
     "those losses span a decade or more.",
     "final_loss": "Median final loss per grid point, over the runs that did not diverge.",
     "divergence": "Share of runs that diverged, per grid point.",
+    "map": "Trainability map of the last two numeric axes: one pixel per grid point, the "
+    "median over its runs of log10 of the loss ratio (tail_mean / first_loss, or final loss / "
+    "loss at epoch 1 where the runs table has no tail_mean). Blue: the point converged "
+    "(ratio < 1); red: it did not, darkest where the median run diverged.",
 }
 STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1400px;
