@@ -33,9 +33,9 @@ def check_png(path) -> None:
 @pytest.mark.parametrize(
     ("fixture", "names"),
     [
-        ("seed_results", {"curves", "final_loss", "divergence"}),
+        ("seed_results", {"curves", "final_loss", "divergence", "map"}),  # alpha x hidden
         ("one_axis_results", {"curves", "final_loss", "divergence"}),
-        ("three_axis_results", {"curves", "final_loss", "divergence"}),
+        ("three_axis_results", {"curves", "final_loss", "divergence", "map"}),
         ("init_results", {"curves", "final_loss", "divergence"}),
         ("no_grid_results", {"curves"}),
     ],

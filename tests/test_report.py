@@ -23,7 +23,8 @@ def test_report_is_self_contained(seed_results, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(out)
     text = out.read_text()
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
-    assert len(images) == 3
+    assert len(images) == 4  # curves, final loss, divergence, the map (two numeric axes)
+    assert 'id="fig-map"' in text
     assert all(base64.b64decode(i)[:8] == PNG for i in images)
     assert not re.search(r'(src|href)="(https?:)?//', text)  # nothing to fetch
     res = runner.load(seed_results)

@@ -86,15 +86,15 @@ def _norm(values: np.ndarray, top: float | None, ratio: bool) -> Normalize:
 def _colours(m: Map) -> tuple[np.ndarray, Normalize, Normalize]:
     """RGBA pixels; the colour scales of converged and other points."""
     ratio = m.value == RATIO
-    conv = m.converged & ~np.isnan(m.values)
-    other = ~m.converged & ~m.diverged & np.isfinite(m.values)
-    good = _norm(m.values[conv], 0.0 if ratio else None, ratio)
-    bad = _norm(m.values[other], None, ratio)
+    conv = m.converged & ~np.isnan(m.array)
+    other = ~m.converged & ~m.diverged & np.isfinite(m.array)
+    good = _norm(m.array[conv], 0.0 if ratio else None, ratio)
+    bad = _norm(m.array[other], None, ratio)
     if ratio and isinstance(bad, Normalize) and not isinstance(bad, LogNorm):
         bad = Normalize(min(bad.vmin, 0.0), bad.vmax)
-    rgba = np.tile(np.array(MISSING_COLOUR), (*m.values.shape, 1))
-    rgba[conv] = CONVERGED(good(m.values[conv]))
-    rgba[other] = OTHER(np.clip(bad(m.values[other]), 0.0, 1.0))
+    rgba = np.tile(np.array(MISSING_COLOUR), (*m.array.shape, 1))
+    rgba[conv] = CONVERGED(good(m.array[conv]))
+    rgba[other] = OTHER(np.clip(bad(m.array[other]), 0.0, 1.0))
     rgba[m.diverged] = OTHER.get_over()
     return rgba, good, bad
 
@@ -148,11 +148,11 @@ def _title(res: Any, m: Map) -> str:
     per = sorted(set(m.runs[done].tolist()))
     many = f"{per[0]}" if len(per) == 1 else f"{per[0]}–{per[-1]}"
     lines = [
-        f"{res.name}: trainability map, {m.values.shape[1]} × {m.values.shape[0]} points",
+        f"{res.name}: trainability map, {m.array.shape[1]} × {m.array.shape[0]} points",
         f"a point: the median over its {many} runs; converged: median {m.ratio} < 1 "
         f"({int(m.converged.sum())} of {int(done.sum())} points)",
     ]
-    if min(m.values.shape) >= MIN_SIDE:
+    if min(m.array.shape) >= MIN_SIDE:
         d = m.boundary_dimension()
         lines[-1] += f"; boundary dimension {number(d.dimension)}"
     return "\n".join(lines)

@@ -27,9 +27,9 @@ NUMERIC = ("int32", "int64", "float64")
 
 @dataclass(frozen=True)
 class Map:
-    """A 2-D map: ``values[i, j]`` is the pixel at ``y = ys[i]``, ``x = xs[j]``.
+    """A 2-D map: ``array[i, j]`` is the pixel at ``y = ys[i]``, ``x = xs[j]``.
 
-    ``values``: the median of ``value`` over the pixel's runs (NaN where no run finished;
+    ``array``: the median of ``value`` over the pixel's runs (NaN where no run finished;
     +inf where the median run diverged, for the log ratio). ``converged``: the median log
     ratio is below 0. ``diverged``: the median run diverged. ``runs``: runs per pixel.
     """
@@ -41,7 +41,7 @@ class Map:
     value: str  # RATIO or a runs column
     label: str  # what the value is, in words, for axes and colour bars
     ratio: str  # the loss ratio that decides "converged", e.g. "tail_mean / first_loss"
-    values: np.ndarray
+    array: np.ndarray
     converged: np.ndarray
     diverged: np.ndarray
     runs: np.ndarray
@@ -57,7 +57,7 @@ class Map:
             {
                 self.x: xx.ravel(),
                 self.y: yy.ravel(),
-                self.value: self.values.ravel(),
+                self.value: self.array.ravel(),
                 "converged": self.converged.ravel(),
                 "diverged": self.diverged.ravel(),
                 "runs": self.runs.ravel(),
@@ -177,7 +177,7 @@ def make_map(res: Any, x: str, y: str, value: str | None = None) -> Map:
         value=value,
         label=label,
         ratio=words,
-        values=values.reshape(shape),
+        array=values.reshape(shape),
         converged=(med_ratio < 0).reshape(shape),
         diverged=np.isposinf(med_ratio).reshape(shape),
         runs=np.bincount(pixel, minlength=n).reshape(shape),
