@@ -82,13 +82,13 @@ def test_a_synthetic_folder_with_tail_mean_and_first_loss(seed_results, tmp_path
     """With the columns first_loss and tail_mean the ratio is theirs; a diverged run counts
     as +inf; an even count takes the mean of the middle two; a missing point is NaN."""
     rows = [  # alpha, hidden, seed, first_loss, tail_mean, diverged
-        (0.03, 4, 0, 1.0, 0.1, False), (0.03, 4, 1, 1.0, 0.01, False),  # median 10**-1.5
+        (0.03, 4, 0, 1.0, 0.1, False), (0.03, 4, 1, 1.0, 0.01, False),  # -1, -2, -1, inf: median -1
         (0.03, 4, 2, 2.0, 0.2, False), (0.03, 4, 3, 1.0, 1e3, True),
         (0.2, 4, 0, 1.0, 5.0, True), (0.2, 4, 1, 1.0, 0.5, False),  # 2 of 4 diverged: inf
         (0.2, 4, 2, 1.0, 3.0, True), (0.2, 4, 3, 1.0, 0.5, False),
         (0.03, 8, 0, 4.0, 8.0, False), (0.03, 8, 1, 4.0, 40.0, False),  # ratio 2 and 10
         (0.03, 8, 2, 1.0, np.nan, False),  # no value: left out
-    ]  # (0.2, 8): no run finished
+    ]  # (0.2, 8): no run finished  # fmt: skip
     runs = pd.DataFrame(rows, columns=["alpha", "hidden", "seed", "first_loss", "tail_mean",
                                        "diverged"])  # fmt: skip
     runs.insert(0, "run_id", np.arange(len(runs), dtype=np.int32))
@@ -187,4 +187,3 @@ def test_the_report_shows_a_map_with_two_numeric_axes(alpha_init, one_axis_resul
     assert 'id="fig-map"' not in report_html(runner.load(one_axis_results))
     with pytest.raises(RunnerError, match="needs two numeric axes that vary"):
         map_figure(runner.load(one_axis_results))
-
