@@ -63,7 +63,8 @@ def _axis(ax_axis, values: np.ndarray, log: bool) -> tuple[np.ndarray, np.ndarra
         ax_axis.set_major_locator(FixedLocator(c))
     elif log:
         lo, hi = np.floor(edges[0]), np.ceil(edges[-1])
-        subs = [1.0] if hi - lo >= 3 else [1.0, 2.0, 5.0]
+        span = edges[-1] - edges[0]  # decades
+        subs = [1.0] if span > 3 else [1.0, 2.0, 5.0] if span > 1.5 else [1.0, 2.0, 3.0, 5.0]
         ticks = [np.log10(s) + k for k in np.arange(lo, hi + 1) for s in subs]
         ax_axis.set_major_locator(FixedLocator([t for t in ticks if edges[0] <= t <= edges[-1]]))
     else:
@@ -149,10 +150,9 @@ def _title(res: Any, m: Map) -> str:
     many = f"{per[0]}" if len(per) == 1 else f"{per[0]}–{per[-1]}"
     lines = [
         f"{res.name}: trainability map, {m.array.shape[1]} × {m.array.shape[0]} points",
-        f"a point: the median over its {many} runs; converged: median {m.ratio} < 1 "
-        f"({int(m.converged.sum())} of {int(done.sum())} points)",
+        f"a point: the median over its {many} runs; converged: median {m.ratio} < 1",
+        f"{int(m.converged.sum())} of {int(done.sum())} points converged",
     ]
     if min(m.array.shape) >= MIN_SIDE:
-        d = m.boundary_dimension()
-        lines[-1] += f"; boundary dimension {number(d.dimension)}"
+        lines[-1] += f"; boundary dimension {number(m.boundary_dimension().dimension)}"
     return "\n".join(lines)
