@@ -187,3 +187,23 @@ def test_the_report_shows_a_map_with_two_numeric_axes(alpha_init, one_axis_resul
     assert 'id="fig-map"' not in report_html(runner.load(one_axis_results))
     with pytest.raises(RunnerError, match="needs two numeric axes that vary"):
         map_figure(runner.load(one_axis_results))
+
+
+def test_a_map_needs_the_loss_at_epoch_1_or_the_new_columns(seed_results, tmp_path):
+    runs = runner.load(seed_results).runs  # no first_loss, no tail_mean
+    folder = tmp_path / "syn"
+    write_synthetic(seed_results, folder, runs)
+    with pytest.raises(RunnerError, match=r"chunk-000000.parquet: unreadable Parquet file"):
+        runner.load(folder).map("alpha", "hidden")  # the loss file is missing
+    later = pd.DataFrame({"run_id": runs["run_id"], "epoch": np.int32(2), "loss": np.float32(1)})
+    later.to_parquet(folder / "losses" / "chunk-000000.parquet", index=False)
+    with pytest.raises(RunnerError, match=r"no loss at epoch 1 for 16 runs \(first: run 0\)"):
+        runner.load(folder).map("alpha", "hidden")
+
+
+def test_a_map_refuses_more_points_than_it_holds(alpha_init, monkeypatch):
+    from runner.results import maps
+
+    monkeypatch.setattr(maps, "MAX_POINTS", 59)
+    with pytest.raises(RunnerError, match="alpha has 12 values and init_hi 5: 60 points, over"):
+        runner.load(alpha_init).map("alpha", "init_hi")

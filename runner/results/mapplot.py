@@ -147,11 +147,17 @@ def _title(res: Any, m: Map) -> str:
     """What the map shows: the pixel rule, the share converged, the boundary dimension."""
     done = m.runs > 0
     per = sorted(set(m.runs[done].tolist()))
-    many = f"{per[0]}" if len(per) == 1 else f"{per[0]}–{per[-1]}"
+    if not per:
+        rule = "no run finished yet"
+    elif per == [1]:
+        rule = f"a point: its run; converged: {m.ratio} < 1"
+    else:
+        many = f"{per[0]:,}" if len(per) == 1 else f"{per[0]:,}–{per[-1]:,}"
+        rule = f"a point: the median over its {many} runs; converged: median {m.ratio} < 1"
     lines = [
-        f"{res.name}: trainability map, {m.array.shape[1]} × {m.array.shape[0]} points",
-        f"a point: the median over its {many} runs; converged: median {m.ratio} < 1",
-        f"{int(m.converged.sum())} of {int(done.sum())} points converged",
+        f"{res.name}: trainability map, {m.array.shape[1]:,} × {m.array.shape[0]:,} points",
+        rule,
+        f"{int(m.converged.sum()):,} of {int(done.sum()):,} points converged",
     ]
     if min(m.array.shape) >= MIN_SIDE:
         lines[-1] += f"; boundary dimension {number(m.boundary_dimension().dimension)}"

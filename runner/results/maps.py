@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from runner.errors import RunnerError
@@ -23,6 +24,7 @@ from runner.results.boundary import BoundaryDimension, boundary_dimension
 
 RATIO = "log_ratio"  # the default value's name
 NUMERIC = ("int32", "int64", "float64")
+MAX_POINTS = 4096 * 4096  # a map's pixels; beyond, its arrays pass half a gigabyte
 
 
 @dataclass(frozen=True)
@@ -100,19 +102,27 @@ def log_ratio(res: Any) -> tuple[np.ndarray, str]:
 
 def _first_losses(res: Any, run_ids: pd.Series) -> np.ndarray:
     """The loss at epoch 1 of each run, one loss file at a time."""
-    found: dict[int, float] = {}
+    ids, losses = [np.empty(0, np.int64)], [np.empty(0)]
     for f in res._files(store.LOSSES):
-        table = pq.read_table(f, columns=["run_id", "loss"], filters=[("epoch", "==", 1)])
-        ids = table["run_id"].to_numpy()
-        found.update(zip(ids.tolist(), table["loss"].to_numpy().astype(np.float64), strict=True))
-    missing = [int(r) for r in run_ids if int(r) not in found]
-    if missing:
+        try:
+            table = pq.read_table(f, columns=["run_id", "loss"], filters=[("epoch", "==", 1)])
+        except (OSError, pa.ArrowException) as exc:
+            raise RunnerError(f"unreadable Parquet file ({exc})", file=str(f)) from None
+        ids.append(table["run_id"].to_numpy().astype(np.int64))
+        losses.append(table["loss"].to_numpy().astype(np.float64))
+    found, loss = np.concatenate(ids), np.concatenate(losses)
+    order = np.argsort(found, kind="stable")
+    found, loss = found[order], loss[order]
+    want = run_ids.to_numpy(np.int64)
+    at = np.minimum(np.searchsorted(found, want), max(len(found) - 1, 0))
+    missing = want[(len(found) == 0) | (found[at] != want)] if len(found) else want
+    if len(missing):
         raise RunnerError(
             f"no loss at epoch 1 for {len(missing)} runs (first: run {missing[0]}); "
             "a map needs the losses at epoch 1 or the columns first_loss and tail_mean",
             file=str(res.folder / store.LOSSES),
         )
-    return np.array([found[int(r)] for r in run_ids], dtype=np.float64)
+    return loss[at]
 
 
 def _check_axis(res: Any, name: str, role: str) -> None:
@@ -165,6 +175,12 @@ def make_map(res: Any, x: str, y: str, value: str | None = None) -> Map:
     xs, xi = np.unique(runs[x].to_numpy(float), return_inverse=True)
     ys, yi = np.unique(runs[y].to_numpy(float), return_inverse=True)
     n = len(xs) * len(ys)
+    if n > MAX_POINTS:
+        raise RunnerError(
+            f"{x} has {len(xs):,} values and {y} {len(ys):,}: {n:,} points, over the "
+            f"{MAX_POINTS:,} a map holds (sampled values are all distinct: map grid axes)",
+            file=str(res.folder),
+        )
     pixel = yi.astype(np.int64) * len(xs) + xi
     shape = (len(ys), len(xs))
     med_ratio = _medians(pixel, ratio, n)
