@@ -19,7 +19,7 @@ from runner.plan.chunks import Plan
 from runner.plan.spec import MAX_RUNS, Spec, load_spec, spec_from_dict
 from runner.results import store
 from runner.results.growth import open_sweep
-from runner.run import requeue
+from runner.run import budget, requeue
 from runner.run.worker import ChunkDone, ChunkFailed, run_chunk, tasks_for, warm_up
 
 BACKENDS = ("threading", "loky", "dask", "cuda")
@@ -146,6 +146,7 @@ def sweep(
     progress: bool = True,
     yes: bool = False,
     stop: requeue.Graceful | None = None,
+    max_memory: str | int | None = None,
 ) -> SweepReport:
     """Run, resume or grow a sweep: train every run not yet on disk and write its files.
 
@@ -155,6 +156,8 @@ def sweep(
     runs (docs/growth.md).
     ``stop`` (see ``runner.run.requeue``): once requested, no new chunk starts, the chunks in
     flight are waited for while they fit in its grace, then ``Interrupted`` is raised.
+    ``max_memory`` (bytes, or like "400M"): the memory budget (runner.run.budget); by default
+    a safe share of what the machine allows.
     """
     if isinstance(spec, dict):
         spec = spec_from_dict(spec, overrides)
@@ -183,6 +186,8 @@ def sweep(
     shard_ = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
     root = Path(out) if out is not None else Path("results")
     folder = root / spec.name
+    sizing = budget.before_sweep(spec, folder, fresh=fresh, jobs=jobs, backend=backend,
+                                 shard=shard_, max_memory=max_memory, quiet=quiet)  # fmt: skip
     plan = open_sweep(folder, spec, fresh)
     store.clean_stale_tmp(folder)
 
@@ -215,7 +220,7 @@ def sweep(
             warm_up(spec.loss_dtype, dtype, fastmath)
     pending_runs = int(sum(sizes[c] for c in pending))
     bar = Progress(pending_runs, _mean_epochs(plan), quiet, progress)
-    results = dispatch(spec, folder, pending, jobs, backend, scheduler, plan, stop)
+    results = dispatch(spec, folder, pending, jobs, backend, scheduler, plan, stop, sizing)
     if stop is not None:  # a helper thread draws the results; this one watches the clock
         results = requeue.drain(results, stop, fatal=(ChunkFailed,))
     try:
@@ -236,15 +241,13 @@ def sweep(
     except ChunkFailed:
         raise
     except Exception as exc:  # a worker died: name the chunks it held
+        how = f"worker lost ({type(exc).__name__}{budget.killed(exc)})"
         lost = store.orphaned_claims(folder)
-        which = f"chunk {', '.join(map(str, lost))}" if lost else "a chunk"
-        raise ChunkFailed(
-            f"{which} failed: worker lost ({type(exc).__name__}); "
-            "finished chunks are kept, run the same command to resume"
-        ) from exc
+        raise ChunkFailed(budget.out_of_memory(lost, sizing.cost.worker_bytes, how)) from exc
     finally:
         bar.close()
         report.seconds = time.perf_counter() - t0
+    budget.after_sweep(spec, sizing, report.rows, report.seconds)
     return report
 
 
@@ -285,11 +288,12 @@ def dispatch(
     scheduler: str | None,
     plan: Plan | None = None,
     stop: requeue.Graceful | None = None,
+    sizing: budget.Sizing | None = None,
 ) -> Iterator[ChunkDone | None]:
     """Yield each chunk's summary as it finishes (any order); None for a chunk not started
     because ``stop`` was requested (sequential and threading; loky and Dask workers run
     what they were handed)."""
-    tasks = tasks_for(spec, folder, pending, plan)
+    tasks = budget.with_tiles(tasks_for(spec, folder, pending, plan), sizing)
     chunk = run_chunk if stop is None else partial(requeue.unless_stopped, stop, run_chunk)
     if backend == "cuda":
         from runner.run.cuda_sweep import dispatch as cuda_dispatch
