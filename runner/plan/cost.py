@@ -212,7 +212,7 @@ def one_tile_reason(shape: tuple[int, int, int], hidden: int, dtype: str, base: 
              f"and deltas of {n} samples {size(2 * t * n * hidden * f)}")  # fmt: skip
     besides = f" besides the process's {size(base)}" if base else ""
     return (
-        f"= {hidden}: the smallest kernel tile ({t} runs) needs "
+        f"{hidden:,} hidden units: the smallest kernel tile ({t} runs) needs "
         f"{size(kernel_bytes(shape, hidden, dtype, t))} ({parts}){besides}; this machine "
         f"allows {size(budget)} ({source})"
     )

@@ -31,6 +31,7 @@ from runner.plan import params as P
 from runner.plan.chunks import Chunk, Layer
 from runner.plan.cost import Measured, rows_at_most
 from runner.plan.spec import Spec
+from runner.run.memory import rss
 
 PILOT_RUNS = 32  # runs of the pilot, at most
 PILOT_SECONDS = 1.0  # the pilot's arithmetic, at most, at the calibrated rate
@@ -102,17 +103,6 @@ def calibration(dtype: str, fastmath: bool) -> dict[str, Any]:
     return found
 
 
-def _rss() -> int:
-    """This process's resident bytes now."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def _calibrate_here(dtype: str, fastmath: bool) -> dict[str, Any]:
     """Run in a fresh interpreter: a sweep process's memory with its kernels loaded, and
     the kernel's rate on a small problem, timed for about CALIBRATION_SECONDS."""
@@ -122,7 +112,7 @@ def _calibrate_here(dtype: str, fastmath: bool) -> dict[str, Any]:
 
     warm_up("float32", dtype, fastmath)
     warm_up("float64", dtype, fastmath)  # the timed calls' signature: no compiling below
-    base = _rss()
+    base = rss()
     n, ni, nh, no, R = CAL_SHAPE
     rng = np.random.default_rng(0)
     X, Y = rng.uniform(0, 1, (n, ni)), rng.uniform(0, 1, (n, no))
@@ -152,8 +142,8 @@ def record_sweep(spec: Spec, dtype: str, fastmath: bool, flops_per_s: float) -> 
         )
 
 
-def measured(spec: Spec, modes: list[tuple[str, bool]], pilot: bool = True) -> Measured:
-    """Figures for ``spec``'s estimate: its slowest variant's rate and the pilot's shares."""
+def measured(spec: Spec, modes: list[tuple[str, bool]]) -> Measured:
+    """Figures for ``spec``'s estimate: its slowest variant's rate, a process's memory."""
     cache = _read_cache().get("sweeps", {})
     rate, source, base = np.inf, "", 0
     for dtype, fastmath in modes:
@@ -166,9 +156,6 @@ def measured(spec: Spec, modes: list[tuple[str, bool]], pilot: bool = True) -> M
             source = "the last sweep's rate" if last else "a calibration"
     m = Measured(base_rss=base, flops_per_s=float(rate), rate_source=f"from {source} of "
                  f"this variant on this machine")  # fmt: skip
-    if pilot:
-        _pilot(spec, m)
-        m.base_rss = max(m.base_rss, _rss())  # this process, as it will start training
     return m
 
 
@@ -177,13 +164,20 @@ def _sample(layer: Layer, k: int) -> np.ndarray:
     return np.unique(np.linspace(0, size - 1, min(k, size)).round().astype(np.int64))
 
 
-def _pilot(spec: Spec, m: Measured) -> None:
-    """Train a few of the spec's runs (their epochs cut to fit PILOT_FLOPS) and measure."""
+def pilot(spec: Spec, m: Measured, tile: int, most: int) -> None:
+    """Train a few of the spec's runs (at most ``most``, in tiles of ``tile``; their epochs
+    cut to fit PILOT_SECONDS) and measure; then this process's memory, as it will start
+    training."""
+    _pilot(spec, m, tile, min(PILOT_RUNS, most))
+    m.base_rss = max(m.base_rss, rss())
+
+
+def _pilot(spec: Spec, m: Measured, tile: int, runs: int) -> None:
     from runner.results import store
     from runner.run.train import run_batch
     from runner.run.worker import _weights
 
-    cols = spec.layer.columns(_sample(spec.layer, PILOT_RUNS))
+    cols = spec.layer.columns(_sample(spec.layer, runs))
     per_call = [c for name in P.PER_CALL for c, _ in P.BY_NAME[name].columns]
     keys = np.stack([np.asarray(cols[c], np.float64).view(np.int64) for c in per_call], axis=1)
     _, group = np.unique(keys, axis=0, return_inverse=True)
@@ -202,7 +196,7 @@ def _pilot(spec: Spec, m: Measured) -> None:
         res = run_batch(spec.X, spec.Y, Wh, Wz, sub["alpha"].copy(), epochs, call["output"],
                         call["update"], spec.every, call["stop_below"], call["diverge_above"],
                         np.dtype(spec.loss_dtype).type, dtype=call["dtype"],
-                        fastmath=call["fastmath"])  # fmt: skip
+                        fastmath=call["fastmath"], tile=tile)  # fmt: skip
         ids = np.arange(len(idx))
         params = store.param_columns(sub)
         axes = {k: params[k] for k in store.axis_columns(spec.axis_names)}

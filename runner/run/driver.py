@@ -19,7 +19,7 @@ from runner.plan.chunks import Plan
 from runner.plan.spec import MAX_RUNS, Spec, load_spec, spec_from_dict
 from runner.results import store
 from runner.results.growth import open_sweep
-from runner.run import budget, requeue
+from runner.run import budget, memory, requeue
 from runner.run.worker import ChunkDone, ChunkFailed, run_chunk, tasks_for, warm_up
 
 BACKENDS = ("threading", "loky", "dask", "cuda")
@@ -241,9 +241,9 @@ def sweep(
     except ChunkFailed:
         raise
     except Exception as exc:  # a worker died: name the chunks it held
-        how = f"worker lost ({type(exc).__name__}{budget.killed(exc)})"
+        how = f"worker lost ({type(exc).__name__}{memory.killed(exc)})"
         lost = store.orphaned_claims(folder)
-        raise ChunkFailed(budget.out_of_memory(lost, sizing.cost.worker_bytes, how)) from exc
+        raise ChunkFailed(memory.out_of_memory(lost, sizing.cost.worker_bytes, how)) from exc
     finally:
         bar.close()
         report.seconds = time.perf_counter() - t0

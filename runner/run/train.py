@@ -186,7 +186,7 @@ def train(
     )
     alpha, hidden, seed, epochs = p["alpha"], p["hidden"], p["seed"], p["epochs"]
     init, stop_below, diverge_above = p["init"], p["stop_below"], p["diverge_above"]
-    from runner.run.budget import train_tile  # the sweep's memory budget, before allocating
+    from runner.run.memory import train_tile  # the sweep's memory budget, before allocating
 
     tile = train_tile(Xa.shape[0], Xa.shape[1], hidden, Ya.shape[1], p["dtype"], epochs)
     Wh, Wz = init_weights([seed], Xa.shape[1], hidden, Ya.shape[1], (init[0], init[1]))

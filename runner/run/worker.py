@@ -80,7 +80,7 @@ def run_chunk(task: ChunkTask) -> ChunkDone:
     except OSError as exc:
         raise ChunkFailed(f"chunk {task.index}: {store.describe_os_error(exc)}") from None
     except MemoryError:
-        from runner.run.budget import chunk_needs, out_of_memory
+        from runner.run.memory import chunk_needs, out_of_memory
 
         raise ChunkFailed(out_of_memory([task.index], chunk_needs(task), "MemoryError")) from None
     except Exception as exc:
