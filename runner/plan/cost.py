@@ -190,7 +190,7 @@ def fit_tiles(spec: Spec, ch: Chunks, share: int | None, base: int, budget: int 
         fits = [t for t in tiles.TILES if t <= auto
                 and (share is None or own + kernel_bytes(shape, h, dtype, t) <= share)]  # fmt: skip
         if not fits:
-            _too_big(spec, shape, h, dtype, R, own, base, budget or 0, budget_source)
+            _too_big(spec, shape, h, dtype, R, own, base, budget or 0, budget_source, share or 0)
         out[k] = max(fits)
     return out[which]
 
@@ -219,7 +219,7 @@ def one_tile_reason(shape: tuple[int, int, int], hidden: int, dtype: str, base: 
 
 
 def _too_big(spec: Spec, shape, hidden: int, dtype: str, R: int, own: int, base: int,
-             budget: int, source: str) -> None:  # fmt: skip
+             budget: int, source: str, share: int) -> None:  # fmt: skip
     one = kernel_bytes(shape, hidden, dtype, tiles.TILES[0])
     if base + one + buffer_bytes(1, shape, hidden, 1, spec.loss_dtype, dtype) > budget:
         key = "grid.hidden" if "hidden" in spec.grid else "train.hidden"
@@ -227,8 +227,8 @@ def _too_big(spec: Spec, shape, hidden: int, dtype: str, R: int, own: int, base:
                           file=spec.file, key=key)  # fmt: skip
     raise RunnerError(
         f"a chunk of {R:,} runs needs {size(own)} for its weights, losses and writer, "
-        f"{size(base + own + one)} in all with one narrow tile; this allows {size(budget)} "
-        f"({source}) for each worker's share: set a smaller chunk_runs (or fewer --jobs)",
+        f"{size(own + one)} with the narrowest tile; a worker's share of {size(budget)} "
+        f"({source}) is {size(max(share, 0))}: set a smaller chunk_runs (or fewer --jobs)",
         file=spec.file, key="[sweep] chunk_runs")  # fmt: skip
 
 

@@ -66,7 +66,8 @@ def plan_cost(spec: Spec, folder: Path, *, fresh: bool = False, jobs: int = 1,
     limit = None if on_gpu else budget
     if limit is not None and m.base_rss >= limit:
         need = f"({size(m.base_rss)} with its kernels loaded)"
-        raise RunnerError(f"{size(limit)} ({source}) is less than a sweep process needs {need}",
+        given = size(limit) if source == "--max-memory" else f"{size(limit)} ({source})"
+        raise RunnerError(f"{given} is less than a sweep process needs {need}",
                           key="--max-memory")  # fmt: skip
     est = cost.estimate(spec, plan, m, jobs=jobs, backend=backend, chunks=pending,
                         budget=limit, budget_source=source)  # fmt: skip
