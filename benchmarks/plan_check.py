@@ -76,7 +76,7 @@ def main() -> None:
         check("seed", SEED, root / "seed", jobs)
         if a.quick:
             return
-        big = ["--set", "grid.seed={start=0,stop=5000}", "--set", "train.epochs=300", "--yes"]
+        big = ["--set", "grid.seed={start=0,stop=5000}", "--set", "train.epochs=300"]
         check("100k runs", SEED, root / "100k", jobs + big)
         check("wide", wide(root), root / "wide", jobs)
 

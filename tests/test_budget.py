@@ -116,7 +116,7 @@ def test_seed_sweep_within_25_percent_of_the_plan(tmp_path):
 @pytest.mark.slow
 def test_100k_run_sweep_within_25_percent_of_the_plan(tmp_path):
     check_estimates(SPEC, tmp_path, "--jobs", "2", "--set", "grid.seed={start=0,stop=5000}",
-                    "--set", "train.epochs=300", "--yes")  # fmt: skip
+                    "--set", "train.epochs=300")  # fmt: skip
 
 
 @pytest.mark.slow

@@ -36,6 +36,7 @@ class Measured:
     base_rss: int  # bytes of a sweep process once its kernels are loaded
     flops_per_s: float  # one worker's kernel rate for this variant (runner.kernel.tiles.epoch_ops)
     rate_source: str  # "last sweep" or "calibration"
+    kernel_flops_per_s: float = 0.0  # the calibration's (the pilot's yardstick)
     row_fraction: float = 1.0  # recorded rows written / at most (runs stopping early)
     epoch_fraction: float = 1.0  # epochs trained / at most
     loss_bytes_per_row: float = 2.0

@@ -119,11 +119,14 @@ def with_tiles(tasks: Iterable, sizing: Sizing | None) -> Iterator:
         yield task
 
 
+MIN_SECONDS = 5.0  # a shorter sweep's rate is mostly start-up: not kept
+
+
 def after_sweep(spec: Spec, sizing: Sizing, rows: int, seconds: float) -> None:
     """Keep this sweep's measured rate, one worker's, for the next plan of its variant:
     its arithmetic (scaled by the share of loss rows written) over its time and workers."""
     c = sizing.cost
-    if rows and seconds > 0 and c.loss_rows and sizing.flops:
+    if rows and seconds >= MIN_SECONDS and c.loss_rows and sizing.flops:
         rate = sizing.flops * min(1.0, rows / c.loss_rows) / (seconds * c.workers)
         for dtype, fastmath in sizing.modes:
             calibrate.record_sweep(spec, dtype, fastmath, rate)

@@ -148,17 +148,18 @@ def record_sweep(spec: Spec, dtype: str, fastmath: bool, flops_per_s: float) -> 
 def measured(spec: Spec, modes: list[tuple[str, bool]]) -> Measured:
     """Figures for ``spec``'s estimate: its slowest variant's rate, a process's memory."""
     cache = _read_cache().get("sweeps", {})
-    rate, source, base = np.inf, "", 0
+    rate, source, base, kernel = np.inf, "", 0, np.inf
     for dtype, fastmath in modes:
         cal = calibration(dtype, fastmath)
         base = max(base, int(cal["base_rss"]))
+        kernel = min(kernel, float(cal["flops_per_s"]))
         last = cache.get(shape_key(dtype, fastmath, spec))
         r = float(last["flops_per_s"] if last else cal["flops_per_s"])
         if r < rate:
             rate = r
             source = "the last sweep's rate" if last else "a calibration"
     m = Measured(base_rss=base, flops_per_s=float(rate), rate_source=f"from {source} of "
-                 f"this variant on this machine")  # fmt: skip
+                 f"this variant on this machine", kernel_flops_per_s=kernel)  # fmt: skip
     return m
 
 
@@ -193,7 +194,7 @@ def _pilot(spec: Spec, m: Measured, tile: int, runs: int) -> None:
         sub = {c: v[idx] for c, v in cols.items()}
         call = Chunk(0, 0, len(idx), sub).call()
         ops = tiles.epoch_ops(n, ni, call["hidden"], no, call["output"], call["dtype"])["flops"]
-        cap = PILOT_SECONDS * m.flops_per_s / len(groups) / (ops * max(len(idx), 8))
+        cap = PILOT_SECONDS * m.kernel_flops_per_s / len(groups) / (ops * max(len(idx), 8))
         epochs = int(min(call["epochs"], max(1, cap)))
         Wh, Wz = _weights(sub, ni, call["hidden"], no)
         res = run_batch(spec.X, spec.Y, Wh, Wz, sub["alpha"].copy(), epochs, call["output"],
