@@ -37,6 +37,8 @@ class Measured:
     flops_per_s: float  # one worker's kernel rate for this variant (runner.kernel.tiles.epoch_ops)
     rate_source: str  # "last sweep" or "calibration"
     kernel_flops_per_s: float = 0.0  # the calibration's (the pilot's yardstick)
+    startup_s: float = 0.0  # a sweep process's start: imports, kernels loaded
+    write_ns_per_row: float = 0.0  # building and writing the losses (0: in flops_per_s)
     row_fraction: float = 1.0  # recorded rows written / at most (runs stopping early)
     epoch_fraction: float = 1.0  # epochs trained / at most
     loss_bytes_per_row: float = 2.0
@@ -288,5 +290,10 @@ def flops(spec: Spec, ch: Chunks) -> float:
 
 
 def _seconds(spec: Spec, ch: Chunks, m: Measured, workers: int) -> float:
+    """Start-up, then the kernel's arithmetic and the writing, shared by the workers."""
     work = flops(spec, ch) * m.epoch_fraction
-    return work / max(m.flops_per_s, 1.0) / workers if math.isfinite(work) else math.inf
+    if not math.isfinite(work):
+        return math.inf
+    rows = float((ch.runs * ch.slots).sum()) * m.row_fraction
+    busy = work / max(m.flops_per_s, 1.0) + rows * max(m.write_ns_per_row, 0.0) * 1e-9
+    return m.startup_s + busy / workers

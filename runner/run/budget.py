@@ -78,7 +78,8 @@ def plan_cost(spec: Spec, folder: Path, *, fresh: bool = False, jobs: int = 1,
         est = cost.estimate(spec, plan, m, jobs=jobs, backend=backend, chunks=pending,
                             budget=limit, budget_source=source)  # fmt: skip
     work = cost.flops(spec, cost.Chunks.of(plan, spec.every, pending))
-    return Sizing(est, dict(zip(pending, est.tiles.tolist(), strict=True)), work, tuple(kinds))
+    tiles_of = dict(zip(pending, est.tiles.tolist(), strict=True))
+    return Sizing(est, tiles_of, work, tuple(kinds))
 
 
 def check_disk(c: Cost, folder: Path) -> None:

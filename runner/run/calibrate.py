@@ -98,10 +98,13 @@ def calibration(dtype: str, fastmath: bool) -> dict[str, Any]:
         ),
     }
     try:
+        t0 = time.perf_counter()
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=True)
         found = json.loads(out.stdout.strip().splitlines()[-1])
+        found["startup_s"] = time.perf_counter() - t0 - found.pop("timing_s")
     except (OSError, ValueError, IndexError, subprocess.SubprocessError):
         found = _calibrate_here(dtype, fastmath)  # here: this process's memory, an upper bound
+        found.pop("timing_s")
     _write_cache({"calibration": {key: found}})
     return found
 
@@ -119,7 +122,7 @@ def _calibrate_here(dtype: str, fastmath: bool) -> dict[str, Any]:
     n, ni, nh, no, R = CAL_SHAPE
     rng = np.random.default_rng(0)
     X, Y = rng.uniform(0, 1, (n, ni)), rng.uniform(0, 1, (n, no))
-    epochs, took = 25, 0.0
+    epochs, took, t_all = 25, 0.0, time.perf_counter()
     while took < CALIBRATION_SECONDS:
         epochs *= 4 if took < CALIBRATION_SECONDS / 8 else 2
         Wh, Wz = init_weights(range(R), ni, nh, no)
@@ -127,7 +130,8 @@ def _calibrate_here(dtype: str, fastmath: bool) -> dict[str, Any]:
         run_batch(X, Y, Wh, Wz, np.full(R, 1e-3), epochs, dtype=dtype, fastmath=fastmath)
         took = time.perf_counter() - t0
     ops = tiles.epoch_ops(n, ni, nh, no, "linear", dtype, fastmath)["flops"]
-    return {"flops_per_s": R * epochs * ops / took, "base_rss": base, "seconds": took}
+    return {"flops_per_s": R * epochs * ops / took, "base_rss": base, "seconds": took,
+            "timing_s": time.perf_counter() - t_all, "startup_s": 0.0}  # fmt: skip
 
 
 def record_sweep(spec: Spec, dtype: str, fastmath: bool, flops_per_s: float) -> None:
@@ -148,18 +152,22 @@ def record_sweep(spec: Spec, dtype: str, fastmath: bool, flops_per_s: float) -> 
 def measured(spec: Spec, modes: list[tuple[str, bool]]) -> Measured:
     """Figures for ``spec``'s estimate: its slowest variant's rate, a process's memory."""
     cache = _read_cache().get("sweeps", {})
-    rate, source, base, kernel = np.inf, "", 0, np.inf
+    rate, source, base, kernel, startup = np.inf, "", 0, np.inf, 0.0
+    written = True  # the last sweep's rate includes its writing
     for dtype, fastmath in modes:
         cal = calibration(dtype, fastmath)
         base = max(base, int(cal["base_rss"]))
         kernel = min(kernel, float(cal["flops_per_s"]))
+        startup = max(startup, float(cal.get("startup_s", 0.0)))
         last = cache.get(shape_key(dtype, fastmath, spec))
         r = float(last["flops_per_s"] if last else cal["flops_per_s"])
         if r < rate:
             rate = r
             source = "the last sweep's rate" if last else "a calibration"
+            written = bool(last)
     m = Measured(base_rss=base, flops_per_s=float(rate), rate_source=f"from {source} of "
-                 f"this variant on this machine", kernel_flops_per_s=kernel)  # fmt: skip
+                 f"this variant on this machine", kernel_flops_per_s=kernel,
+                 startup_s=startup, write_ns_per_row=0.0 if written else -1.0)  # fmt: skip
     return m
 
 
@@ -172,8 +180,10 @@ def pilot(spec: Spec, m: Measured, tile: int, most: int) -> None:
     """Train a few of the spec's runs (at most ``most``, in tiles of ``tile``; their epochs
     cut to fit PILOT_SECONDS) and measure; then this process's memory, as it will start
     training."""
+    t0 = time.perf_counter()
     _pilot(spec, m, tile, min(PILOT_RUNS, most))
     m.base_rss = max(m.base_rss, rss())
+    m.startup_s += time.perf_counter() - t0  # a sweep runs its pilot too
 
 
 def _pilot(spec: Spec, m: Measured, tile: int, runs: int) -> None:
@@ -188,7 +198,7 @@ def _pilot(spec: Spec, m: Measured, tile: int, runs: int) -> None:
     n, ni, no = spec.X.shape[0], spec.X.shape[1], spec.Y.shape[1]
     groups = np.unique(group)
     rows = most = epochs_run = epochs_most = 0
-    tables, runs_tables = [], []
+    tables, runs_tables, building = [], [], 0.0
     for g in groups:
         idx = np.flatnonzero(group.ravel() == g)
         sub = {c: v[idx] for c, v in cols.items()}
@@ -201,12 +211,13 @@ def _pilot(spec: Spec, m: Measured, tile: int, runs: int) -> None:
                         call["update"], spec.every, call["stop_below"], call["diverge_above"],
                         np.dtype(spec.loss_dtype).type, dtype=call["dtype"],
                         fastmath=call["fastmath"], tile=tile)  # fmt: skip
-        ids = np.arange(len(idx))
+        ids, t0 = np.arange(len(idx)), time.perf_counter()
         params = store.param_columns(sub)
         axes = {k: params[k] for k in store.axis_columns(spec.axis_names)}
         table = store.losses_table(ids, axes, res.loss, res.istats, res.fstats, spec.every)
         tables.append(table)
         runs_tables.append(store.runs_table(ids, params, res.istats, res.fstats))
+        building += time.perf_counter() - t0
         full = len(idx) * rows_at_most(call["epochs"], spec.every)
         whole = epochs == call["epochs"]  # else: a cut pilot says nothing of stopping early
         rows += table.num_rows if whole else full
@@ -215,7 +226,11 @@ def _pilot(spec: Spec, m: Measured, tile: int, runs: int) -> None:
         epochs_most += len(idx) * call["epochs"]
     m.row_fraction = min(1.0, rows / max(most, 1))
     m.epoch_fraction = min(1.0, epochs_run / max(epochs_most, 1))
+    t0 = time.perf_counter()
     m.loss_bytes_per_row, m.loss_bytes_per_file = _bytes(tables, store.loss_options, "rows")
+    if m.write_ns_per_row < 0:  # the calibration's rate is the kernel's alone: add the writing
+        n_rows = sum(t.num_rows for t in tables)
+        m.write_ns_per_row = (building + (time.perf_counter() - t0) / 1.5) / max(n_rows, 1) * 1e9
     m.run_bytes_per_run, m.run_bytes_per_file = _bytes(
         runs_tables, lambda t: store.RUN_OPTIONS, "runs"
     )
