@@ -37,6 +37,7 @@ PILOT_RUNS = 32  # runs of the pilot, at most
 PILOT_SECONDS = 1.0  # the pilot's arithmetic, at most, at the calibrated rate
 CALIBRATION_SECONDS = 0.5  # the timed part of a calibration
 CAL_SHAPE = (4, 2, 8, 1, 64)  # samples, inputs, hidden, outputs, runs
+WRITE_NS_PER_ROW = 150.0  # building and writing a loss row, when the pilot is too small to say
 
 
 def cache_file() -> Path:
@@ -228,9 +229,10 @@ def _pilot(spec: Spec, m: Measured, tile: int, runs: int) -> None:
     m.epoch_fraction = min(1.0, epochs_run / max(epochs_most, 1))
     t0 = time.perf_counter()
     m.loss_bytes_per_row, m.loss_bytes_per_file = _bytes(tables, store.loss_options, "rows")
+    n_rows = sum(t.num_rows for t in tables)
     if m.write_ns_per_row < 0:  # the calibration's rate is the kernel's alone: add the writing
-        n_rows = sum(t.num_rows for t in tables)
-        m.write_ns_per_row = (building + (time.perf_counter() - t0) / 1.5) / max(n_rows, 1) * 1e9
+        took = building + (time.perf_counter() - t0) / 1.5
+        m.write_ns_per_row = took / n_rows * 1e9 if n_rows >= 100_000 else WRITE_NS_PER_ROW
     m.run_bytes_per_run, m.run_bytes_per_file = _bytes(
         runs_tables, lambda t: store.RUN_OPTIONS, "runs"
     )
@@ -244,13 +246,13 @@ def _bytes(tables: list, options, what: str) -> tuple[float, float]:
 
     table = pa.concat_tables(tables).combine_chunks()
     sizes = []
-    for part in (table, table.slice(0, max(1, table.num_rows // 2))):
+    for part in (table, table.slice(0, 1)):  # one row: the file's own overhead
         buf = io.BytesIO()
         pq.write_table(part, buf, **options(part))
         sizes.append((part.num_rows, buf.tell()))
     (r1, b1), (r2, b2) = sizes
-    per = (b1 - b2) / (r1 - r2) if r1 > r2 else b1 / max(r1, 1)
-    return max(per, 0.0), max(b1 - per * r1, 0.0)
+    per = (b1 - b2) / (r1 - r2) if r1 > r2 else 0.0
+    return max(per, 0.0), float(b2)
 
 
 if __name__ == "__main__":  # a calibration, in a fresh interpreter
