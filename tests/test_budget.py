@@ -289,4 +289,3 @@ def test_a_bad_max_memory_is_one_line(tmp_path, capsys):
     assert main(["sweep", str(SPEC), "--out", str(tmp_path), "--max-memory", "0"]) == 2
     assert capsys.readouterr().err.startswith("runner: error: --max-memory: ")
     assert not any(tmp_path.iterdir())
-
