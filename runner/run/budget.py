@@ -37,6 +37,7 @@ class Sizing:
     tiles: dict[int, int]  # chunk -> runs per kernel tile under the budget
     flops: float = 0.0  # the kernel's arithmetic of these chunks, every epoch run
     modes: tuple[tuple[str, bool], ...] = ()  # their (dtype, fastmath)
+    kernel_flops_per_s: float = 0.0  # the calibration's rate
 
     def tile(self, chunk: int) -> int | None:
         return self.tiles.get(chunk, min(self.tiles.values()) if self.tiles else None)
@@ -79,7 +80,7 @@ def plan_cost(spec: Spec, folder: Path, *, fresh: bool = False, jobs: int = 1,
                             budget=limit, budget_source=source)  # fmt: skip
     work = cost.flops(spec, cost.Chunks.of(plan, spec.every, pending))
     tiles_of = dict(zip(pending, est.tiles.tolist(), strict=True))
-    return Sizing(est, tiles_of, work, tuple(kinds))
+    return Sizing(est, tiles_of, work, tuple(kinds), m.kernel_flops_per_s)
 
 
 def check_disk(c: Cost, folder: Path) -> None:
@@ -120,14 +121,18 @@ def with_tiles(tasks: Iterable, sizing: Sizing | None) -> Iterator:
         yield task
 
 
-MIN_SECONDS = 5.0  # a shorter sweep's rate is mostly start-up: not kept
+MIN_SECONDS = 2.0  # a sweep of less kernel work (at the calibrated rate) keeps no rate
 
 
 def after_sweep(spec: Spec, sizing: Sizing, rows: int, seconds: float) -> None:
     """Keep this sweep's measured rate, one worker's, for the next plan of its variant:
     its arithmetic (scaled by the share of loss rows written) over its time and workers."""
     c = sizing.cost
-    if rows and seconds >= MIN_SECONDS and c.loss_rows and sizing.flops:
-        rate = sizing.flops * min(1.0, rows / c.loss_rows) / (seconds * c.workers)
-        for dtype, fastmath in sizing.modes:
-            calibrate.record_sweep(spec, dtype, fastmath, rate)
+    if not (rows and seconds >= MIN_SECONDS and c.loss_rows and sizing.flops):
+        return
+    work = sizing.flops * min(1.0, rows / c.loss_rows)
+    if work < MIN_SECONDS * sizing.kernel_flops_per_s:  # mostly start-up, writing or waiting
+        return
+    rate = work / (seconds * c.workers)
+    for dtype, fastmath in sizing.modes:
+        calibrate.record_sweep(spec, dtype, fastmath, rate)

@@ -36,6 +36,7 @@ from runner.run.memory import rss
 PILOT_RUNS = 32  # runs of the pilot, at most
 PILOT_SECONDS = 1.0  # the pilot's arithmetic, at most, at the calibrated rate
 CALIBRATION_SECONDS = 0.5  # the timed part of a calibration
+LAST_RANGE = (0.05, 2.0)  # a last sweep's rate is kept within these shares of the calibration
 CAL_SHAPE = (4, 2, 8, 1, 64)  # samples, inputs, hidden, outputs, runs
 WRITE_NS_PER_ROW = 150.0  # building and writing a loss row, when the pilot is too small to say
 
@@ -161,6 +162,8 @@ def measured(spec: Spec, modes: list[tuple[str, bool]]) -> Measured:
         kernel = min(kernel, float(cal["flops_per_s"]))
         startup = max(startup, float(cal.get("startup_s", 0.0)))
         last = cache.get(shape_key(dtype, fastmath, spec))
+        if last and not LAST_RANGE[0] <= last["flops_per_s"] / cal["flops_per_s"] <= LAST_RANGE[1]:
+            last = None  # not this machine's kernel as calibrated (a busy or odd sweep)
         r = float(last["flops_per_s"] if last else cal["flops_per_s"])
         if r < rate:
             rate = r
