@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SPEC ?= experiments/seed-sweep.toml
 ARGS ?=
 
-.PHONY: sweep test test-oldest lint bench clean distclean
+.PHONY: sweep test test-all test-oldest lint bench clean distclean
 
 $(VENV)/.installed: pyproject.toml
 	rm -rf $(VENV)
@@ -18,6 +18,11 @@ sweep: $(VENV)/.installed
 	$(BIN)/runner sweep $(SPEC) $(ARGS)
 
 test: $(VENV)/.installed
+	$(BIN)/ruff check runner tests benchmarks
+	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+# and the slow tests: the plan's estimates against a 100k-run sweep and a wide problem
+test-all: $(VENV)/.installed
 	$(BIN)/ruff check runner tests benchmarks
 	$(BIN)/python -m pytest $(ARGS)
 

@@ -32,6 +32,7 @@ def _parser() -> Parser:
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     _sweep_parser(sub)
+    _plan_parser(sub)
     _status_parser(sub)
     _bench_parser(sub)
     _analysis_parsers(sub)
@@ -66,6 +67,8 @@ def _sweep_parser(sub) -> None:
     s.add_argument("--fresh", action="store_true", help="delete earlier results of this name")
     s.add_argument("--quiet", action="store_true", help="no progress output")
     s.add_argument("--yes", action="store_true", help="allow a grid of over a million runs")
+    _budget_options(s)
+    s.add_argument("--dry-run", action="store_true", help="print the plan (runner plan) only")
     s.add_argument(
         "--requeue",
         action="store_true",
@@ -79,6 +82,28 @@ def _set_option(p: argparse.ArgumentParser, help: str | None = None) -> None:
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
     )
+
+
+def _plan_parser(sub) -> None:
+    from runner.run.backends import BACKENDS
+
+    pn = sub.add_parser(
+        "plan",
+        help="what a sweep will cost: runs, memory, disk, time (nothing run or written)",
+        description="Runs, chunks, epoch-runs, loss rows, peak memory per worker and in all, "
+        "disk for losses/ and runs/, and the estimated time of `runner sweep` with these "
+        "options; with --tasks, one SLURM task's and a suggested --mem and --time.",
+        epilog="example: runner plan experiments/seed-sweep.toml --jobs 2 --tasks 8",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pn.add_argument("spec", help="experiment spec (TOML)")
+    pn.add_argument("--out", default="results", help="results root (default: results)")
+    _set_option(pn, help="override a spec key (repeatable)")
+    pn.add_argument("--jobs", type=int, default=None, help="parallel workers (default: all cores)")
+    pn.add_argument("--backend", choices=list(BACKENDS), default=None)
+    pn.add_argument("--tasks", type=int, default=None, help="SLURM array tasks: per-task figures")
+    pn.add_argument("--json", action="store_true", help="print JSON")
+    _budget_options(pn)
 
 
 def _status_parser(sub) -> None:
@@ -167,6 +192,16 @@ def _slurm_parser(sub) -> None:
     )
 
 
+def _budget_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-memory",
+        default=None,
+        metavar="SIZE",
+        help="memory budget, e.g. 400M or 18G: narrows the kernel's tiles to fit (default: "
+        "80%% of MemAvailable, the cgroup limit or SLURM's --mem)",
+    )
+
+
 def _requeue_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--grace",
@@ -251,8 +286,26 @@ def _version() -> str:
 
 
 @command
+def cmd_plan(args: argparse.Namespace) -> int:
+    from runner.run.planning import plan, render
+
+    if args.jobs is not None and args.jobs < 1:
+        raise RunnerError(f"must be an integer >= 1, got {args.jobs}", key="--jobs")
+    found = plan(
+        args.spec, out=args.out, overrides=args.overrides, jobs=args.jobs, backend=args.backend,
+        max_memory=args.max_memory, tasks=getattr(args, "tasks", None),
+        fresh=getattr(args, "fresh", False),
+    )  # fmt: skip
+    print(render(found, getattr(args, "json", False)))
+    return 0
+
+
+@command
 def cmd_sweep(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
+
+    if args.dry_run:
+        return cmd_plan(args)
 
     from runner.run import requeue
 
@@ -277,6 +330,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 quiet=args.quiet,
                 yes=args.yes,
                 stop=stop,
+                max_memory=args.max_memory,
             )
         except Interrupted as exc:
             if policy is None or stop is None or not stop.requested:

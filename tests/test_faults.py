@@ -167,7 +167,15 @@ def test_full_disk_gives_clear_error_and_no_corrupt_file(tmp_path, baseline):
     # room for about half of the finished sweep's files: the disk fills part-way
     kib = sum(f.stat().st_size for f in base.rglob("*") if f.is_file()) // 2048
     with mounted_tmpfs(tmp_path / "small-disk", f"size={kib}k") as disk:
+        # the free-disk check sees it first: exit 2, nothing written
         r = runner_cmd("sweep", str(spec), "--out", str(disk), "--quiet", "--jobs", "1")
+        assert r.returncode == 2, r.stderr
+        assert re.fullmatch(r"runner: error: disk: needs about .* free\n", r.stderr)
+        assert os.listdir(disk) == []
+        # a disk filled by someone else during the sweep (the check passes: tests/simulate)
+        sim = f"{Path(__file__).resolve().parent / 'simulate'}{os.pathsep}{env()['PYTHONPATH']}"
+        r = runner_cmd("sweep", str(spec), "--out", str(disk), "--quiet", "--jobs", "1",
+                       env={"PYTHONPATH": sim, "RUNNER_TEST_NO_DISK_CHECK": "1"})  # fmt: skip
         assert r.returncode == 1
         last = r.stderr.strip().splitlines()[-1]
         assert "disk full" in last

@@ -34,6 +34,8 @@ class Backend:
     supports_stop: ClassVar[bool] = False
     # trains with the CPU kernels: compile them in this process before dispatching
     cpu_kernels: ClassVar[bool] = True
+    # each worker is a process of its own (its memory counts apart from this one's)
+    processes: ClassVar[bool] = False
 
     def __init__(self, scheduler: str | None = None):
         self.scheduler = scheduler
@@ -126,6 +128,7 @@ class Threading(_Pool):
 class Loky(_Pool):
     name = "loky"
     help = "worker processes"
+    processes = True
     joblib_options: ClassVar[dict] = {"inner_max_num_threads": 1}
 
 
@@ -135,6 +138,7 @@ class Dask(Backend):
 
     name = "dask"
     help = "a Dask cluster (--scheduler; runner[dask])"
+    processes = True
 
     def check(self) -> None:
         from runner.run.cluster import require_dask

@@ -20,7 +20,7 @@ from runner.plan.chunks import Plan
 from runner.plan.spec import MAX_RUNS, Spec, load_spec, spec_from_dict
 from runner.results import claims, store
 from runner.results.growth import open_sweep
-from runner.run import requeue
+from runner.run import budget, memory, requeue
 from runner.run.backends import Backend, get_backend
 from runner.run.slurm_env import JobEnvironment
 from runner.run.worker import ChunkDone, ChunkFailed, run_chunk, tasks_for
@@ -137,6 +137,7 @@ def sweep(
     progress: bool = True,
     yes: bool = False,
     stop: requeue.Graceful | None = None,
+    max_memory: str | int | None = None,
 ) -> SweepReport:
     """Run, resume or grow a sweep: train every run not yet on disk and write its files.
 
@@ -146,6 +147,8 @@ def sweep(
     runs (docs/growth.md). ``backend`` is a name of ``runner.run.backends``.
     ``stop`` (see ``runner.run.requeue``): once requested, no new chunk starts, the chunks in
     flight are waited for while they fit in its grace, then ``Interrupted`` is raised.
+    ``max_memory`` (bytes, or like "400M"): the memory budget (runner.run.budget); by default
+    a safe share of what the machine allows.
     """
     if isinstance(spec, dict):
         spec = spec_from_dict(spec, overrides)
@@ -164,6 +167,8 @@ def sweep(
     chosen.check()
     shard_ = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
     folder = (Path(out) if out is not None else Path("results")) / spec.name
+    sizing = budget.before_sweep(spec, folder, fresh=fresh, jobs=jobs, backend=chosen.name,
+                                 shard=shard_, max_memory=max_memory, quiet=quiet)  # fmt: skip
     plan = open_sweep(folder, spec, fresh)
     store.clean_stale_tmp(folder)
     done = _done_chunks(folder, plan)
@@ -185,10 +190,12 @@ def sweep(
             chosen.warm_up(spec.loss_dtype, _modes(plan, pending))
             bar = Progress(int(sum(sizes[c] for c in pending)), _mean_epochs(plan), quiet,
                            progress)  # fmt: skip
-            results = dispatch(spec, folder, pending, jobs, chosen, plan, stop)
-            _collect(results, report, bar, stop, folder, mine, len(pending))
+            results = dispatch(spec, folder, pending, jobs, chosen, plan, stop, sizing)
+            _collect(results, report, bar, stop, folder, mine, len(pending), sizing)
     finally:
         report.seconds = time.perf_counter() - t0
+    if pending:
+        budget.after_sweep(spec, sizing, report.rows, report.seconds)
     return report
 
 
@@ -208,7 +215,8 @@ def _done_chunks(folder: Path, plan: Plan) -> set[int]:
 
 
 def _collect(results: Iterator[ChunkDone | None], report: SweepReport, bar: Progress,
-             stop: requeue.Graceful | None, folder: Path, mine: list[int], pending: int
+             stop: requeue.Graceful | None, folder: Path, mine: list[int], pending: int,
+             sizing: budget.Sizing | None = None
              ) -> None:  # fmt: skip
     """Count each chunk's summary into the report as it comes; a stop or a lost worker
     ends the sweep with ``Interrupted`` or ``ChunkFailed``."""
@@ -232,12 +240,10 @@ def _collect(results: Iterator[ChunkDone | None], report: SweepReport, bar: Prog
     except ChunkFailed:
         raise
     except Exception as exc:  # a worker died: name the chunks it held
+        how = f"worker lost ({type(exc).__name__}{memory.killed(exc)})"
         lost = claims.orphaned_claims(folder)
-        which = f"chunk {', '.join(map(str, lost))}" if lost else "a chunk"
-        raise ChunkFailed(
-            f"{which} failed: worker lost ({type(exc).__name__}); "
-            "finished chunks are kept, run the same command to resume"
-        ) from exc
+        needs = sizing.cost.worker_bytes if sizing is not None else None
+        raise ChunkFailed(memory.out_of_memory(lost, needs, how)) from exc
     finally:
         bar.close()
 
@@ -278,11 +284,12 @@ def dispatch(
     backend: Backend,
     plan: Plan | None = None,
     stop: requeue.Graceful | None = None,
+    sizing: budget.Sizing | None = None,
 ) -> Iterator[ChunkDone | None]:
     """Yield each chunk's summary as it finishes (any order); None for a chunk not started
     because ``stop`` was requested (backends that support it; the others run what they
     were handed)."""
-    tasks = tasks_for(spec, folder, pending, plan)
+    tasks = budget.with_tiles(tasks_for(spec, folder, pending, plan), sizing)
     chunk = run_chunk
     if stop is not None and backend.supports_stop:
         chunk = partial(requeue.unless_stopped, stop, run_chunk)

@@ -186,6 +186,9 @@ def train(
     )
     alpha, hidden, seed, epochs = p["alpha"], p["hidden"], p["seed"], p["epochs"]
     init, stop_below, diverge_above = p["init"], p["stop_below"], p["diverge_above"]
+    from runner.run.memory import train_tile  # the sweep's memory budget, before allocating
+
+    tile = train_tile(Xa.shape[0], Xa.shape[1], hidden, Ya.shape[1], p["dtype"], epochs)
     Wh, Wz = init_weights([seed], Xa.shape[1], hidden, Ya.shape[1], (init[0], init[1]))
     out = run_batch(
         Xa,
@@ -201,6 +204,7 @@ def train(
         diverge_above,
         dtype=p["dtype"],
         fastmath=p["fastmath"],
+        tile=tile,
     )
     n = int(out.istats[0, kernels.EPOCHS_RUN])
     status = int(out.istats[0, kernels.STATUS])

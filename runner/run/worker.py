@@ -36,6 +36,7 @@ class ChunkTask:
     Y: np.ndarray
     every: int
     loss_dtype: str
+    tile: int | None = None  # runs per kernel tile (the memory budget's); None: the kernel's
 
 
 @dataclass
@@ -82,6 +83,10 @@ def run_chunk(task: ChunkTask) -> ChunkDone:
         return _train_and_write(task)
     except OSError as exc:
         raise ChunkFailed(f"chunk {task.index}: {describe_os_error(exc)}") from None
+    except MemoryError:
+        from runner.run.memory import chunk_needs, out_of_memory
+
+        raise ChunkFailed(out_of_memory([task.index], chunk_needs(task), "MemoryError")) from None
     except Exception as exc:
         raise ChunkFailed(f"chunk {task.index}: {type(exc).__name__}: {exc}") from exc
     finally:
@@ -110,6 +115,7 @@ def _train_and_write(task: ChunkTask) -> ChunkDone:
         np.dtype(task.loss_dtype).type,
         dtype=kern["dtype"],
         fastmath=kern["fastmath"],
+        tile=task.tile,
     )
     return write_results(task, res, t0)
 

@@ -1,0 +1,262 @@
+"""Figures measured on this machine, for the plan's estimates (runner.plan.cost.Measured).
+
+- The kernel's rate of a variant (dtype, fastmath): the last sweep's measured rate of the
+  same variant and data shape on this machine if there is one, else a calibration of
+  about a second in a fresh interpreter (which also measures such a process's memory
+  once its kernels are loaded); both cached per variant and machine in
+  ``$XDG_CACHE_HOME/runner/plan.json``.
+- A pilot of a few of the spec's own runs, spread over its grid, trained in this process
+  within about a second and written to memory only: the share of recorded rows and
+  epochs that runs stopping early leave, and the bytes per loss row and per run of the
+  files at the spec's ``loss_dtype`` and encodings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runner.kernel import tiles
+from runner.plan import params as P
+from runner.plan.chunks import Chunk, Layer
+from runner.plan.cost import Measured, rows_at_most
+from runner.plan.spec import Spec
+from runner.run.memory import rss
+
+PILOT_RUNS = 32  # runs of the pilot, at most
+PILOT_SECONDS = 1.0  # the pilot's arithmetic, at most, at the calibrated rate
+CALIBRATION_SECONDS = 0.5  # the timed part of a calibration
+LAST_RANGE = (0.05, 2.0)  # a last sweep's rate is kept within these shares of the calibration
+CAL_SHAPE = (4, 2, 8, 1, 64)  # samples, inputs, hidden, outputs, runs
+WRITE_NS_PER_ROW = 150.0  # building and writing a loss row, when the pilot is too small to say
+
+
+def cache_file() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "runner" / "plan.json"
+
+
+def machine() -> str:
+    """This machine: host, CPU model and logical CPUs."""
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    return f"{platform.node()}|{model or platform.machine()}|{os.cpu_count()}"
+
+
+def _read_cache() -> dict[str, Any]:
+    try:
+        return json.loads(cache_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_cache(update: dict[str, dict[str, Any]]) -> None:
+    """Merge ``update`` (section -> key -> record) into the cache file, atomically."""
+    path = cache_file()
+    with contextlib.suppress(OSError):
+        data = _read_cache()
+        for section, records in update.items():
+            data.setdefault(section, {}).update(records)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+
+
+def variant_key(dtype: str, fastmath: bool) -> str:
+    return f"{machine()}|{dtype}|{'fastmath' if fastmath else 'exact'}"
+
+
+def shape_key(dtype: str, fastmath: bool, spec: Spec) -> str:
+    n, ni, no = spec.X.shape[0], spec.X.shape[1], spec.Y.shape[1]
+    return f"{variant_key(dtype, fastmath)}|{n}x{ni}x{no}"
+
+
+def calibration(dtype: str, fastmath: bool) -> dict[str, Any]:
+    """The cached calibration of a variant on this machine, made (about a second) if none."""
+    key = variant_key(dtype, fastmath)
+    found = _read_cache().get("calibration", {}).get(key)
+    if found is not None:
+        return found
+    cmd = [sys.executable, "-m", "runner.run.calibrate", dtype, str(bool(fastmath))]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")])
+        ),
+    }
+    try:
+        t0 = time.perf_counter()
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=True)
+        found = json.loads(out.stdout.strip().splitlines()[-1])
+        found["startup_s"] = time.perf_counter() - t0 - found.pop("timing_s")
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        found = _calibrate_here(dtype, fastmath)  # here: this process's memory, an upper bound
+        found.pop("timing_s")
+    _write_cache({"calibration": {key: found}})
+    return found
+
+
+def _calibrate_here(dtype: str, fastmath: bool) -> dict[str, Any]:
+    """Run in a fresh interpreter: a sweep process's memory with its kernels loaded, and
+    the kernel's rate on a small problem, timed for about CALIBRATION_SECONDS."""
+    from runner.results import store  # noqa: F401  (a sweep process has it loaded)
+    from runner.run.train import init_weights, run_batch
+    from runner.run.worker import warm_up
+
+    warm_up("float32", dtype, fastmath)
+    warm_up("float64", dtype, fastmath)  # the timed calls' signature: no compiling below
+    base = rss()
+    n, ni, nh, no, R = CAL_SHAPE
+    rng = np.random.default_rng(0)
+    X, Y = rng.uniform(0, 1, (n, ni)), rng.uniform(0, 1, (n, no))
+    epochs, took, t_all = 25, 0.0, time.perf_counter()
+    while took < CALIBRATION_SECONDS:
+        epochs *= 4 if took < CALIBRATION_SECONDS / 8 else 2
+        Wh, Wz = init_weights(range(R), ni, nh, no)
+        t0 = time.perf_counter()
+        run_batch(X, Y, Wh, Wz, np.full(R, 1e-3), epochs, dtype=dtype, fastmath=fastmath)
+        took = time.perf_counter() - t0
+    ops = tiles.epoch_ops(n, ni, nh, no, "linear", dtype, fastmath)["flops"]
+    return {"flops_per_s": R * epochs * ops / took, "base_rss": base, "seconds": took,
+            "timing_s": time.perf_counter() - t_all, "startup_s": 0.0}  # fmt: skip
+
+
+def record_sweep(spec: Spec, dtype: str, fastmath: bool, flops_per_s: float) -> None:
+    """Keep a finished sweep's measured rate (one worker's) for the next plan of its variant."""
+    if flops_per_s > 0 and np.isfinite(flops_per_s):
+        _write_cache(
+            {
+                "sweeps": {
+                    shape_key(dtype, fastmath, spec): {
+                        "flops_per_s": flops_per_s,
+                        "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    }
+                }
+            }
+        )
+
+
+def measured(spec: Spec, modes: list[tuple[str, bool]]) -> Measured:
+    """Figures for ``spec``'s estimate: its slowest variant's rate, a process's memory."""
+    cache = _read_cache().get("sweeps", {})
+    rate, source, base, kernel, startup = np.inf, "", 0, np.inf, 0.0
+    written = True  # the last sweep's rate includes its writing
+    for dtype, fastmath in modes:
+        cal = calibration(dtype, fastmath)
+        base = max(base, int(cal["base_rss"]))
+        kernel = min(kernel, float(cal["flops_per_s"]))
+        startup = max(startup, float(cal.get("startup_s", 0.0)))
+        last = cache.get(shape_key(dtype, fastmath, spec))
+        if last and not LAST_RANGE[0] <= last["flops_per_s"] / cal["flops_per_s"] <= LAST_RANGE[1]:
+            last = None  # not this machine's kernel as calibrated (a busy or odd sweep)
+        r = float(last["flops_per_s"] if last else cal["flops_per_s"])
+        if r < rate:
+            rate = r
+            source = "the last sweep's rate" if last else "a calibration"
+            written = bool(last)
+    m = Measured(base_rss=base, flops_per_s=float(rate), rate_source=f"from {source} of "
+                 f"this variant on this machine", kernel_flops_per_s=kernel,
+                 startup_s=startup, write_ns_per_row=0.0 if written else -1.0)  # fmt: skip
+    return m
+
+
+def _sample(layer: Layer, k: int) -> np.ndarray:
+    size = layer.size
+    return np.unique(np.linspace(0, size - 1, min(k, size)).round().astype(np.int64))
+
+
+def pilot(spec: Spec, m: Measured, tile: int, most: int) -> None:
+    """Train a few of the spec's runs (at most ``most``, in tiles of ``tile``; their epochs
+    cut to fit PILOT_SECONDS) and measure; then this process's memory, as it will start
+    training."""
+    t0 = time.perf_counter()
+    _pilot(spec, m, tile, min(PILOT_RUNS, most))
+    m.base_rss = max(m.base_rss, rss())
+    m.startup_s += time.perf_counter() - t0  # a sweep runs its pilot too
+
+
+def _pilot(spec: Spec, m: Measured, tile: int, runs: int) -> None:
+    from runner.results import store
+    from runner.run.train import run_batch
+    from runner.run.worker import _weights
+
+    cols = spec.layer.columns(_sample(spec.layer, runs))
+    per_call = [c for name in P.PER_CALL for c, _ in P.BY_NAME[name].columns]
+    keys = np.stack([np.asarray(cols[c], np.float64).view(np.int64) for c in per_call], axis=1)
+    _, group = np.unique(keys, axis=0, return_inverse=True)
+    n, ni, no = spec.X.shape[0], spec.X.shape[1], spec.Y.shape[1]
+    groups = np.unique(group)
+    rows = most = epochs_run = epochs_most = 0
+    tables, runs_tables, building = [], [], 0.0
+    for g in groups:
+        idx = np.flatnonzero(group.ravel() == g)
+        sub = {c: v[idx] for c, v in cols.items()}
+        call = Chunk(0, 0, len(idx), sub).call()
+        ops = tiles.epoch_ops(n, ni, call["hidden"], no, call["output"], call["dtype"])["flops"]
+        cap = PILOT_SECONDS * m.kernel_flops_per_s / len(groups) / (ops * max(len(idx), 8))
+        epochs = int(min(call["epochs"], max(1, cap)))
+        Wh, Wz = _weights(sub, ni, call["hidden"], no)
+        res = run_batch(spec.X, spec.Y, Wh, Wz, sub["alpha"].copy(), epochs, call["output"],
+                        call["update"], spec.every, call["stop_below"], call["diverge_above"],
+                        np.dtype(spec.loss_dtype).type, dtype=call["dtype"],
+                        fastmath=call["fastmath"], tile=tile)  # fmt: skip
+        ids, t0 = np.arange(len(idx)), time.perf_counter()
+        params = store.param_columns(sub)
+        axes = {k: params[k] for k in store.axis_columns(spec.axis_names)}
+        table = store.losses_table(ids, axes, res.loss, res.istats, res.fstats, spec.every)
+        tables.append(table)
+        runs_tables.append(store.runs_table(ids, params, res.istats, res.fstats))
+        building += time.perf_counter() - t0
+        full = len(idx) * rows_at_most(call["epochs"], spec.every)
+        whole = epochs == call["epochs"]  # else: a cut pilot says nothing of stopping early
+        rows += table.num_rows if whole else full
+        most += full
+        epochs_run += int(res.istats[:, 0].sum()) if whole else len(idx) * call["epochs"]
+        epochs_most += len(idx) * call["epochs"]
+    m.row_fraction = min(1.0, rows / max(most, 1))
+    m.epoch_fraction = min(1.0, epochs_run / max(epochs_most, 1))
+    t0 = time.perf_counter()
+    m.loss_bytes_per_row, m.loss_bytes_per_file = _bytes(tables, store.loss_options, "rows")
+    n_rows = sum(t.num_rows for t in tables)
+    if m.write_ns_per_row < 0:  # the calibration's rate is the kernel's alone: add the writing
+        took = building + (time.perf_counter() - t0) / 1.5
+        m.write_ns_per_row = took / n_rows * 1e9 if n_rows >= 100_000 else WRITE_NS_PER_ROW
+    m.run_bytes_per_run, m.run_bytes_per_file = _bytes(
+        runs_tables, lambda t: store.RUN_OPTIONS, "runs"
+    )
+
+
+def _bytes(tables: list, options, what: str) -> tuple[float, float]:
+    """Bytes per row and per file of Parquet files of these tables: the slope and
+    intercept of writing all of them and half of their rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.concat_tables(tables).combine_chunks()
+    sizes = []
+    for part in (table, table.slice(0, 1)):  # one row: the file's own overhead
+        buf = io.BytesIO()
+        pq.write_table(part, buf, **options(part))
+        sizes.append((part.num_rows, buf.tell()))
+    (r1, b1), (r2, b2) = sizes
+    per = (b1 - b2) / (r1 - r2) if r1 > r2 else 0.0
+    return max(per, 0.0), float(b2)
+
+
+if __name__ == "__main__":  # a calibration, in a fresh interpreter
+    sys.stdout.write(json.dumps(_calibrate_here(sys.argv[1], sys.argv[2] == "True")) + "\n")

@@ -1,0 +1,291 @@
+"""Know the cost before paying it: `runner plan`, the memory and disk budgets, and failures
+for lack of memory that say what happened (docs/guarantees.md, "Budgets")."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import namedtuple
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import ROOT, SMALL, SPEC, assert_same_results, env, sets, write_spec
+
+import runner
+from runner.cli import main
+from runner.plan import cost
+from runner.run import memory
+
+SIMULATE = Path(__file__).resolve().parent / "simulate"  # the OOM killer (sitecustomize)
+MEASURE = (  # a sweep in a fresh interpreter; prints its peak resident bytes last
+    "import resource, sys; from runner.cli import main; rc = main(sys.argv[1:]); "
+    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024); sys.exit(rc)"
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def own_cache(tmp_path_factory):
+    """Calibrations and rates of this module's own, not the user's."""
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME")
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
+
+
+def plan_json(spec: Path, out: Path, *args: str) -> dict:
+    r = subprocess.run([sys.executable, "-m", "runner", "plan", str(spec), "--out", str(out),
+                        "--json", *args], env=env(), capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def measured_sweep(spec: Path, out: Path, *args: str, **extra: str) -> tuple[int, int, str]:
+    """(exit code, peak resident bytes, stderr) of a quiet sweep in a fresh interpreter."""
+    cmd = [sys.executable, "-c", MEASURE, "sweep", str(spec), "--out", str(out), "--quiet", *args]
+    r = subprocess.run(cmd, env=env(**extra), capture_output=True, text=True, timeout=1800)
+    return r.returncode, int(r.stdout.strip().splitlines()[-1]), r.stderr
+
+
+def disk(folder: Path) -> int:
+    return sum(p.stat().st_size for sub in ("losses", "runs") for p in (folder / sub).iterdir())
+
+
+def wide_spec(folder: Path, name: str, inputs: int, hidden: int, samples: int, runs: int,
+              epochs: int, chunk_runs: int = 0) -> Path:  # fmt: skip
+    """A wide problem: ``samples`` x ``inputs`` random data, one hidden size, ``runs`` seeds."""
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-1, 1, (samples, inputs))
+    np.savez(folder / f"{name}.npz", X=X, Y=X[:, :1] * 0.5)
+    text = (f'name = "{name}"\n[data]\npath = "{name}.npz"\n[train]\nhidden = {hidden}\n'
+            f"epochs = {epochs}\n[grid]\nalpha = [0.001]\nseed = {{ start = 0, stop = {runs} }}\n"
+            f"[sweep]\nchunk_runs = {chunk_runs}\n")  # fmt: skip
+    return write_spec(folder, text, name=f"{name}.toml")
+
+
+def within(estimate: float, actual: float, name: str, slack: int = 0) -> None:
+    sys.stderr.write(f"estimate/actual {name}: {estimate:,.0f} / {actual:,.0f} = "
+                     f"{estimate / actual:.2f}\n")  # fmt: skip
+    assert 0.75 * actual - slack <= estimate <= 1.25 * actual + slack, (name, estimate, actual)
+
+
+def check_estimates(spec: Path, tmp_path: Path, *args: str, disk_slack: int = 0) -> None:
+    """Plan, then sweep: peak resident memory and disk within 25% of the plan's estimate
+    (disk give or take ``disk_slack`` bytes)."""
+    est = plan_json(spec, tmp_path / "out", *args)["cost"]
+    rc, peak, err = measured_sweep(spec, tmp_path / "out", *args)
+    assert rc == 0, err
+    folder = next((tmp_path / "out").iterdir())
+    within(est["peak_bytes"], peak, "peak RSS")
+    within(est["disk_bytes"], disk(folder), "disk", disk_slack)
+
+
+# ----- runner plan -----
+def test_plan_prints_runs_memory_disk_time_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["plan", str(SPEC), "--out", str(out), "--jobs", "2", "--tasks", "4"]) == 0
+    text = capsys.readouterr().out
+    for word in ("runs          2,000 in 12 chunks", "epoch-runs    20,000,000 at most",
+                 "loss rows     20,000,000 at most", "memory", "kernel tile of 64 runs",
+                 "disk", "losses/", "runs/", "time          about",
+                 "suggested   --mem"):  # fmt: skip
+        assert word in text, text
+    assert not out.exists()
+    assert main(["sweep", str(SPEC), "--out", str(out), "--dry-run", "--jobs", "2"]) == 0
+    assert "epoch-runs    20,000,000" in capsys.readouterr().out
+    assert not out.exists()
+    assert main(["plan", str(SPEC), "--out", str(out), "--json", "--tasks", "4"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["cost"]["runs"] == 2000 and found["task"]["runs"] == 500
+    assert re.fullmatch(r"\d+M", found["slurm"]["mem"])
+    assert re.fullmatch(r"\d\d:\d\d:00", found["slurm"]["time"])
+
+
+def test_seed_sweep_within_25_percent_of_the_plan(tmp_path):
+    check_estimates(SPEC, tmp_path, "--jobs", "2")
+
+
+@pytest.mark.slow
+def test_100k_run_sweep_within_25_percent_of_the_plan(tmp_path):
+    check_estimates(SPEC, tmp_path, "--jobs", "2", "--set", "grid.seed={start=0,stop=5000}",
+                    "--set", "train.epochs=300")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_wide_problem_within_25_percent_of_the_plan(tmp_path):
+    spec = wide_spec(tmp_path, "wide", 64, 1024, 256, 128, 30)
+    # its files hold a few tens of KiB, mostly the Parquet files' own overhead
+    check_estimates(spec, tmp_path, "--jobs", "2", disk_slack=32 << 10)
+
+
+# ----- budgets -----
+HUGE = "100000000"
+
+
+@pytest.mark.parametrize("how", ["spec", "set"])
+def test_hidden_1e8_exits_2_in_one_line_and_writes_nothing(tmp_path, capsys, how):
+    spec = write_spec(tmp_path, f'name = "huge"\n[train]\nhidden = {HUGE}\nepochs = 10\n',
+                      name="huge.toml")  # fmt: skip
+    args = ["sweep", str(spec), "--out", str(tmp_path / "out")]
+    if how == "set":
+        spec.write_text('name = "huge"\n[train]\nepochs = 10\n')
+        args += ["--set", f"train.hidden={HUGE}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert re.fullmatch(
+        r"runner: error: .*huge\.toml: train\.hidden: 100,000,000 hidden units: the smallest "
+        r"kernel tile \(4 runs\) needs [\d.]+ GiB \(weights .*, hidden activations .* of 4 "
+        r"samples .*\).*; this machine allows [\d.]+ [GM]iB \(.*--max-memory\)", err)  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_hidden_1e8_raises_runner_error_within_a_second():
+    t0 = time.perf_counter()
+    with pytest.raises(runner.RunnerError, match=r"^hidden: 100,000,000 hidden units: the "
+                       r"smallest kernel tile \(4 runs\) needs"):  # fmt: skip
+        runner.train([[1, 1], [1, 2]], [[0], [1]], hidden=10**8)
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_chunk_buffers_too_big_name_chunk_runs(tmp_path, capsys):
+    spec = wide_spec(tmp_path, "chunky", 64, 1024, 8, 64, 5, chunk_runs=64)
+    assert main(["plan", str(spec), "--out", str(tmp_path / "out"), "--json"]) == 0
+    base = json.loads(capsys.readouterr().out)["cost"]["base_bytes"]
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "out"),
+                 "--max-memory", str(base + (30 << 20)), "--jobs", "1"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert re.search(r"chunky\.toml: \[sweep\] chunk_runs: a chunk of 64 runs needs", err), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_max_memory_narrows_the_tile_keeps_the_bytes_and_the_peak(tmp_path):
+    """Two workers of a wide problem: by default a tile of 16 runs needs more than 400M in
+    all; under --max-memory 400M the tile narrows, the peak stays under it, and the bytes
+    are those of the unconstrained sweep."""
+    spec = wide_spec(tmp_path, "narrow", 64, 2048, 128, 16, 5, chunk_runs=8)
+    free = plan_json(spec, tmp_path / "a", "--jobs", "2")["cost"]
+    held = plan_json(spec, tmp_path / "b", "--jobs", "2", "--max-memory", "400M")["cost"]
+    assert free["peak_bytes"] > 400 << 20 and free["tile"] == 16
+    assert held["peak_bytes"] <= 400 << 20 and held["tile"] < 16
+    rc, peak, err = measured_sweep(spec, tmp_path / "b", "--jobs", "2", "--max-memory", "400M")
+    assert rc == 0, err
+    sys.stderr.write(f"--max-memory 400M: peak RSS {peak:,} (estimate {held['peak_bytes']:,})\n")
+    assert peak < 400 << 20
+    rc, _, err = measured_sweep(spec, tmp_path / "a", "--jobs", "2")
+    assert rc == 0, err
+    assert_same_results(tmp_path / "b" / "narrow", tmp_path / "a" / "narrow")
+
+
+def test_worker_killed_for_memory_names_the_chunk_then_a_lower_budget_completes(tmp_path):
+    """The OOM killer (simulated from tests/simulate) kills loky workers training tiles of 16
+    runs: exit 1, one line naming the chunk, the memory and the flag, no resume advice;
+    status agrees; a lower --max-memory (tiles of 8) completes."""
+    spec = wide_spec(tmp_path, "oom", 64, 2048, 128, 16, 5, chunk_runs=8)
+    shape = (128, 64, 1)
+    limit = (cost.kernel_bytes(shape, 2048, "float64", 8)
+             + cost.kernel_bytes(shape, 2048, "float64", 16)) // 2  # fmt: skip
+    kill = {"RUNNER_TEST_OOM": str(limit), "PYTHONPATH": f"{SIMULATE}{os.pathsep}{ROOT}"}
+    out = tmp_path / "out"
+    args = ["--jobs", "2", "--backend", "loky"]
+    rc, _, err = measured_sweep(spec, out, *args, **kill)
+    assert rc == 1, err
+    last = err.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"runner: failed: chunk [01](, 1)? failed: worker lost \(TerminatedWorkerError: killed "
+        r"by SIGKILL, as the kernel's OOM killer does\); it needed about [\d.]+ MiB a worker: "
+        r"run again with a lower --max-memory .*", last)  # fmt: skip
+    assert "resume" not in err and "interrupted" not in err and "Traceback" not in err
+    status = subprocess.run([sys.executable, "-m", "runner", "status", str(out / "oom")],
+                            env=env(), capture_output=True, text=True)  # fmt: skip
+    done = len(list((out / "oom" / "runs").iterdir()))
+    assert status.returncode == 1 and f"chunks: {done} done, {2 - done} pending" in status.stdout
+    # a budget that leaves each worker process room for a tile of 8, not 16
+    c = plan_json(spec, out, *args)["cost"]
+    budget = str(3 * c["base_bytes"] + 2 * (c["buffer_bytes"] + c["writer_bytes"] + limit))
+    rc, _, err = measured_sweep(spec, out, *args, "--max-memory", budget, **kill)
+    assert rc == 0, err
+
+
+def test_memory_error_in_a_chunk_says_what_it_needed(tmp_path, capsys, monkeypatch):
+    from runner.run import worker
+
+    real = worker.run_batch
+
+    def no_room(X, Y, Wh, *args, **kw):
+        if Wh.shape[2] > 1:  # a chunk, not the warm-up's one run
+            raise MemoryError("Unable to allocate 44.7 GiB")
+        return real(X, Y, Wh, *args, **kw)
+
+    monkeypatch.setattr(worker, "run_batch", no_room)
+    spec = write_spec(tmp_path)
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--jobs", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert re.fullmatch(r"runner: failed: chunk \d+ failed: MemoryError; it needed about "
+                        r"[\d.]+ [KM]iB a worker: run again with a lower --max-memory .*",
+                        err)  # fmt: skip
+    assert "resume" not in err
+
+
+# ----- disk -----
+Usage = namedtuple("Usage", "total used free")
+
+
+def test_disk_under_the_estimate_exits_2_before_writing(tmp_path, capsys, monkeypatch):
+    from runner.run import budget
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(budget.shutil, "disk_usage", lambda p: Usage(10**9, 10**9, 1000))
+    assert main(["sweep", str(SPEC), "--out", str(out), *sets(SMALL)]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"runner: error: disk: needs about [\d.]+ [KM]iB for losses/ and "
+                        r"runs/, but \S+ has 1000 B free\n", err)  # fmt: skip
+    assert not out.exists()
+
+
+def test_disk_under_twice_the_estimate_warns_and_runs(tmp_path, capsys, monkeypatch):
+    from runner.run import budget
+
+    out = tmp_path / "out"
+    assert main(["plan", str(SPEC), "--out", str(out), "--json", *sets(SMALL)]) == 0
+    need = json.loads(capsys.readouterr().out)["cost"]["disk_bytes"]
+    monkeypatch.setattr(budget.shutil, "disk_usage",
+                        lambda p: Usage(10**9, 10**9, int(need * 1.5)))  # fmt: skip
+    assert main(["sweep", str(SPEC), "--out", str(out), "--quiet", *sets(SMALL)]) == 0
+    assert "warning: " in capsys.readouterr().err
+    assert (out / "seed-sweep" / "sweep.json").is_file()
+
+
+def test_large_sweep_prints_its_plan_first(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cost, "HOUR", 0.0)
+    spec = write_spec(tmp_path)
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert re.match(r"runner: plan: 36 runs in 8 chunks, 10,800 epoch-runs; memory ", err), err
+
+
+# ----- memory figures -----
+def test_sizes_and_slurm_memory(monkeypatch):
+    assert memory.parse_size("400M") == 400 << 20
+    assert memory.parse_size("1.5GiB") == 3 << 29
+    assert memory.parse_size("512") == 512
+    with pytest.raises(runner.RunnerError, match="--max-memory"):
+        memory.parse_size("lots")
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv("SLURM_MEM_PER_NODE", "1000")
+    room, source = memory.available()
+    assert source == "SLURM's --mem" and room == 1000 << 20
+    assert memory.memory_budget(None)[0] == int(0.8 * (1000 << 20))
+
+
+def test_a_bad_max_memory_is_one_line(tmp_path, capsys):
+    assert main(["sweep", str(SPEC), "--out", str(tmp_path), "--max-memory", "0"]) == 2
+    assert capsys.readouterr().err.startswith("runner: error: --max-memory: ")
+    assert not any(tmp_path.iterdir())
