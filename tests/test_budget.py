@@ -14,14 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ROOT, SMALL, SPEC, assert_same_results, env, sets, write_spec
+from helpers import SMALL, SPEC, assert_same_results, env, sets, write_spec
 
 import runner
 from runner.cli import main
 from runner.plan import cost
 from runner.run import memory
 
-SIMULATE = Path(__file__).resolve().parent / "simulate"  # the OOM killer (sitecustomize)
 MEASURE = (  # a sweep in a fresh interpreter; prints its peak resident bytes last
     "import resource, sys; from runner.cli import main; rc = main(sys.argv[1:]); "
     "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024); sys.exit(rc)"
@@ -185,14 +184,14 @@ def test_max_memory_narrows_the_tile_keeps_the_bytes_and_the_peak(tmp_path):
 
 
 def test_worker_killed_for_memory_names_the_chunk_then_a_lower_budget_completes(tmp_path):
-    """The OOM killer (simulated from tests/simulate) kills loky workers training tiles of 16
+    """The OOM killer (simulated by tests/hooks) kills loky workers training tiles of 16
     runs: exit 1, one line naming the chunk, the memory and the flag, no resume advice;
     status agrees; a lower --max-memory (tiles of 8) completes."""
     spec = wide_spec(tmp_path, "oom", 64, 2048, 128, 16, 5, chunk_runs=8)
     shape = (128, 64, 1)
     limit = (cost.kernel_bytes(shape, 2048, "float64", 8)
              + cost.kernel_bytes(shape, 2048, "float64", 16)) // 2  # fmt: skip
-    kill = {"RUNNER_TEST_OOM": str(limit), "PYTHONPATH": f"{SIMULATE}{os.pathsep}{ROOT}"}
+    kill = {"RUNNER_TEST_OOM": str(limit)}  # the OOM killer (tests/hooks/runner_simulate.py)
     out = tmp_path / "out"
     args = ["--jobs", "2", "--backend", "loky"]
     rc, _, err = measured_sweep(spec, out, *args, **kill)
@@ -217,14 +216,10 @@ def test_worker_killed_for_memory_names_the_chunk_then_a_lower_budget_completes(
 def test_memory_error_in_a_chunk_says_what_it_needed(tmp_path, capsys, monkeypatch):
     from runner.run import worker
 
-    real = worker.run_batch
+    def no_room(task):
+        raise MemoryError("Unable to allocate 44.7 GiB")
 
-    def no_room(X, Y, Wh, *args, **kw):
-        if Wh.shape[2] > 1:  # a chunk, not the warm-up's one run
-            raise MemoryError("Unable to allocate 44.7 GiB")
-        return real(X, Y, Wh, *args, **kw)
-
-    monkeypatch.setattr(worker, "run_batch", no_room)
+    monkeypatch.setattr(worker, "_train_and_write", no_room)
     spec = write_spec(tmp_path)
     assert main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--jobs", "1"]) == 1
     err = capsys.readouterr().err.strip()

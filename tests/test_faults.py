@@ -172,10 +172,9 @@ def test_full_disk_gives_clear_error_and_no_corrupt_file(tmp_path, baseline):
         assert r.returncode == 2, r.stderr
         assert re.fullmatch(r"runner: error: disk: needs about .* free\n", r.stderr)
         assert os.listdir(disk) == []
-        # a disk filled by someone else during the sweep (the check passes: tests/simulate)
-        sim = f"{Path(__file__).resolve().parent / 'simulate'}{os.pathsep}{env()['PYTHONPATH']}"
+        # a disk filled by someone else during the sweep (the check passes: tests/hooks)
         r = runner_cmd("sweep", str(spec), "--out", str(disk), "--quiet", "--jobs", "1",
-                       env={"PYTHONPATH": sim, "RUNNER_TEST_NO_DISK_CHECK": "1"})  # fmt: skip
+                       env={"RUNNER_TEST_NO_DISK_CHECK": "1"})  # fmt: skip
         assert r.returncode == 1
         last = r.stderr.strip().splitlines()[-1]
         assert "disk full" in last

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "runner"
-LAYERS = {"errors": 0, "kernel": 1, "plan": 2, "results": 3, "run": 4, "bench": 5, "cli": 6}
+LAYERS = {"errors": 0, "kernel": 1, "plan": 2, "results": 3, "run": 4, "bench": 5, "cli_args": 6,
+          "cli": 7}  # fmt: skip
 MAX_LINES, MAX_FUNCTION = 500, 80
 # still to be cut (issue 18): this set only shrinks
 TOO_BIG = {"runner.bench.harness", "runner.kernel.cpu", "runner.kernel.cuda"}

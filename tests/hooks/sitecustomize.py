@@ -1,7 +1,8 @@
 """Test hooks for every Python process the tests start: tests/helpers.env() puts this
 folder on PYTHONPATH, so sweeps, loky and Dask workers and SLURM tasks all load it.
 With RUNNER_TEST_KILL or RUNNER_TEST_HOLD set it wraps runner's chunk-writing steps
-(runner_faults.py); otherwise it does nothing. None of this is in runner/."""
+(runner_faults.py); with RUNNER_TEST_OOM or RUNNER_TEST_NO_DISK_CHECK it simulates the
+machine (runner_simulate.py); otherwise it does nothing. None of this is in runner/."""
 
 import importlib.machinery
 import importlib.util
@@ -23,3 +24,5 @@ if os.environ.get("RUNNER_TEST_KILL") or os.environ.get("RUNNER_TEST_HOLD"):
     import runner_faults
 
     runner_faults.install()
+if os.environ.get("RUNNER_TEST_OOM") or os.environ.get("RUNNER_TEST_NO_DISK_CHECK"):
+    import runner_simulate  # noqa: F401  (it acts on import)
