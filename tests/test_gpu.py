@@ -83,6 +83,7 @@ def _both(tmp_path: Path, text: str) -> tuple[Path, Path]:
     return cpu.out, tmp_path / "gpu" / cpu.out.name
 
 
+@pytest.mark.slow
 def test_mixed_sweep_is_the_cpus_bytes(tmp_path):
     cpu, gpu = _both(tmp_path, MIXED)
     assert_same_results(gpu, cpu)
@@ -93,6 +94,7 @@ def test_mixed_sweep_is_the_cpus_bytes(tmp_path):
     assert set(runs["hidden"]) == {1, 3}
 
 
+@pytest.mark.slow
 def test_chaotic_seed_sweep_is_the_cpus_bytes(tmp_path):
     cpu, gpu = _both(tmp_path, SEED)
     assert_same_results(gpu, cpu)
@@ -125,6 +127,7 @@ for output in ("linear", "sigmoid"):
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_batch_equals_run_batch_with_final_weights(dtype):
     """run_batch_cuda against run_batch: recorded losses (NaN after a stop), per-run
@@ -201,6 +204,7 @@ def _ptx(dtype: str, fastmath: bool) -> str:
     return ptx
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_exact_ptx_never_fuses_and_fastmath_does(dtype):
     """A real GPU runs the libdevice path the simulator never takes. NVVM would contract
@@ -218,6 +222,7 @@ def test_exact_ptx_never_fuses_and_fastmath_does(dtype):
     assert re.search(rf"^\s*fma\.rn(\.ftz)?\.{f}", fast, re.M)
 
 
+@pytest.mark.slow
 def test_gpu_check_runs_end_to_end_in_the_simulator(tmp_path):
     r = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--scale", "0.0001",

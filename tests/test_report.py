@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import tempfile
 
+import pytest
 from conftest import need_service
 from matplotlib.image import imread
 
@@ -38,6 +39,7 @@ def test_report_default_path(one_axis_results):
     assert path == one_axis_results / "report.html" and path.stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(seed_results, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
