@@ -49,7 +49,7 @@ def assert_checked(name, row):
     assert 0 <= row["check_rel_err"] <= tolerance(row), name
 
 
-@pytest.mark.parametrize("peer", ["njit", "runner"])
+@pytest.mark.parametrize("peer", [pytest.param("njit", marks=pytest.mark.slow), "runner"])
 def test_kernel_peer_measures_and_agrees_with_runner(peer):
     row = one("kernel", peer, "4x2x4", "float64", "exact", "1", "problem")
     assert row["ns_per_epoch_run"] > 0

@@ -247,6 +247,7 @@ def test_fastmath_is_statistically_the_exact_mode_on_chaotic_runs(dtype):
     assert max(shares) > 0.5  # divergence is found in fastmath too (no nnan/ninf)
 
 
+@pytest.mark.slow  # assembly checks: make test-all
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_exact_kernels_have_no_fma_and_fastmath_kernels_do(dtype):
     exact = kernels.vector_report(dtype)
