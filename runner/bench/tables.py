@@ -210,7 +210,7 @@ def shapes_table(result: dict[str, Any]) -> str:
 
 
 def markdown(result: dict[str, Any], shapes: bool = False) -> str:
-    """The Markdown block of docs/performance.md: what was run, on which machine, then the tables."""
+    """The Markdown block of docs/performance.md: what ran, on which machine, the tables."""
     m = result["machine"]
     what = "runner bench --shapes" if shapes else "runner bench"
     head = (
