@@ -9,6 +9,14 @@ settings.register_profile("dev", max_examples=30, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """A test that starts a SLURM cluster or Dask workers is slow: `make test` leaves it out."""
+    for item in items:
+        if item.get_closest_marker("slurm") or item.get_closest_marker("dask"):
+            item.add_marker(pytest.mark.slow)
+
+
 def need_service(reason: str) -> None:
     """Skip outside CI (with the reason); fail in CI, where every service must exist."""
     if os.environ.get("CI"):

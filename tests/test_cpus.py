@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from helpers import env
 
+pytestmark = pytest.mark.slow  # a kernel build per CPU target: make test-all
 X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 # NUMBA_CPU_FEATURES="" compiles for the named CPU's own features, not the host's
 TARGETS = {

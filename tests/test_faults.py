@@ -60,13 +60,18 @@ EXPECT = {
 }
 # 20 moments: 5 points in the writing of each of 4 chunks (hidden 3 runs first: 6..11, 0..5)
 MOMENTS = [(c, point) for c in (0, 4, 7, 11) for point in FAULT_POINTS]
+FEW = MOMENTS[::4]  # each point once, on all 4 chunks: `make test`; the other 15 are slow
 
 
-def test_sigkill_at_20_moments_then_resume(tmp_path, baseline):
+@pytest.mark.parametrize("moments", [
+    pytest.param(FEW, id="5-moments"),
+    pytest.param([m for m in MOMENTS if m not in FEW], id="15-more", marks=pytest.mark.slow),
+])  # fmt: skip
+def test_sigkill_at_20_moments_then_resume(tmp_path, baseline, moments):
     spec, base = baseline
     assert list(EXPECT) == list(FAULT_POINTS)
     out = tmp_path / "out"
-    for i, (chunk, point) in enumerate(MOMENTS):
+    for i, (chunk, point) in enumerate(moments):
         jobs = "2" if i % 2 else "1"
         backend = ("threading", "loky")[i % 4 // 2]
         cmd = sweep_cmd(spec, out, "--jobs", jobs, "--backend", backend)

@@ -14,6 +14,8 @@ from runner.plan.data import builtin
 from runner.run.train import init_weights, run_batch
 
 COMBOS = [(o, u) for o in ("linear", "sigmoid") for u in ("sequential", "simultaneous")]
+# bit for bit fails at the first differing epoch: 1,500 stand in for 10,000 in `make test`
+EPOCHS = [1500, pytest.param(10000, marks=pytest.mark.slow)]
 
 
 def rel_err(a, b):
@@ -23,14 +25,15 @@ def rel_err(a, b):
 
 @pytest.mark.parametrize(("output", "update"), COMBOS)
 @pytest.mark.parametrize("alpha", [0.01, 0.03, 0.1])
-def test_seed_data_10000_epochs_matches_reference(alpha, output, update):
+@pytest.mark.parametrize("epochs", EPOCHS)
+def test_seed_data_matches_reference(epochs, alpha, output, update):
     X, Y = builtin("seed")
     res = runner.train(
-        X, Y, alpha=alpha, hidden=4, seed=0, epochs=10000, output=output, update=update
+        X, Y, alpha=alpha, hidden=4, seed=0, epochs=epochs, output=output, update=update
     )
     Wh, Wz = reference.init_weights(0, 2, 4, 1)
-    ref = reference.train_reference(X, Y, Wh, Wz, alpha, 10000, output, update)
-    assert res.loss.shape == ref.loss.shape == (10000,)
+    ref = reference.train_reference(X, Y, Wh, Wz, alpha, epochs, output, update)
+    assert res.loss.shape == ref.loss.shape == (epochs,)
     np.testing.assert_array_equal(res.loss, ref.loss)  # bit for bit
     np.testing.assert_array_equal(res.Wh, ref.Wh)
     np.testing.assert_array_equal(res.Wz, ref.Wz)

@@ -41,12 +41,13 @@ def check_against_reference(X, Y, hidden, seeds, alphas, epochs, output, update,
 
 @pytest.mark.parametrize(("output", "update"), COMBOS)
 @pytest.mark.parametrize("alpha", [0.01, 0.03, 0.1])
-def test_float32_seed_data_10000_epochs_is_the_float32_reference(alpha, output, update):
+@pytest.mark.parametrize("epochs", [1500, pytest.param(10000, marks=pytest.mark.slow)])
+def test_float32_seed_data_is_the_float32_reference(epochs, alpha, output, update):
     X, Y = builtin("seed")
-    res = runner.train(X, Y, alpha=alpha, epochs=10000, output=output, update=update,
+    res = runner.train(X, Y, alpha=alpha, epochs=epochs, output=output, update=update,
                        dtype="float32")  # fmt: skip
     Wh, Wz = reference.init_weights(0, 2, 4, 1)
-    ref = reference.train_reference(X, Y, Wh, Wz, alpha, 10000, output, update, dtype="float32")
+    ref = reference.train_reference(X, Y, Wh, Wz, alpha, epochs, output, update, dtype="float32")
     assert ref.Wh.dtype == np.float32
     np.testing.assert_array_equal(res.loss, ref.loss)
     np.testing.assert_array_equal(res.Wh, ref.Wh)
@@ -246,6 +247,7 @@ def test_fastmath_is_statistically_the_exact_mode_on_chaotic_runs(dtype):
     assert max(shares) > 0.5  # divergence is found in fastmath too (no nnan/ninf)
 
 
+@pytest.mark.slow  # assembly checks: make test-all
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_exact_kernels_have_no_fma_and_fastmath_kernels_do(dtype):
     exact = kernels.vector_report(dtype)

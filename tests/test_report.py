@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 from html.parser import HTMLParser
 
+import pytest
 from conftest import need_service
 from matplotlib.image import imread
 
@@ -57,6 +58,7 @@ def chromium(exe: str, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=os.environ)
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(seed_results, tmp_path):
     exe = browser()
     out = tmp_path / "report.html"
@@ -129,6 +131,7 @@ def test_report_tables_drop_constant_columns_and_show_missing_one_way(diverging_
     assert MISSING in medians
 
 
+@pytest.mark.slow
 def test_report_in_chromium_shows_no_constant_column(diverging_results, tmp_path):
     """The page as Chromium renders it (its DOM): the summary and best-runs tables have no
     column constant over their rows, and missing values read one way."""

@@ -12,6 +12,7 @@ from runner.kernel import reference
 from runner.plan.data import builtin
 from runner.run.train import init_weights, run_batch
 
+pytestmark = pytest.mark.slow  # assembly checks: make test-all
 X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 needs_x86 = pytest.mark.skipif(
     not X86,

@@ -118,8 +118,11 @@ def read(path: Path) -> str:
         return ""
 
 
-@pytest.mark.parametrize("jobs", [1, 2])  # the sequential path and two threads
-@pytest.mark.parametrize("grace", [60, 1])
+# the sequential path and two threads, with and without grace; make test runs two of four
+@pytest.mark.parametrize(("grace", "jobs"), [
+    (60, 1), (1, 2), pytest.param(60, 2, marks=pytest.mark.slow),
+    pytest.param(1, 1, marks=pytest.mark.slow),
+])  # fmt: skip
 def test_usr1_outside_slurm_stops_at_a_chunk_boundary(tmp_path, reference, grace, jobs):
     """USR1 while each worker holds a trained chunk unwritten: with grace they are
     written, without they are given up; no chunk starts after the signal, nothing

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import jax
@@ -28,7 +30,12 @@ X = np.array([[1.0, 1.0], [1.0, 2.0], [2.0, 1.0], [2.0, 2.0]])
 Y = np.array([[0.0], [1.0], [2.0], [3.0]])
 
 
-def make_train(epochs: int):
+def make_train(X: np.ndarray, Y: np.ndarray, epochs: int):
+    """A jitted train(Wh (runs, inputs, hidden), Wz (runs, hidden, 1), alpha (runs,)) ->
+    losses (runs, epochs) on data X, Y, in their dtype (float64 needs x64 around the
+    calls): one ``lax.scan`` over epochs, vmapped over runs. `runner bench` times this
+    same function as its JAX kernel peer."""
+
     def one(Wh, Wz, alpha):
         def step(carry, _):
             Wh, Wz = carry
@@ -42,6 +49,17 @@ def make_train(epochs: int):
         return jax.lax.scan(step, (Wh, Wz), None, length=epochs)[1]
 
     return jax.jit(jax.vmap(one))
+
+
+@contextmanager
+def x64(enabled: bool = True) -> Iterator[None]:
+    """JAX's float64 switch (jax_enable_x64) set inside the block, restored after it."""
+    before = bool(jax.config.jax_enable_x64)
+    jax.config.update("jax_enable_x64", enabled)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", before)
 
 
 def weights(hidden: int, seeds: int) -> tuple[np.ndarray, np.ndarray]:
@@ -58,18 +76,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=10_000)
     p.add_argument("--seeds", type=int, default=128)
     args = p.parse_args(argv)
-    jax.config.update("jax_enable_x64", True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     S, E = args.seeds, args.epochs
-    train = make_train(E)
+    train = make_train(X, Y, E)
 
     def job(alpha: float, hidden: int) -> np.ndarray:
         Wh, Wz = weights(hidden, S)
         return np.asarray(train(Wh, Wz, np.full(S, alpha)))  # (runs, epochs)
 
     cores = len(os.sched_getaffinity(0))
-    with ThreadPoolExecutor(cores) as pool:
+    with x64(), ThreadPoolExecutor(cores) as pool:
         jobs = {(a, h): pool.submit(job, a, h) for a in ALPHAS for h in HIDDEN}
         for i, a in enumerate(ALPHAS):
             loss = np.concatenate([jobs[a, h].result() for h in HIDDEN])

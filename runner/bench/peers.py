@@ -11,9 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+PROBLEMS = {"seed": (4, 2, 4), "wide": (4, 2, 32)}  # the notebook's: samples, inputs, hidden
 MODES = (("float64", False), ("float64", True), ("float32", False), ("float32", True))
-# largest relative loss difference to runner's (same dtype) that a check accepts
+# largest relative loss difference to runner's (same dtype) that a peer's check accepts;
+# runner's own exact modes accept none (EXACT): they are the reference, bit for bit
 RTOL = {"float64": 1e-9, "float32": 1e-3}
+EXACT = 0.0
 FASTMATH_RTOL = {"float64": 1e-7, "float32": 1e-3}
 
 
@@ -201,31 +204,14 @@ def njit_port(shape, dtype: str, fastmath: bool, threads: int = 1) -> Peer:
 
 
 # ----- JAX: jit(vmap(lax.scan)) over runs, in the dtype asked for -----
-def jax_train(shape, dtype: str, epochs: int):
-    """A jitted train(Wh (runs, inputs, hidden), Wz (runs, hidden, 1), alpha (runs,)) ->
-    losses (runs, epochs); float64 needs jax_enable_x64 (set here), float32 is JAX's own."""
-    import jax
-    import jax.numpy as jnp
-
-    jax.config.update("jax_enable_x64", dtype == "float64")
-    X, Y = (jnp.asarray(v, dtype=dtype) for v in data(shape))
-
-    def one(Wh, Wz, a):
-        def step(carry, _):
-            Wh, Wz = carry
-            H = jax.nn.sigmoid(X @ Wh)
-            E = Y - H @ Wz
-            dZ = E * a
-            Wz = Wz + H.T @ dZ
-            Wh = Wh + X.T @ ((dZ @ Wz.T) * H * (1 - H))
-            return (Wh, Wz), jnp.mean(E**2)
-
-        return jax.lax.scan(step, (Wh, Wz), None, length=epochs)[1]
-
-    return jax.jit(jax.vmap(one))
-
-
 def jax(shape, dtype: str, fastmath: bool, threads: int = 1) -> Peer:
+    """jax_sweep's own train (one code for both JAX rows), float64 under x64, which
+    each call sets and restores: the process's JAX settings stay as they were."""
+    from runner.bench.jax_sweep import make_train, x64
+
+    X, Y = (v.astype(dtype) for v in data(shape))
+    wide = dtype == "float64"
+
     def inputs(seeds):
         Wh, Wz = weights(shape, seeds)
         return (
@@ -235,11 +221,17 @@ def jax(shape, dtype: str, fastmath: bool, threads: int = 1) -> Peer:
         )
 
     def losses(seeds, epochs):
-        return np.asarray(jax_train(shape, dtype, epochs)(*inputs(seeds)), dtype=np.float64)
+        with x64(wide):
+            return np.asarray(make_train(X, Y, epochs)(*inputs(seeds)), dtype=np.float64)
 
     def prepare(runs, epochs):
-        train, args = jax_train(shape, dtype, epochs), inputs(range(runs))
-        return lambda: train(*args).block_until_ready()
+        train, args = make_train(X, Y, epochs), inputs(range(runs))
+
+        def call() -> None:
+            with x64(wide):
+                train(*args).block_until_ready()
+
+        return call
 
     return Peer(f"JAX {dtype}", shape, dtype, fastmath, losses, prepare)
 
@@ -270,12 +262,12 @@ def runner(shape, dtype: str, fastmath: bool, threads: int = 1) -> Peer:
         return lambda: list(pool.map(one, range(threads)))
 
     peer = Peer(f"runner {mode_name(dtype, fastmath)}", shape, dtype, fastmath, losses, prepare)
-    if not fastmath:  # an exact mode: against the NumPy reference (equal, so 0.0)
+    if not fastmath:  # an exact mode: the NumPy reference in its dtype, bit for bit
         peer.check = lambda epochs: check(  # type: ignore[method-assign]
             peer.name,
             losses([0, 1], epochs),
             reference_losses(shape, [0, 1], epochs, dtype),
-            RTOL[dtype],
+            EXACT,
         )
     return peer
 
