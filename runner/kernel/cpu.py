@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import math
 import re
-import types as types_mod
 from typing import NamedTuple
 
 import numpy as np
 from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import njit, types
-from numba.core import compiler, config
-from numba.core.codegen import get_host_cpu_features
 from numba.extending import intrinsic, overload
 
 from runner.kernel.codes import (  # noqa: F401  (re-exported: the kernel's numbers)
@@ -46,23 +43,17 @@ from runner.kernel.codes import (  # noqa: F401  (re-exported: the kernel's numb
     STATUS,
     TILE,
 )
+from runner.kernel.numba_ext import (
+    NoAliasCompiler,
+    clone_function,
+    compiles_for_avx512,
+    frozen_fptosi,
+    is_type_of,
+)
 
 # Every Numba flag in one place. error_model="numpy" drops the division-by-zero
 # branch that would stop LLVM vectorising the loops.
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "boundscheck": False}
-
-class _NoAliasCompiler(compiler.Compiler):
-    """Numba's pipeline, with every array argument's data pointer marked ``noalias``.
-
-    The tile kernel's arrays never overlap (train_batch's arguments are distinct
-    arrays, the rest is its own scratch); telling LLVM so lets it vectorise the run
-    loops without run-time overlap checks (Numba's ``parfors`` does the same).
-    """
-
-    def define_pipelines(self):
-        self.state.flags.noalias = True
-        return super().define_pipelines()
-
 
 def _exp_consts(x):
     """(HI, LO, LOG2E, LN2_HI, LN2_LO), coefficients: the constants of x's float type."""
@@ -97,21 +88,12 @@ def _bits_as_float(typingctx, bits, like):
     return like(types.int64, like), codegen
 
 
-def _frozen_fptosi(builder, x, ty):
-    """fptosi, then ``freeze``: a NaN gives some integer rather than LLVM's poison
-    (the NaN is carried by the polynomial, so the scale factor does not matter)."""
-    k = builder.fptosi(x, ty)
-    frozen = ir.instructions.Instruction(builder.block, ty, "freeze", [k])
-    builder._insert(frozen)
-    return frozen
-
-
 @intrinsic
 def _to_int(typingctx, kf):
     """int64(kf) for an integral kf, defined (if arbitrary) for NaN."""
 
     def codegen(context, builder, signature, args):
-        return _frozen_fptosi(builder, args[0], ir.IntType(64))
+        return frozen_fptosi(builder, args[0], ir.IntType(64))
 
     return types.int64(kf), codegen
 
@@ -126,23 +108,14 @@ def _ldexp(typingctx, x, kf):
         fty = context.get_value_type(x)
         fnty = ir.FunctionType(fty, [fty, i4])
         fn = builder.module.declare_intrinsic("llvm.ldexp", [fty, i4], fnty)
-        return builder.call(fn, [args[0], _frozen_fptosi(builder, args[1], i4)])
+        return builder.call(fn, [args[0], frozen_fptosi(builder, args[1], i4)])
 
     return x(x, x), codegen
 
 
 def _has_avx512() -> bool:
-    """Whether Numba compiles for a CPU with AVX-512F (the host, unless overridden).
-
-    A function of NUMBA_CPU_NAME, NUMBA_CPU_FEATURES and the host's features as Numba
-    sees them, all of which key Numba's cache: code compiled for one choice is never
-    loaded for another target."""
-    features = config.CPU_FEATURES
-    if features is None:
-        if config.CPU_NAME not in (None, "host"):
-            return False
-        features = get_host_cpu_features()
-    return "+avx512f" in features.split(",")
+    """Whether Numba compiles for a CPU with AVX-512F (keys Numba's cache)."""
+    return compiles_for_avx512()
 
 
 @njit(inline="always", **JIT)
@@ -695,7 +668,7 @@ def _run_tile_impl(
     X, Y, Wh, Wz, alpha, epochs, sigmoid_out, sequential, every, stop_below, diverge_above,
     loss_out, istats, fstats, r0, nt, w,
 ):  # fmt: skip
-    fn = _train_tile_fast if w.instance_class is FastScratch else _train_tile
+    fn = _train_tile_fast if is_type_of(w, FastScratch) else _train_tile
 
     def impl(
         X, Y, Wh, Wz, alpha, epochs, sigmoid_out, sequential, every, stop_below,
@@ -771,21 +744,11 @@ def train_batch(
         )  # fmt: skip
 
 
-def _variant(fn, name: str, **replace):
-    """fn's code under another name (so its own Numba cache file), with some of the
-    globals it calls replaced: a generated variant of one source."""
-    glob = {**fn.__globals__, **replace}
-    new = types_mod.FunctionType(fn.__code__, glob, name, fn.__defaults__, fn.__closure__)
-    new.__qualname__ = name
-    new.__doc__ = fn.__doc__
-    return new
-
-
 # The exact kernel, and its fastmath twin: the same source with LLVM's fastmath flags
 # and the cheaper sigmoid (the globals are copied here, after every definition).
-_train_tile = njit(pipeline_class=_NoAliasCompiler, **JIT)(_tile)
-_train_tile_fast = njit(pipeline_class=_NoAliasCompiler, fastmath=FASTMATH, **JIT)(
-    _variant(_tile, "_tile_fastmath", _sigmoid4=_sigmoid4_cheap)
+_train_tile = njit(pipeline_class=NoAliasCompiler, **JIT)(_tile)
+_train_tile_fast = njit(pipeline_class=NoAliasCompiler, fastmath=FASTMATH, **JIT)(
+    clone_function(_tile, "_tile_fastmath", _sigmoid4=_sigmoid4_cheap)
 )
 
 
@@ -806,7 +769,7 @@ def tile_asm(
     inspected)."""
     py = (_train_tile_fast if fastmath else _train_tile).py_func
     flags = {**JIT, "cache": False} | ({"fastmath": FASTMATH} if fastmath else {})
-    fn = njit(pipeline_class=_NoAliasCompiler, **flags)(py)
+    fn = njit(pipeline_class=NoAliasCompiler, **flags)(py)
     f = np.dtype(dtype)
     n, ni, no, R = 4, 2, 1, TILE
     fn(

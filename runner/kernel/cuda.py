@@ -22,7 +22,6 @@ from functools import cache
 
 import numpy as np
 from numba import cuda, float32, float64, int32, int64
-from numba.core import config
 
 from runner.kernel import cpu as kernels
 from runner.kernel.cpu import (  # the CPU kernel's column and status numbers
@@ -35,8 +34,9 @@ from runner.kernel.cpu import (  # the CPU kernel's column and status numbers
     RAN_ALL,
     STATUS,
 )  # fmt: skip
+from runner.kernel.numba_ext import cuda_simulator
 
-SIMULATOR = bool(config.ENABLE_CUDASIM)
+SIMULATOR = cuda_simulator()
 
 
 def device(fn):

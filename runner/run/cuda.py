@@ -44,9 +44,9 @@ def device_count() -> int:
 
 
 def _simulator() -> bool:
-    from numba.core import config
+    from runner.kernel.numba_ext import cuda_simulator
 
-    return bool(config.ENABLE_CUDASIM)
+    return cuda_simulator()
 
 
 def _check_mode(dtype: str, fastmath: bool) -> None:
