@@ -1,4 +1,4 @@
-"""Every use of Numba's and llvmlite's private or internal API, in one place.
+"""Numba's flags and every use of Numba's and llvmlite's private or internal API.
 
 Tested with numba 0.68.1 and llvmlite 0.50.0 (the development environment) and with
 numba 0.62.0 and llvmlite 0.45.0 (``make test-oldest``); pyproject.toml allows
@@ -27,6 +27,14 @@ import types as types_mod
 from llvmlite import ir
 from numba.core import compiler, config
 from numba.core.codegen import get_host_cpu_features
+
+# Every Numba flag in one place. error_model="numpy" drops the division-by-zero
+# branch that would stop LLVM vectorising the loops.
+JIT = {"nogil": True, "cache": True, "error_model": "numpy", "boundscheck": False}
+# The fastmath flags LLVM may use: FMA contraction, reassociation, reciprocals,
+# approximate functions, no signed zeros. Not nnan/ninf: divergence is found by
+# testing the loss for NaN and infinity.
+FASTMATH = {"contract", "reassoc", "arcp", "afn", "nsz"}
 
 TESTED = {"numba": ((0, 62), (0, 68)), "llvmlite": ((0, 45), (0, 50))}  # (lowest, highest) minor
 
@@ -98,6 +106,4 @@ def tested_versions() -> dict[str, bool]:
     import numba
 
     installed = {"numba": numba.__version__, "llvmlite": llvmlite.__version__}
-    return {
-        name: lo <= version_tuple(installed[name]) <= hi for name, (lo, hi) in TESTED.items()
-    }
+    return {name: lo <= version_tuple(installed[name]) <= hi for name, (lo, hi) in TESTED.items()}
