@@ -3,9 +3,10 @@
 The floor counts the arithmetic of one epoch of one run as the kernel does it
 (``runner.kernel.tiles.epoch_ops``: sums of products in order, exact modes without fused
 multiply-adds, fastmath modes with them, the sigmoid as runner computes it in each mode)
-and divides it by the core's peak: every vector lane of both FP pipes busy every cycle, and the divider
-busy every cycle, whichever takes longer. It ignores memory, loop overhead and the
-lanes left idle by a vector that does not fill, so a real kernel stays above it.
+and divides it by the core's peak: every vector lane of both FP pipes busy every
+cycle, and the divider busy every cycle, whichever takes longer. It ignores memory,
+loop overhead and the lanes left idle by a vector that does not fill, so a real
+kernel stays above it.
 """
 
 from __future__ import annotations
