@@ -94,6 +94,10 @@ def _parser() -> Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     b.add_argument("--shapes", action="store_true", help="the kernel table over problem shapes")
+    b.add_argument(
+        "--compile", action="store_true",
+        help="time to the first result: cold and warm Numba cache in fresh processes",
+    )  # fmt: skip
     b.add_argument("--json", action="store_true", help="print JSON instead of tables")
     b.add_argument(
         "--markdown", action="store_true", help="the README's block: machine, date, tables"
@@ -305,6 +309,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     def log(message: str) -> None:
         print(f"bench: {message}", file=sys.stderr)
 
+    if args.compile:
+        from runner.bench import compile as compile_bench
+
+        figures = compile_bench.run(log=log, sweep=not args.quick)
+        print(json.dumps(figures, indent=2) if args.json else compile_bench.table(figures))
+        return 0
     result = (bench.run_shapes if args.shapes else bench.run)(quick=args.quick, log=log)
     if args.json:
         print(json.dumps(result, indent=2))

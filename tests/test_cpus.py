@@ -42,12 +42,10 @@ for output in ("linear", "sigmoid"):
         for name in ("loss", "Wh", "Wz", "istats", "fstats"):
             arrays[f"{output}-{update}-{name}"] = getattr(res, name)
 np.savez(out, **arrays)
-stats = kernels.train_batch.stats
 print(json.dumps({
     "avx512": exp.has_avx512(),
     "ldexp": exp.uses_ldexp(),
-    "hits": sum(stats.cache_hits.values()),
-    "misses": sum(stats.cache_misses.values()),
+    **kernels.cache_stats(),
 }))
 """
 

@@ -24,17 +24,17 @@ def tile_asm(
     dtype: str = "float64",
     fastmath: bool = False,
 ) -> str:
-    """Assembly of the tile kernel of one mode, compiled afresh (cached code cannot be
+    """Assembly of the kernel of one variant, compiled afresh (cached code cannot be
     inspected)."""
-    py = (cpu._train_tile_fast if fastmath else cpu._train_tile).py_func
+    py = cpu.kernel(sigmoid_out, sequential, fastmath).py_func
     flags = {**JIT, "cache": False} | ({"fastmath": FASTMATH} if fastmath else {})
     fn = njit(pipeline_class=NoAliasCompiler, **flags)(py)
     f = np.dtype(dtype)
     n, ni, no, R = 4, 2, 1, TILE
     fn(
         np.ones((n, ni), f), np.ones((n, no), f), np.zeros((ni, hidden, R), f),
-        np.zeros((hidden, no, R), f), np.zeros(R, f), 1, sigmoid_out, sequential, 1, -np.inf,
-        np.inf, np.zeros((1, R)), np.zeros((R, 3), dtype=np.int64), np.zeros((R, 2)), 0, R,
+        np.zeros((hidden, no, R), f), np.zeros(R, f), 1, 1, -np.inf, np.inf,
+        np.zeros((1, R)), np.zeros((R, 3), dtype=np.int64), np.zeros((R, 2)),
         cpu.scratch(n, ni, hidden, no, TILE, f, fastmath),
     )  # fmt: skip
     return "\n".join(fn.inspect_asm().values())

@@ -6,15 +6,18 @@ innermost, contiguous axis, so every hot loop runs across runs and vectorises.
 Runs are processed in tiles of up to ``TILE`` runs (``runner.kernel.tiles`` picks the
 width per shape) that stay in cache for all epochs.
 
-Precision modes come from one source: the arrays' dtype (float64 or float32) picks
-the exp's constants and polynomial at compile time, and a ``FastScratch`` picks the
-fastmath twin of the tile kernel (see docs/precision.md).
+Variants: one source, ``_train``, and one compiled function per variant (output
+layer, update order, fastmath; ``kernel``), whose choices are constants when Numba
+compiles it, so each holds only its own branches. Each is made on first use and
+compiled (or loaded from Numba's cache, an entry of its own) on its first call with
+a dtype; the arrays' dtype (float64 or float32) picks the exp's constants and
+polynomial at compile time (see docs/precision.md).
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit
@@ -32,7 +35,13 @@ from runner.kernel.codes import (  # noqa: F401  (re-exported: the kernel's numb
     TILE,
 )
 from runner.kernel.exp import sigmoid4, sigmoid4_cheap
-from runner.kernel.numba_ext import FASTMATH, JIT, NoAliasCompiler, clone_function, is_type_of
+from runner.kernel.numba_ext import (
+    FASTMATH,
+    JIT,
+    NoAliasCompiler,
+    clone_function,
+    has_cache_index,
+)
 
 
 @njit(**JIT)
@@ -158,11 +167,16 @@ def _at_impl(C, i, u):
     return lambda C, i, u: C[i, u]
 
 
-def _tile(
-    X, Y, Wh, Wz, alpha, epochs, sigmoid_out, sequential, every, stop_below, diverge_above,
-    loss_out, istats, fstats, r0, nt, w,
+# A variant's choices: globals of its own copy of ``_train`` (see ``kernel``), so
+# constants when Numba compiles that copy, which holds only its own branches.
+SIGMOID_OUT = False
+SEQUENTIAL = True
+
+
+def _train(
+    X, Y, Wh, Wz, alpha, epochs, every, stop_below, diverge_above, loss_out, istats, fstats, w
 ):  # fmt: skip
-    """Train runs ``r0 .. r0 + nt`` of the batch in one tile of ``T`` lanes (scratch w).
+    """Train R runs in place, tile by tile, in the scratch ``w`` of one tile of T lanes.
 
     Every hot loop runs across the lanes (or across hidden units and lanes at
     once, ``u = j * T + t``) with no branch inside, so LLVM vectorises it. A run
@@ -174,7 +188,7 @@ def _tile(
     n, ni = X.shape
     no = Y.shape[1]
     nh = w.wh.shape[1]
-    T = a.shape[0]
+    R, T = alpha.shape[0], a.shape[0]
     m = nh * T
     q, T4 = m // 4, T // 4  # T is a multiple of 4
     Xf = X.reshape(n * ni)  # X[s, k] = Xf[s * ni + k]
@@ -183,43 +197,51 @@ def _tile(
     h2 = w.h.reshape(n * nh, T)  # h[s, j] = h2[s * nh + j]
     wz2 = w.wz.reshape(nh * no, T)  # wz[j, o] = wz2[j * no + o]
     zero, one = a.dtype.type(0), a.dtype.type(1)  # of the training dtype
-    _start(Wh, Wz, alpha, r0, nt, w)
-    n_active = nt
-    for epoch in range(1, epochs + 1):
-        if n_active == 0:
-            break
-        # forward pass, error and output delta (dZ is not needed for the loss)
-        for t in range(T):
-            sq[t] = zero
-        for s in range(n):
-            _sum_rows(accw, Xf, s * ni, 1, whf, 0, 1, ni)  # X[s] @ Wh
-            for u in range(q):
-                hf[s, u], hf[s, q + u], hf[s, 2 * q + u], hf[s, 3 * q + u] = sigmoid4(
-                    accw[u], accw[q + u], accw[2 * q + u], accw[3 * q + u]
-                )
-            for o in range(no):
-                _sum_rows(acc, h2, s * nh, 1, wz2, o, no, nh)  # H[s] @ Wz[:, o]
-                y = Y[s, o]
-                if sigmoid_out:
-                    for t in range(T4):
-                        zs[t], zs[T4 + t], zs[2 * T4 + t], zs[3 * T4 + t] = sigmoid4(
-                            acc[t], acc[T4 + t], acc[2 * T4 + t], acc[3 * T4 + t]
-                        )
-                    for t in range(T):
-                        zt = zs[t]
-                        e = y - zt
-                        sq[t] += e * e
-                        dz[s, o, t] = (e * a[t]) * (zt * (one - zt))
-                else:
-                    for t in range(T):
-                        e = y - acc[t]
-                        sq[t] += e * e
-                        dz[s, o, t] = e * a[t]
-        n_active -= _losses(Wh, Wz, epoch, every, diverge_above, loss_out, r0, nt, w)
-        _update(X, sequential, w)
-        if stop_below > -np.inf:  # convergence (the epoch's update is kept)
-            n_active -= _converged(Wh, Wz, stop_below, r0, nt, w)
-    _finish(Wh, Wz, istats, fstats, r0, nt, w)
+    for r0 in range(0, R, T):
+        nt = min(T, R - r0)
+        _start(Wh, Wz, alpha, r0, nt, w)
+        n_active = nt
+        for epoch in range(1, epochs + 1):
+            if n_active == 0:
+                break
+            # forward pass, error and output delta (dZ is not needed for the loss)
+            for t in range(T):
+                sq[t] = zero
+            for s in range(n):
+                _sum_rows(accw, Xf, s * ni, 1, whf, 0, 1, ni)  # X[s] @ Wh
+                for u in range(q):
+                    hf[s, u], hf[s, q + u], hf[s, 2 * q + u], hf[s, 3 * q + u] = sigmoid4(
+                        accw[u], accw[q + u], accw[2 * q + u], accw[3 * q + u]
+                    )
+                for o in range(no):
+                    _sum_rows(acc, h2, s * nh, 1, wz2, o, no, nh)  # H[s] @ Wz[:, o]
+                    y = Y[s, o]
+                    if SIGMOID_OUT:
+                        for t in range(T4):
+                            zs[t], zs[T4 + t], zs[2 * T4 + t], zs[3 * T4 + t] = sigmoid4(
+                                acc[t], acc[T4 + t], acc[2 * T4 + t], acc[3 * T4 + t]
+                            )
+                        for t in range(T):
+                            zt = zs[t]
+                            e = y - zt
+                            sq[t] += e * e
+                            dz[s, o, t] = (e * a[t]) * (zt * (one - zt))
+                    else:
+                        for t in range(T):
+                            e = y - acc[t]
+                            sq[t] += e * e
+                            dz[s, o, t] = e * a[t]
+            n_active -= _losses(Wh, Wz, epoch, every, diverge_above, loss_out, r0, nt, w)
+            if SEQUENTIAL:  # dH from the updated Wz
+                _update_wz(w)
+                _hidden_delta(w.h, dz, w.wz, w.dh)
+            else:
+                _hidden_delta(w.h, dz, w.wz, w.dh)
+                _update_wz(w)
+            _update_wh(X, w)
+            if stop_below > -np.inf:  # convergence (the epoch's update is kept)
+                n_active -= _converged(Wh, Wz, stop_below, r0, nt, w)
+        _finish(Wh, Wz, istats, fstats, r0, nt, w)
 
 
 @njit(inline="always", **JIT)
@@ -281,25 +303,27 @@ def _losses(Wh, Wz, epoch, every, diverge_above, loss_out, r0, nt, w):
 
 
 @njit(inline="always", **JIT)
-def _update(X, sequential, w):
-    """Wz += H.T @ dZ and Wh += X.T @ dH; dH from the new Wz (sequential) or the old."""
-    h, dh, dz, wz, acc = w.h, w.dh, w.dz, w.wz, w.acc
+def _update_wz(w):
+    """Wz += H.T @ dZ."""
+    h, dz, wz, acc = w.h, w.dz, w.wz, w.acc
     n, nh, T = h.shape
-    ni, no, m = X.shape[1], dz.shape[1], nh * T
+    no = dz.shape[1]
     h2 = h.reshape(n * nh, T)
     dz2 = dz.reshape(n * no, T)
-    if not sequential:
-        _hidden_delta(h, dz, wz, dh)
     for j in range(nh):
         for o in range(no):
             _sum_rows(acc, h2, j, nh, dz2, o, no, n)  # H[:, j] . dZ[:, o]
             for t in range(T):
                 wz[j, o, t] += acc[t]
-    if sequential:
-        _hidden_delta(h, dz, wz, dh)
-    # Wh += X.T @ dH, across hidden units and lanes at once
+
+
+@njit(inline="always", **JIT)
+def _update_wh(X, w):
+    """Wh += X.T @ dH, across hidden units and lanes at once."""
+    n, nh, T = w.h.shape
+    ni, m = X.shape[1], nh * T
     whf = w.wh.reshape(ni, m)
-    _sum_outer(w.accwh, X, dh.reshape(n, m), n)
+    _sum_outer(w.accwh, X, w.dh.reshape(n, m), n)
     for k in range(ni):
         for u in range(m):
             whf[k, u] += w.accwh[k, u]
@@ -328,30 +352,6 @@ def _finish(Wh, Wz, istats, fstats, r0, nt, w):
         istats[r0 + t, STATUS] = w.status[t]
         fstats[r0 + t, FINAL_LOSS] = w.last_loss[t]
         fstats[r0 + t, MIN_LOSS] = w.min_loss[t]
-
-
-def _run_tile(
-    X, Y, Wh, Wz, alpha, epochs, sigmoid_out, sequential, every, stop_below, diverge_above,
-    loss_out, istats, fstats, r0, nt, w,
-):  # fmt: skip
-    """The tile kernel of w's mode: ``_train_tile`` or its fastmath twin."""
-
-
-@overload(_run_tile, jit_options=JIT)
-def _run_tile_impl(
-    X, Y, Wh, Wz, alpha, epochs, sigmoid_out, sequential, every, stop_below, diverge_above,
-    loss_out, istats, fstats, r0, nt, w,
-):  # fmt: skip
-    fn = _train_tile_fast if is_type_of(w, FastScratch) else _train_tile
-
-    def impl(
-        X, Y, Wh, Wz, alpha, epochs, sigmoid_out, sequential, every, stop_below,
-        diverge_above, loss_out, istats, fstats, r0, nt, w,
-    ):  # fmt: skip
-        fn(X, Y, Wh, Wz, alpha, epochs, sigmoid_out, sequential, every, stop_below,
-           diverge_above, loss_out, istats, fstats, r0, nt, w)  # fmt: skip
-
-    return impl
 
 
 @njit(inline="always", **JIT)
@@ -396,7 +396,44 @@ def _hidden_delta(h, dz, wz, dh):
                 dh[s, j, t] *= ht * (one - ht)
 
 
-@njit(**JIT)
+def variant_name(sigmoid_out: bool, sequential: bool, fastmath: bool) -> str:
+    """The name of a variant's function (its own Numba cache entry)."""
+    output = "sigmoid" if sigmoid_out else "linear"
+    update = "sequential" if sequential else "simultaneous"
+    return f"_train_{output}_{update}" + ("_fastmath" if fastmath else "")
+
+
+_KERNELS: dict[tuple[bool, bool, bool], Any] = {}
+
+
+def kernel(sigmoid_out: bool, sequential: bool, fastmath: bool):
+    """The batch trainer of one variant: ``_train`` with the variant's choices as
+    constants (and fastmath's flags and sigmoid), made on first use; Numba compiles
+    it (or loads it from its cache) on the first call with each dtype."""
+    key = (bool(sigmoid_out), bool(sequential), bool(fastmath))
+    fn = _KERNELS.get(key)
+    if fn is None:
+        py = clone_function(
+            _train, variant_name(*key), SIGMOID_OUT=key[0], SEQUENTIAL=key[1],
+            sigmoid4=sigmoid4_cheap if key[2] else sigmoid4,
+        )  # fmt: skip
+        flags = {**JIT, "fastmath": FASTMATH} if key[2] else JIT
+        fn = _KERNELS[key] = njit(pipeline_class=NoAliasCompiler, **flags)(py)
+    return fn
+
+
+def is_cached(sigmoid_out: bool, sequential: bool, fastmath: bool) -> bool:
+    """Whether this variant was compiled before on this machine (Numba's cache has it)."""
+    return has_cache_index(kernel(sigmoid_out, sequential, fastmath))
+
+
+def cache_stats() -> dict[str, int]:
+    """Numba cache hits and misses of the variants used in this process."""
+    hits = sum(sum(k.stats.cache_hits.values()) for k in _KERNELS.values())
+    misses = sum(sum(k.stats.cache_misses.values()) for k in _KERNELS.values())
+    return {"hits": hits, "misses": misses}
+
+
 def train_batch(
     X, Y, Wh, Wz, alpha, epochs, sigmoid_out, sequential, every,
     stop_below, diverge_above, loss_out, istats, fstats, w,
@@ -408,19 +445,7 @@ def train_batch(
     recorded epoch to ``loss_out[slot, r]``, and per run
     ``istats[r] = (epochs_run, min_epoch, status)`` and
     ``fstats[r] = (final_loss, min_loss)``. Final weights are left in Wh, Wz.
+    A ``FastScratch`` w trains in fastmath.
     """
-    R = alpha.shape[0]
-    T = w.a.shape[0]
-    for r0 in range(0, R, T):
-        _run_tile(
-            X, Y, Wh, Wz, alpha, epochs, sigmoid_out, sequential, every, stop_below,
-            diverge_above, loss_out, istats, fstats, r0, min(T, R - r0), w,
-        )  # fmt: skip
-
-
-# The exact kernel, and its fastmath twin: the same source with LLVM's fastmath flags
-# and the cheaper sigmoid (the globals are copied here, after every definition).
-_train_tile = njit(pipeline_class=NoAliasCompiler, **JIT)(_tile)
-_train_tile_fast = njit(pipeline_class=NoAliasCompiler, fastmath=FASTMATH, **JIT)(
-    clone_function(_tile, "_tile_fastmath", sigmoid4=sigmoid4_cheap)
-)
+    fn = kernel(sigmoid_out, sequential, isinstance(w, FastScratch))
+    fn(X, Y, Wh, Wz, alpha, epochs, every, stop_below, diverge_above, loss_out, istats, fstats, w)

@@ -14,9 +14,10 @@ What each use relies on:
   (llvmlite has no ``builder.freeze``);
 - ``compiles_for_avx512``: ``numba.core.config.CPU_NAME``/``CPU_FEATURES`` and
   ``numba.core.codegen.get_host_cpu_features``, the target Numba compiles for;
-- ``is_type_of``: a NamedTuple type's ``instance_class`` (typing on the Python class);
 - ``clone_function``: a ``types.FunctionType`` copy of a Python function under another
   name, so that Numba keys a second cache entry on it (one source, several variants);
+- ``has_cache_index``: a dispatcher's ``_cache._index_path`` (whether Numba's cache
+  holds an index for the function: compiled before on this machine);
 - ``cuda_simulator``: ``numba.core.config.ENABLE_CUDASIM``.
 """
 
@@ -74,11 +75,6 @@ def compiles_for_avx512() -> bool:
     return "+avx512f" in features.split(",")
 
 
-def is_type_of(numba_type: object, cls: type) -> bool:
-    """Whether a Numba NamedTuple type was typed from the Python class ``cls``."""
-    return getattr(numba_type, "instance_class", None) is cls
-
-
 def clone_function(fn, name: str, **replace):
     """fn's code under another name (so its own Numba cache entry), with some of the
     globals it calls replaced: a generated variant of one source."""
@@ -87,6 +83,15 @@ def clone_function(fn, name: str, **replace):
     new.__qualname__ = name
     new.__doc__ = fn.__doc__
     return new
+
+
+def has_cache_index(dispatcher) -> bool:
+    """Whether Numba's cache holds an index file for this function (a variant compiled
+    before on this machine, for some CPU); False where caching is off."""
+    import os
+
+    path = getattr(getattr(dispatcher, "_cache", None), "_index_path", None)
+    return bool(path) and os.path.exists(path)
 
 
 def cuda_simulator() -> bool:

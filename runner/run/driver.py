@@ -20,6 +20,8 @@ from runner.plan.spec import MAX_RUNS, Spec, load_spec, spec_from_dict
 from runner.results import store
 from runner.results.growth import open_sweep
 from runner.run import requeue
+from runner.run.train import compile_note
+from runner.run.units import rate
 from runner.run.worker import ChunkDone, ChunkFailed, run_chunk, tasks_for, warm_up
 
 BACKENDS = ("threading", "loky", "dask", "cuda")
@@ -112,8 +114,8 @@ class Progress:
     def update(self, runs: int) -> None:
         self.done += runs
         if self.bar is not None:
-            rate = self.done * self.epochs / max(time.perf_counter() - self.start, 1e-9)
-            self.bar.set_postfix_str(f"{rate / 1e6:.1f}M epoch-runs/s", refresh=False)
+            elapsed = time.perf_counter() - self.start
+            self.bar.set_postfix_str(rate(self.done * self.epochs, elapsed, "epoch-runs"), False)
             self.bar.update(runs)
             return
         now = time.perf_counter()
@@ -121,10 +123,8 @@ class Progress:
             self.last = now
             elapsed = now - self.start
             eta = elapsed / self.done * (self.total - self.done) if self.done else math.nan
-            rate = self.done * self.epochs / max(elapsed, 1e-9) / 1e6
-            sys.stderr.write(
-                f"runner: {self.done}/{self.total} runs, {rate:.1f}M epoch-runs/s, eta {eta:.0f}s\n"
-            )
+            speed = rate(self.done * self.epochs, elapsed, "epoch-runs")
+            sys.stderr.write(f"runner: {self.done}/{self.total} runs, {speed}, eta {eta:.0f}s\n")
             sys.stderr.flush()
 
     def close(self) -> None:
@@ -211,8 +211,11 @@ def sweep(
         report.seconds = time.perf_counter() - t0
         return report
     if backend != "cuda":
-        for dtype, fastmath in _modes(plan, pending):
-            warm_up(spec.loss_dtype, dtype, fastmath)
+        for mode in _modes(plan, pending):
+            note = None if quiet or not progress else compile_note(*mode)
+            if note:
+                sys.stderr.write(f"runner: {note}\n")
+            warm_up(spec.loss_dtype, *mode)
     pending_runs = int(sum(sizes[c] for c in pending))
     bar = Progress(pending_runs, _mean_epochs(plan), quiet, progress)
     results = dispatch(spec, folder, pending, jobs, backend, scheduler, plan, stop)
@@ -248,12 +251,11 @@ def sweep(
     return report
 
 
-def _modes(plan: Plan, chunks: list[int]) -> list[tuple[str, bool]]:
-    """The (dtype, fastmath) pairs of these chunks: each is a kernel to compile."""
-    dtypes = plan.per_chunk("dtype")[chunks]
-    fastmath = plan.per_chunk("fastmath")[chunks]
-    pairs = {(params.DTYPES[int(d)], bool(f)) for d, f in zip(dtypes, fastmath, strict=True)}
-    return sorted(pairs)
+def _modes(plan: Plan, chunks: list[int]) -> list[tuple[str, bool, str, str]]:
+    """The (dtype, fastmath, output, update) of these chunks: each a kernel variant."""
+    cols = [plan.per_chunk(k)[chunks] for k in ("dtype", "fastmath", "output", "update")]
+    return sorted({(params.DTYPES[int(d)], bool(f), params.OUTPUTS[int(o)], params.UPDATES[int(u)])
+                   for d, f, o, u in zip(*cols, strict=True)})  # fmt: skip
 
 
 def _costs(plan: Plan) -> np.ndarray:

@@ -14,6 +14,7 @@ from runner.kernel import seeding, tiles
 from runner.plan import params as P
 from runner.plan.chunks import slots
 from runner.plan.data import check_data
+from runner.run.units import compiling_line
 
 
 @dataclass
@@ -131,6 +132,19 @@ def run_batch(
         Wh[...] = wh
         Wz[...] = wz
     return BatchResult(loss, istats, fstats, Wh, Wz)
+
+
+# Seconds a cold compile of one variant takes on the development machine (2 cores).
+COMPILE_SECONDS = 20
+
+
+def compile_note(
+    dtype: str, fastmath: bool, output: str = "linear", update: str = "sequential"
+) -> str | None:
+    """The line to show before a variant compiles; None when Numba's cache has it."""
+    if kernels.is_cached(output == "sigmoid", update == "sequential", bool(fastmath)):
+        return None
+    return compiling_line(dtype, bool(fastmath), COMPILE_SECONDS)
 
 
 def check_mode(
