@@ -119,6 +119,7 @@ def _sweep_seconds(cache: Path, work: Path) -> float:
     """``runner sweep`` of ``make sweep``'s default spec (empty cache), as a whole process."""
     spec = ROOT / "experiments" / "seed-sweep.toml"
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     cmd = [sys.executable, "-m", "runner", "sweep", str(spec), "--out", str(work), "--quiet"]
     t = time.perf_counter()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
