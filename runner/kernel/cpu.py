@@ -160,7 +160,7 @@ def _at(C, i, u):
     """C[i] for a 1-D C (a coefficient shared by every u), C[i, u] for a 2-D C."""
 
 
-@overload(_at, inline="always", jit_options=JIT)
+@overload(_at, jit_options=JIT)
 def _at_impl(C, i, u):
     if C.ndim == 1:
         return lambda C, i, u: C[i]

@@ -7,6 +7,11 @@ either by two bit-built powers of two or, where AVX-512 vectorises it, by one
 NumPy. ``sigmoid4`` is four sigmoids side by side, computed without negations.
 Fastmath: a shorter polynomial by Horner and 1/d by Newton's iteration
 (``sigmoid4_cheap``). The float type of the argument picks constants at compile time.
+
+The small dispatch overloads (constants, the scale, the polynomial) are compiled once
+per float type as functions of their own, which LLVM inlines: inlined into Numba's IR
+instead, every call site would be typed and lowered again (a fifth of a cold compile).
+Horner's polynomial stays inlined in Numba's IR, so that fastmath's flags reach it.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ def _exp_consts(x):
     """(HI, LO, LOG2E, LN2_HI, LN2_LO), coefficients: the constants of x's float type."""
 
 
-@overload(_exp_consts, inline="always", jit_options=JIT)
+@overload(_exp_consts, jit_options=JIT)
 def _exp_consts_impl(x):
     consts = (EXP32, EXP_COEFFS32) if x == types.float32 else (EXP64, EXP_COEFFS)
     return lambda x: consts
@@ -35,7 +40,7 @@ def _float_bits(x):
     """(exponent bias, mantissa bits) of x's float type."""
 
 
-@overload(_float_bits, inline="always", jit_options=JIT)
+@overload(_float_bits, jit_options=JIT)
 def _float_bits_impl(x):
     bits = (127, 23) if x == types.float32 else (1023, 52)
     return lambda x: bits
@@ -129,7 +134,7 @@ def uses_ldexp() -> bool:
     return has_avx512() and LDEXP_VECTORISES
 
 
-@overload(_exp_scale, inline="always", jit_options=JIT)
+@overload(_exp_scale, jit_options=JIT)
 def _exp_scale_impl(p, kf):
     f = scale_ldexp if uses_ldexp() else scale_bits
     return lambda p, kf: f(p, kf)
@@ -192,13 +197,13 @@ def _q_neg(s, s2, c):
     """q(-s) for the coefficients c, bit for bit, without negating s."""
 
 
-@overload(_q, inline="always", jit_options=JIT)
+@overload(_q, jit_options=JIT)
 def _q_impl(r, r2, c):
     f = _q9 if len(c) == len(EXP_COEFFS) else _q4
     return lambda r, r2, c: f(r, r2, c)
 
 
-@overload(_q_neg, inline="always", jit_options=JIT)
+@overload(_q_neg, jit_options=JIT)
 def _q_neg_impl(s, s2, c):
     f = _q9_neg if len(c) == len(EXP_COEFFS) else _q4_neg
     return lambda s, s2, c: f(s, s2, c)
@@ -284,7 +289,7 @@ def _fast_consts(x):
     """(coefficients highest first, clamp of -x, reciprocal magic, Newton steps)."""
 
 
-@overload(_fast_consts, inline="always", jit_options=JIT)
+@overload(_fast_consts, jit_options=JIT)
 def _fast_consts_impl(x):
     consts = FAST32 if x == types.float32 else FAST64
     return lambda x: consts
