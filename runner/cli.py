@@ -131,6 +131,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     def log(message: str) -> None:
         print(f"bench: {message}", file=sys.stderr)
 
+    if args.compile:
+        from runner.bench import compile as compile_bench
+
+        figures = compile_bench.run(log=log, sweep=not args.quick)
+        print(json.dumps(figures, indent=2) if args.json else compile_bench.table(figures))
+        return 0
     result = (bench.run_shapes if args.shapes else bench.run)(quick=args.quick, log=log)
     if args.json:
         print(json.dumps(result, indent=2))

@@ -124,6 +124,10 @@ def _bench_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     b.add_argument("--shapes", action="store_true", help="the kernel table over problem shapes")
+    b.add_argument(
+        "--compile", action="store_true",
+        help="time to the first result: cold and warm Numba cache in fresh processes",
+    )  # fmt: skip
     b.add_argument("--json", action="store_true", help="print JSON instead of tables")
     b.add_argument(
         "--markdown", action="store_true", help="the README's block: machine, date, tables"

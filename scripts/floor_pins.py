@@ -11,7 +11,11 @@ import sys
 import tomllib
 from pathlib import Path
 
-FLOOR = re.compile(r"([A-Za-z0-9_.-]+(?:\[[A-Za-z0-9_,.-]+\])?)\s*>=\s*([0-9][A-Za-z0-9.]*)")
+# NAME>=X, optionally with an upper bound (",<Y"), which the floor pin ignores
+FLOOR = re.compile(
+    r"([A-Za-z0-9_.-]+(?:\[[A-Za-z0-9_,.-]+\])?)\s*>=\s*([0-9][A-Za-z0-9.]*)"
+    r"(?:\s*,\s*<\s*[0-9][A-Za-z0-9.]*)?"
+)
 
 
 def pins(pyproject: Path) -> list[str]:

@@ -110,3 +110,12 @@ def test_readme_train_example_runs(capsys):
     printed = capsys.readouterr().out.split()
     assert float(printed[0]) < 0.5  # the notebook's run learns
     assert printed[1] == "None"
+
+
+def test_run_batch_and_run_batch_cuda_share_one_signature():
+    import inspect
+
+    from runner.run.cuda import run_batch_cuda
+    from runner.run.train import run_batch
+
+    assert inspect.signature(run_batch_cuda) == inspect.signature(run_batch)

@@ -25,6 +25,7 @@ DTYPES = ["float64", "float32"]
 SCRIPT = """
 import json, sys
 import numpy as np
+from runner.kernel import exp
 from runner.kernel import cpu as kernels
 from runner.plan.data import builtin
 from runner.run.train import init_weights, run_batch
@@ -42,12 +43,10 @@ for output in ("linear", "sigmoid"):
         for name in ("loss", "Wh", "Wz", "istats", "fstats"):
             arrays[f"{output}-{update}-{name}"] = getattr(res, name)
 np.savez(out, **arrays)
-stats = kernels.train_batch.stats
 print(json.dumps({
-    "avx512": kernels._has_avx512(),
-    "ldexp": kernels.uses_ldexp(),
-    "hits": sum(stats.cache_hits.values()),
-    "misses": sum(stats.cache_misses.values()),
+    "avx512": exp.has_avx512(),
+    "ldexp": exp.uses_ldexp(),
+    **kernels.cache_stats(),
 }))
 """
 

@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 from numba import njit
 
 import runner
+from runner.kernel import asm, exp, reference
 from runner.kernel import cpu as kernels
-from runner.kernel import reference
 from runner.plan.data import builtin
 from runner.run.train import init_weights, run_batch
 
@@ -156,10 +156,10 @@ def _exp_and_sigmoids(x):
     b = np.empty_like(x)
     q = x.size // 4
     for i in range(x.size):
-        e[i] = kernels.fexp(x[i])
-        b[i] = kernels.sigmoid(x[i])
+        e[i] = exp.fexp(x[i])
+        b[i] = exp.sigmoid(x[i])
     for i in range(q):
-        a[i], a[q + i], a[2 * q + i], a[3 * q + i] = kernels._sigmoid4(
+        a[i], a[q + i], a[2 * q + i], a[3 * q + i] = exp.sigmoid4(
             x[i], x[q + i], x[2 * q + i], x[3 * q + i]
         )
     return e, a, b
@@ -186,8 +186,8 @@ def _scales(p, kf):
     a = np.empty_like(p)
     b = np.empty_like(p)
     for i in range(p.size):
-        a[i] = kernels._scale_bits(p[i], kf[i])
-        b[i] = kernels._scale_ldexp(p[i], kf[i])
+        a[i] = exp.scale_bits(p[i], kf[i])
+        b[i] = exp.scale_ldexp(p[i], kf[i])
     return a, b
 
 
@@ -250,8 +250,8 @@ def test_fastmath_is_statistically_the_exact_mode_on_chaotic_runs(dtype):
 @pytest.mark.slow  # assembly checks: make test-all
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_exact_kernels_have_no_fma_and_fastmath_kernels_do(dtype):
-    exact = kernels.vector_report(dtype)
-    fast = kernels.vector_report(dtype, fastmath=True)
+    exact = asm.vector_report(dtype)
+    fast = asm.vector_report(dtype, fastmath=True)
     assert exact["packed"] > 0 and fast["packed"] > 0
     assert exact["fma"] == 0
     assert fast["fma"] > 0

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from numba import njit
 
+from runner.kernel import asm as kernel_asm
 from runner.kernel import cpu as kernels
-from runner.kernel import reference
+from runner.kernel import exp, reference
 from runner.plan.data import builtin
 from runner.run.train import init_weights, run_batch
 
@@ -49,7 +50,7 @@ def test_the_exp_loop_is_packed_arithmetic_and_calls_no_libm_exp():
     """The hot loop (the sigmoids: the loops holding exp's rounding) has a vectorised
     version, all packed arithmetic, doing at least the work of any scalar version (the
     fallback LLVM keeps for odd trip counts, never taken for whole tiles)."""
-    asm = kernels.tile_asm()
+    asm = kernel_asm.tile_asm()
     hot = [(count(PACKED, b), count(SCALAR, b)) for b in innermost_loops(asm) if count(ROUND, b)]
     assert hot, "no loop computes exp"
     packed = [(p, s) for p, s in hot if p]
@@ -66,8 +67,8 @@ def _scales(p, kf):
     a = np.empty_like(p)
     b = np.empty_like(p)
     for i in range(p.size):
-        a[i] = kernels._scale_bits(p[i], kf[i])
-        b[i] = kernels._scale_ldexp(p[i], kf[i])
+        a[i] = exp.scale_bits(p[i], kf[i])
+        b[i] = exp.scale_ldexp(p[i], kf[i])
     return a, b
 
 
@@ -115,11 +116,11 @@ def _sigmoids(x):
     b = np.empty_like(x)
     q = x.size // 4
     for i in range(q):
-        a[i], a[q + i], a[2 * q + i], a[3 * q + i] = kernels._sigmoid4(
+        a[i], a[q + i], a[2 * q + i], a[3 * q + i] = exp.sigmoid4(
             x[i], x[q + i], x[2 * q + i], x[3 * q + i]
         )
     for i in range(x.size):
-        b[i] = kernels.sigmoid(x[i])
+        b[i] = exp.sigmoid(x[i])
     return a, b
 
 

@@ -70,3 +70,25 @@ def test_train_and_spec_accept_alike(key, value):
 def test_grid_values_use_the_same_rule():
     with pytest.raises(RunnerError, match=r"grid\.stop_below: must be a finite number > 0"):
         build_spec({"name": "v", "grid": {"stop_below": [1e-3, math.inf]}}, "v.toml")
+
+
+@pytest.mark.parametrize(
+    ("kw", "key"),
+    [({"dtype": "float16"}, "dtype"), ({"fastmath": 1}, "fastmath"), ({"tile": 5}, "tile"),
+     ({"output": "relu"}, "output"), ({"update": "async"}, "update")],
+)  # fmt: skip
+def test_run_batch_and_run_batch_cuda_refuse_alike(kw, key):
+    """One set of checks, by the parameter table's rules: the same RunnerError from both
+    (before the CUDA path imports numba-cuda or looks for a device)."""
+    from runner.run.cuda import run_batch_cuda
+    from runner.run.train import init_weights, run_batch
+
+    X, Y = np.ones((4, 2)), np.ones((4, 1))
+    errors = []
+    for fn in (run_batch, run_batch_cuda):
+        Wh, Wz = init_weights([0], 2, 3, 1)
+        args = {"output": "linear", "update": "sequential"} | kw
+        with pytest.raises(RunnerError) as err:
+            fn(X, Y, Wh, Wz, np.ones(1), 5, args.pop("output"), args.pop("update"), **args)
+        errors.append((err.value.key, str(err.value)))
+    assert errors[0] == errors[1] and errors[0][0] == key

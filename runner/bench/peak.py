@@ -1,11 +1,12 @@
 """The core's peak and a floor per epoch-run: what no kernel on this core can beat.
 
 The floor counts the arithmetic of one epoch of one run as the kernel does it
-(sums of products in order; exact modes without fused multiply-adds, fastmath modes
-with them; the sigmoid as runner computes it in each mode, SIGMOID) and divides by
-the core's peak: every vector lane of both FP pipes busy every cycle, and the divider
-busy every cycle, whichever takes longer. It ignores memory, loop overhead and the
-lanes left idle by a vector that does not fill, so a real kernel stays above it.
+(``runner.kernel.tiles.epoch_ops``: sums of products in order, exact modes without fused
+multiply-adds, fastmath modes with them, the sigmoid as runner computes it in each mode)
+and divides it by the core's peak: every vector lane of both FP pipes busy every
+cycle, and the divider busy every cycle, whichever takes longer. It ignores memory,
+loop overhead and the lanes left idle by a vector that does not fill, so a real
+kernel stays above it.
 """
 
 from __future__ import annotations
@@ -17,22 +18,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.kernel.tiles import epoch_ops
+
 FP_PIPES = 2  # vector FMA pipes per core (Skylake-SP Gold/Platinum, Ice Lake, Zen 3/4)
 # divisions per cycle per core (Skylake-SP: vdivpd zmm 8 lanes / 16 cycles, vdivps zmm
 # 16 lanes / 10 cycles; narrower vectors take proportionally fewer cycles)
 DIV_PER_CYCLE = {"float64": 0.5, "float32": 1.6}
 DEFAULT_GHZ = 2.0
-# The sigmoid per mode as runner's kernels compute it: (vector operations, divisions).
-# Exact: exp's reduction (two clamps, a multiply, rint, two multiplies and adds), its
-# polynomial by Estrin (degree 11 in float64, 6 in float32), the scale by 2**k, 1 + exp,
-# then a division. Fastmath: the same reduction with FMAs, a polynomial by Horner in FMAs
-# (degree 9, 5), and the reciprocal by a bit trick and Newton steps (4, 3), no division.
-SIGMOID = {
-    ("float64", False): (36, 1),
-    ("float64", True): (29, 0),
-    ("float32", False): (25, 1),
-    ("float32", True): (23, 0),
-}
 
 
 @dataclass
@@ -102,39 +94,19 @@ def core() -> Core:
     return Core(cpu, bits, ghz, source)
 
 
-def _mac(terms: int, fastmath: bool) -> int:
-    """A sum of ``terms`` products: a multiply and an add each, or one FMA each."""
-    return terms if fastmath else 2 * terms
-
-
-def epoch_ops(
-    n: int, inputs: int, hidden: int, dtype: str = "float64", fastmath: bool = False
-) -> tuple[int, int]:
-    """(vector operations, divisions) of one epoch of one run, one linear output,
-    sequential update: forward, loss, output and hidden updates."""
-    sig, sig_div = SIGMOID[dtype, fastmath]
-    forward = n * (hidden * (_mac(inputs, fastmath) + sig) + _mac(hidden, fastmath))
-    error = n * (2 + _mac(1, fastmath))  # e = y - z, sq += e * e, dz = e * alpha
-    bookkeeping = 6  # loss, minimum, divergence check of the epoch
-    wz = hidden * (_mac(n, fastmath) + 1)
-    delta = n * hidden * (_mac(1, fastmath) + 3)  # dz * wz, then * h * (1 - h)
-    wh = inputs * hidden * (_mac(n, fastmath) + 1)
-    ops = forward + error + bookkeeping + wz + delta + wh
-    return ops, n * hidden * sig_div + 1  # the sigmoids', and the loss's mean
-
-
 def epoch_flops(n: int, inputs: int, hidden: int) -> int:
     """Floating-point operations of one epoch-run, the same count for every peer: float64
     exact's (a multiply and an add are two, a division one)."""
-    ops, divs = epoch_ops(n, inputs, hidden)
-    return ops + divs
+    ops = epoch_ops(n, inputs, hidden)
+    return ops["ops"] + ops["divisions"]
 
 
 def floor_ns(
     c: Core, n: int, inputs: int, hidden: int, dtype: str = "float64", fastmath: bool = False
 ) -> dict[str, Any]:
     """The floor of one epoch-run in ns on core ``c``, and the counts behind it."""
-    ops, divs = epoch_ops(n, inputs, hidden, dtype, fastmath)
+    count = epoch_ops(n, inputs, hidden, 1, "linear", dtype, fastmath)
+    ops, divs = count["ops"], count["divisions"]
     arith = ops / (c.lanes(dtype) * c.fp_pipes * c.ghz)
     divide = divs / (DIV_PER_CYCLE[dtype] * c.ghz)
     return {"floor_ns": max(arith, divide), "ops": ops, "divisions": divs,

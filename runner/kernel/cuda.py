@@ -1,6 +1,6 @@
 """The CUDA kernel (numba-cuda): one thread trains one run. No I/O.
 
-It does the CPU kernel's arithmetic (``runner.kernel.cpu``) operation by operation:
+It does the CPU kernel's arithmetic (``runner.kernel.cpu``, ``.exp``) operation by operation:
 the same exp (Cody-Waite reduction, Estrin polynomial of degree 11 in float64 and
 6 in float32, scaling by two bit-built powers of two), the same sums of products
 left to right from 0.0, the same divergence, stop and record rules. NVVM contracts
@@ -22,10 +22,9 @@ from functools import cache
 
 import numpy as np
 from numba import cuda, float32, float64, int32, int64
-from numba.core import config
 
-from runner.kernel import cpu as kernels
-from runner.kernel.cpu import (  # the CPU kernel's column and status numbers
+from runner.kernel import codes
+from runner.kernel.codes import (  # the CPU kernel's column and status numbers
     CONVERGED,
     DIVERGED,
     EPOCHS_RUN,
@@ -35,8 +34,9 @@ from runner.kernel.cpu import (  # the CPU kernel's column and status numbers
     RAN_ALL,
     STATUS,
 )  # fmt: skip
+from runner.kernel.numba_ext import cuda_simulator
 
-SIMULATOR = bool(config.ENABLE_CUDASIM)
+SIMULATOR = cuda_simulator()
 
 
 def device(fn):
@@ -50,13 +50,10 @@ THREADS = 128  # threads per block: the kernel is register heavy (weights live t
 
 def _exp_constants(dtype: str):
     """The CPU exp's (HI, LO, LOG2E, LN2_HI, LN2_LO), coefficients, exponent bias and
-    mantissa bits for ``dtype``, from runner.kernel.cpu."""
+    mantissa bits for ``dtype``, from runner.kernel.codes."""
     if dtype == "float64":
-        k = (kernels.EXP_HI, kernels.EXP_LO, kernels.LOG2E, kernels.LN2_HI, kernels.LN2_LO)
-        return k, kernels.EXP_COEFFS, 1023, 52
-    if hasattr(kernels, "EXP32"):
-        return kernels.EXP32, kernels.EXP_COEFFS32, 127, 23
-    raise ValueError("the CUDA kernel has no exact float32 exp: runner.kernel.cpu has no EXP32")
+        return codes.EXP64, codes.EXP_COEFFS, 1023, 52
+    return codes.EXP32, codes.EXP_COEFFS32, 127, 23
 
 
 def _ops(dtype: str, fastmath: bool):
@@ -136,7 +133,7 @@ def _ops(dtype: str, fastmath: bool):
 
 
 def _exact_exp(dtype: str, mul, add, sub, rint, bits):
-    """The CPU kernel's exp (kernels.fexp with _scale_bits), operation by operation:
+    """The CPU kernel's exp (``exp.fexp`` with ``scale_bits``), operation by operation:
     q(r) of degree 9 in float64, 4 in float32, by the same Estrin scheme."""
     f = np.float64 if dtype == "float64" else np.float32
     consts, coeffs, BIAS, SHIFT = _exp_constants(dtype)
@@ -196,21 +193,15 @@ def _fast_exp():
     return fexp
 
 
-@cache
-def make_kernel(
+def _epoch(
     n: int, ni: int, nh: int, no: int, sigmoid_out: bool, sequential: bool,
-    dtype: str = "float64", fastmath: bool = False,
+    dtype: str, fastmath: bool,
 ):  # fmt: skip
-    """The kernel for one shape and mode (sizes are compile-time constants).
-
-    ``kernel[blocks, THREADS](X, Y, Wh, Wz, alpha, epochs, every, stop_below,
-    diverge_above, loss_out, istats, fstats)``: arrays as ``kernels.train_batch``
-    takes them (runs last), X, Y, Wh, Wz and alpha in ``dtype``.
-    """
+    """(forward, update): one epoch of one run as two device functions, the shape and
+    the mode compile-time constants. ``forward`` returns the epoch's loss."""
     mul, add, sub, div, rint, bits = _ops(dtype, fastmath)
     fexp = _fast_exp() if fastmath else _exact_exp(dtype, mul, add, sub, rint, bits)
     f = np.float64 if dtype == "float64" else np.float32
-    ft = float64 if dtype == "float64" else float32
     ZERO, ONE, SIZE = f(0.0), f(1.0), f(n * no)
     NI, NH, NO, N = ni, nh, no, n
 
@@ -219,7 +210,7 @@ def make_kernel(
         return div(ONE, add(ONE, fexp(-x)))
 
     @device
-    def _hidden_delta(h, dz, wz, dh):
+    def hidden_delta(h, dz, wz, dh):
         """dH = (dZ @ Wz.T) * H * (1 - H)."""
         for s in range(N):
             for j in range(NH):
@@ -228,6 +219,69 @@ def make_kernel(
                     acc = add(acc, mul(dz[s, o], wz[j, o]))
                 ht = h[s, j]
                 dh[s, j] = mul(acc, mul(ht, sub(ONE, ht)))
+
+    @device
+    def forward(X, Y, wh, wz, h, dz, a):
+        """Forward pass, error, output delta; squared errors summed in order."""
+        sq = ZERO
+        for s in range(N):
+            for j in range(NH):
+                acc = ZERO
+                for k in range(NI):
+                    acc = add(acc, mul(X[s, k], wh[k, j]))
+                h[s, j] = sigmoid(acc)
+            for o in range(NO):
+                acc = ZERO
+                for j in range(NH):
+                    acc = add(acc, mul(h[s, j], wz[j, o]))
+                if sigmoid_out:
+                    zt = sigmoid(acc)
+                    e = sub(Y[s, o], zt)
+                    dz[s, o] = mul(mul(e, a), mul(zt, sub(ONE, zt)))
+                else:
+                    e = sub(Y[s, o], acc)
+                    dz[s, o] = mul(e, a)
+                sq = add(sq, mul(e, e))
+        return div(sq, SIZE)
+
+    @device
+    def update(X, wh, wz, h, dh, dz):
+        """Wz += H.T @ dZ, Wh += X.T @ dH (dH from the new Wz if sequential)."""
+        if not sequential:
+            hidden_delta(h, dz, wz, dh)
+        for j in range(NH):
+            for o in range(NO):
+                acc = ZERO
+                for s in range(N):
+                    acc = add(acc, mul(h[s, j], dz[s, o]))
+                wz[j, o] = add(wz[j, o], acc)
+        if sequential:
+            hidden_delta(h, dz, wz, dh)
+        for k in range(NI):
+            for j in range(NH):
+                acc = ZERO
+                for s in range(N):
+                    acc = add(acc, mul(X[s, k], dh[s, j]))
+                wh[k, j] = add(wh[k, j], acc)
+
+    return forward, update
+
+
+@cache
+def make_kernel(
+    n: int, ni: int, nh: int, no: int, sigmoid_out: bool, sequential: bool,
+    dtype: str = "float64", fastmath: bool = False,
+):  # fmt: skip
+    """The kernel for one shape and mode (sizes are compile-time constants).
+
+    ``kernel[blocks, THREADS](X, Y, Wh, Wz, alpha, epochs, every, stop_below,
+    diverge_above, loss_out, istats, fstats)``: arrays as ``cpu.train_batch``
+    takes them (runs last), X, Y, Wh, Wz and alpha in ``dtype``.
+    """
+    forward, update = _epoch(n, ni, nh, no, sigmoid_out, sequential, dtype, fastmath)
+    f = np.float64 if dtype == "float64" else np.float32
+    ft = float64 if dtype == "float64" else float32
+    NI, NH, NO, N = ni, nh, no, n
 
     @cuda.jit(fastmath=fastmath)
     def kernel(
@@ -248,59 +302,19 @@ def make_kernel(
             for o in range(NO):
                 wz[j, o] = Wz[j, o, r]
         a = alpha[r]
-        min_loss = f(np.inf)
-        last_loss = f(np.nan)
-        min_epoch = 0
-        last = 0
-        status = RAN_ALL
+        min_loss, last_loss = f(np.inf), f(np.nan)
+        min_epoch, last, status = 0, 0, RAN_ALL
         for epoch in range(1, epochs + 1):
-            # forward pass, error, output delta; squared errors summed in order
-            sq = ZERO
-            for s in range(N):
-                for j in range(NH):
-                    acc = ZERO
-                    for k in range(NI):
-                        acc = add(acc, mul(X[s, k], wh[k, j]))
-                    h[s, j] = sigmoid(acc)
-                for o in range(NO):
-                    acc = ZERO
-                    for j in range(NH):
-                        acc = add(acc, mul(h[s, j], wz[j, o]))
-                    if sigmoid_out:
-                        zt = sigmoid(acc)
-                        e = sub(Y[s, o], zt)
-                        dz[s, o] = mul(mul(e, a), mul(zt, sub(ONE, zt)))
-                    else:
-                        e = sub(Y[s, o], acc)
-                        dz[s, o] = mul(e, a)
-                    sq = add(sq, mul(e, e))
-            loss = div(sq, SIZE)
-            last = epoch
-            last_loss = loss
+            loss = forward(X, Y, wh, wz, h, dz, a)
+            last, last_loss = epoch, loss
             if loss < min_loss:
-                min_loss = loss
-                min_epoch = epoch
+                min_loss, min_epoch = loss, epoch
             if epoch == 1 or epoch % every == 0:
                 loss_out[epoch - 1 if every == 1 else epoch // every, r] = loss
             if not (math.isfinite(loss) and loss <= diverge_above):
                 status = DIVERGED  # recorded, then stop before this epoch's update
                 break
-            if not sequential:
-                _hidden_delta(h, dz, wz, dh)
-            for j in range(NH):  # Wz += H.T @ dZ
-                for o in range(NO):
-                    acc = ZERO
-                    for s in range(N):
-                        acc = add(acc, mul(h[s, j], dz[s, o]))
-                    wz[j, o] = add(wz[j, o], acc)
-            if sequential:
-                _hidden_delta(h, dz, wz, dh)
-            for k in range(NI):  # Wh += X.T @ dH
-                for j in range(NH):
-                    acc = ZERO
-                    for s in range(N):
-                        acc = add(acc, mul(X[s, k], dh[s, j]))
-                    wh[k, j] = add(wh[k, j], acc)
+            update(X, wh, wz, h, dh, dz)
             if loss < stop_below:
                 status = CONVERGED  # the epoch's update is kept
                 break
@@ -313,10 +327,7 @@ def make_kernel(
         for j in range(NH):
             for o in range(NO):
                 Wz[j, o, r] = wz[j, o]
-        istats[r, EPOCHS_RUN] = last
-        istats[r, MIN_EPOCH] = min_epoch
-        istats[r, STATUS] = status
-        fstats[r, FINAL_LOSS] = last_loss
-        fstats[r, MIN_LOSS] = min_loss
+        istats[r, EPOCHS_RUN], istats[r, MIN_EPOCH], istats[r, STATUS] = last, min_epoch, status
+        fstats[r, FINAL_LOSS], fstats[r, MIN_LOSS] = last_loss, min_loss
 
     return kernel

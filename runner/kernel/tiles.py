@@ -91,32 +91,46 @@ def _env_tile(text: str) -> int:
     return tile
 
 
+# The sigmoid per mode as the CPU kernel computes it: (vector operations, divisions).
+# Exact: two clamps; the reduction (a multiply, rint, two multiplies and adds); the
+# polynomial by Estrin (25 operations in float64, 14 in float32); the scale by 2**k
+# (two multiplies); 1 + exp; a division. Fastmath: a negation and a clamp, the same
+# reduction with FMAs, Horner in FMAs (degree 9, 5), the scale, 1 + exp, and the
+# reciprocal by a bit trick and Newton steps (4, 3) of two FMAs, no division.
+SIGMOID = {
+    ("float64", False): (36, 1),
+    ("float64", True): (29, 0),
+    ("float32", False): (25, 1),
+    ("float32", True): (23, 0),
+}
+
+
 def epoch_ops(
     n: int,
     inputs: int,
     hidden: int,
-    outputs: int,
+    outputs: int = 1,
     output: str = "linear",
     dtype: str = "float64",
     fastmath: bool = False,
 ) -> dict[str, int]:
-    """Arithmetic of one epoch of one run, as the kernel does it: ``flops`` (adds,
-    multiplies, compares of everything, the exponentials included; an FMA counts as
-    one in fastmath), ``exps`` (sigmoids) and ``divisions`` (0 in fastmath: Newton's
-    reciprocal is in flops). For a floor: flops over the core's vector adds and
-    multiplies per second, plus divisions over its vector divisions per second."""
+    """Arithmetic of one epoch of one run, as the kernel does it: ``ops`` (vector adds,
+    multiplies and compares, the sigmoids included; an FMA counts as one in fastmath),
+    ``divisions`` (the sigmoids' in the exact modes, and the loss's mean) and ``exps``
+    (sigmoids). A floor: ops over the core's vector operations per second, or divisions
+    over its divisions per second, whichever takes longer (runner.bench.peak)."""
+    sig, sig_div = SIGMOID[dtype, fastmath]
     exps = n * hidden + (n * outputs if output == "sigmoid" else 0)
-    f32 = np.dtype(dtype) == np.float32
-    if fastmath:  # clamp 2, reduce 3, Horner (9 or 5), scale 1, add 1, Newton 3-4 x 2
-        per_exp = 2 + 3 + (5 if f32 else 9) + 1 + 1 + (6 if f32 else 8)
-    else:  # clamp 2, reduce 4, Estrin (26 or 11) + 3, scale 1, add 1
-        per_exp = 2 + 4 + (11 if f32 else 26) + 3 + 1 + 1
-    dot = 2 * n * (inputs * hidden + hidden * outputs)  # forward
-    dot += 2 * n * hidden * outputs + hidden * outputs  # Wz update
-    dot += n * hidden * (2 * outputs + 3)  # hidden delta
-    dot += 2 * n * inputs * hidden + inputs * hidden  # Wh update
-    err = n * outputs * (4 if output == "linear" else 7) + 12  # error, loss, dZ; bookkeeping
-    if fastmath:
-        dot //= 2  # multiply-adds fused
-    return {"flops": dot + err + exps * per_exp, "exps": exps,
-            "divisions": 0 if fastmath else exps}  # fmt: skip
+
+    def mac(terms: int) -> int:  # a sum of products: a multiply and an add, or an FMA
+        return terms if fastmath else 2 * terms
+
+    forward = n * (hidden * mac(inputs) + outputs * mac(hidden))
+    # e = y - z, sq += e * e, dz = e * alpha (times z * (1 - z) for a sigmoid output)
+    error = n * outputs * (2 + mac(1) + (3 if output == "sigmoid" else 0))
+    bookkeeping = 6  # the loss's minimum, divergence and finiteness checks
+    wz = hidden * outputs * (mac(n) + 1)
+    delta = n * hidden * (mac(outputs) + 3)  # dz @ wz.T, then * h * (1 - h)
+    wh = inputs * hidden * (mac(n) + 1)
+    ops = forward + error + bookkeeping + wz + delta + wh + exps * sig
+    return {"ops": ops, "divisions": exps * sig_div + 1, "exps": exps}

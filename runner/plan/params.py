@@ -161,11 +161,34 @@ NUMPY = {
 }
 
 
-def check(name: str, value: Any, *, file: str | None = None, key: str | None = None) -> Any:
-    """Validate one parameter value; RunnerError naming ``key`` (default: the name)."""
+def _finite(v: Any) -> float:
+    if not is_num(v) or not math.isfinite(v):
+        raise Invalid(f"must be a finite number, got {v!r}")
+    return float(v)
+
+
+# The halves of ``init``, which a [sample] may draw alone.
+HALVES = {"init_lo": _finite, "init_hi": _finite}
+
+
+def check(
+    name: str,
+    value: Any,
+    *,
+    file: str | None = None,
+    key: str | None = None,
+    fail: Callable[[str], Any] | None = None,
+) -> Any:
+    """Validate one parameter value (or a half of init) by its rule: the one validator.
+
+    Returns the normalised value. A bad value raises RunnerError naming ``file`` and
+    ``key`` (default: the name), or, given ``fail``, calls ``fail(message)`` (which
+    raises, naming the key as its caller knows it)."""
     try:
-        return BY_NAME[name].check(value)
+        return (HALVES.get(name) or BY_NAME[name].check)(value)
     except Invalid as exc:
+        if fail is not None:
+            fail(str(exc))
         raise RunnerError(str(exc), file=file, key=key or name) from None
 
 

@@ -92,7 +92,7 @@ def _distribution(key: str, value: Any, where: str, fail) -> tuple[str, list]:
     if kind == "choice":
         if not isinstance(args, list) or not args:
             fail(f"choice needs a non-empty list of values, got {args!r}")
-        values = [_value(key, v, fail) for v in args]
+        values = [P.check(key, v, fail=fail) for v in args]
         if len({json.dumps(v) for v in values}) != len(values):
             fail(f"choice lists a value twice: {args!r}")
         return kind, values
@@ -101,23 +101,12 @@ def _distribution(key: str, value: Any, where: str, fail) -> tuple[str, list]:
         fail(f"{kind} needs a numeric key; use choice for {key}")
     if not isinstance(args, list) or len(args) != 2 or not all(map(P.is_num, args)):
         fail(f"{kind} needs [lo, hi] of two numbers, got {args!r}")
-    lo, hi = (_value(key, v, fail) for v in args)
+    lo, hi = (P.check(key, v, fail=fail) for v in args)
     if not lo < hi:
         fail(f"{kind} needs lo < hi, got {args!r}")
     if kind == "loguniform" and lo <= 0:
         fail(f"loguniform needs lo > 0 (the log of a non-positive bound), got {args!r}")
     return kind, [lo, hi]
-
-
-def _value(key: str, v: Any, fail) -> Any:
-    if key in PAIR:
-        if not P.is_num(v) or not math.isfinite(v):
-            fail(f"must be a finite number, got {v!r}")
-        return float(v)
-    try:
-        return P.BY_NAME[key].check(v)
-    except P.Invalid as exc:
-        fail(str(exc))
 
 
 def _check_init(dists: dict[str, tuple[str, list]], train: dict[str, Any], fail) -> None:

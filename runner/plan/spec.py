@@ -46,14 +46,6 @@ def _check_keys(table: dict, valid: tuple[str, ...], prefix: str, fail) -> None:
             fail(f"{prefix}{key}", P.suggest(key, valid))
 
 
-def check_value(key: str, v: Any, fail) -> Any:
-    """Validate one [train] value by its parameter's rule; ``fail(msg)`` raises."""
-    try:
-        return P.BY_NAME[key].check(v)
-    except P.Invalid as exc:
-        fail(str(exc))
-
-
 @dataclass(kw_only=True)
 class Spec:
     """A validated experiment: everything a sweep needs, and nothing of how it runs."""
@@ -245,7 +237,7 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
             fail(f"train.{key}", P.suggest(key, P.NAMES))
         train[key] = value
     for key, value in train.items():
-        train[key] = check_value(key, value, lambda m, k=key: fail(f"train.{k}", m))
+        train[key] = P.check(key, value, fail=lambda m, k=key: fail(f"train.{k}", m))
 
     grid, sample, layer = plan_layer(train, raw.get("grid", {}), raw.get("sample"), fail)
     if data_spec.get("standardize"):
@@ -309,7 +301,7 @@ def layer_of(resolved: dict[str, Any], where: str) -> Layer:
     def fail(key: str, msg: str):
         raise RunnerError(f"cannot plan again: {msg}", file=where, key=key)
 
-    train = {k: check_value(k, v, lambda m, k=k: fail(f"train.{k}", m))
+    train = {k: P.check(k, v, fail=lambda m, k=k: fail(f"train.{k}", m))
              for k, v in {**TRAIN_DEFAULTS, **resolved["train"]}.items()}  # fmt: skip
     sample_raw = resolved.get("sample")
     if sample_raw is not None:
@@ -364,8 +356,8 @@ def _axis(key: str, value: Any, fail) -> tuple[Any, Factor]:
         if stop <= start:
             fail(f"is empty: stop ({stop}) must exceed start ({start})")
         values = np.arange(start, stop, step, dtype=np.int64)
-        check_value(key, int(values[0]), fail)
-        check_value(key, int(values[-1]), fail)
+        P.check(key, int(values[0]), fail=fail)
+        P.check(key, int(values[-1]), fail=fail)
         col = P.BY_NAME[key].columns[0]
         form = {"start": int(start), "stop": int(stop), "step": int(step)}
         return form, {col[0]: values.astype(P.NUMPY[col[1]])}
@@ -373,7 +365,7 @@ def _axis(key: str, value: Any, fail) -> tuple[Any, Factor]:
         fail(f"must be a list of values or a range table, got {value!r}")
     if len(value) == 0:
         fail("is empty: give at least one value")
-    values = [check_value(key, v, fail) for v in value]
+    values = [P.check(key, v, fail=fail) for v in value]
     seen = set()
     for v in values:
         marker = json.dumps(v)
@@ -399,8 +391,8 @@ def _spaced(key: str, value: dict, fail) -> tuple[Any, Factor]:
         log = False
     if not isinstance(log, bool):
         fail(f"'log' must be true or false, got {log!r}")
-    check_value(key, start, fail)
-    check_value(key, stop, fail)
+    P.check(key, start, fail=fail)
+    P.check(key, stop, fail=fail)
     if num > 1 and start == stop:
         fail("start equals stop: the values would repeat")
     if log:

@@ -11,6 +11,7 @@ everything else asks the registry and the capability flags.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, ClassVar
 
@@ -48,13 +49,19 @@ class Backend:
         """The backend that runs ``chunks`` chunks on ``jobs`` workers: this one."""
         return self
 
-    def warm_up(self, loss_dtype: str, modes: Iterable[tuple[str, bool]]) -> None:
-        """Compile (or load from cache) the kernels of these (dtype, fastmath) modes."""
+    def warm_up(self, loss_dtype: str, modes: Iterable[tuple[str, bool, str, str]],
+                quiet: bool = True) -> None:  # fmt: skip
+        """Compile (or load from cache) the kernels of these (dtype, fastmath, output,
+        update) variants; unless ``quiet``, say so when one is not cached yet."""
         if self.cpu_kernels:
+            from runner.run.train import compile_note
             from runner.run.worker import warm_up
 
-            for dtype, fastmath in modes:
-                warm_up(loss_dtype, dtype, fastmath)
+            for mode in modes:
+                note = None if quiet else compile_note(*mode)
+                if note:
+                    sys.stderr.write(f"runner: {note}\n")
+                warm_up(loss_dtype, *mode)
 
     def dispatch(self, tasks: Iterable[ChunkTask], chunks: int, jobs: int, chunk: Chunk
                  ) -> Iterator[ChunkDone | None]:  # fmt: skip

@@ -16,9 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from runner.errors import RunnerError
-from runner.run.train import BatchResult, slots
-
-DTYPES = ("float64", "float32")
+from runner.run.train import BatchResult, check_mode, slots
 
 
 def device_count() -> int:
@@ -44,16 +42,9 @@ def device_count() -> int:
 
 
 def _simulator() -> bool:
-    from numba.core import config
+    from runner.kernel.numba_ext import cuda_simulator
 
-    return bool(config.ENABLE_CUDASIM)
-
-
-def _check_mode(dtype: str, fastmath: bool) -> None:
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    if not isinstance(fastmath, bool | np.bool_):
-        raise ValueError(f"fastmath must be true or false, got {fastmath!r}")
+    return cuda_simulator()
 
 
 class Launch:
@@ -71,7 +62,7 @@ class Launch:
 
         from runner.kernel.cuda import THREADS, make_kernel
 
-        _check_mode(dtype, fastmath)
+        check_mode(dtype, fastmath, None, output, update)
         f = np.dtype(dtype)
         R = len(alpha)
         n, ni = X.shape
@@ -141,10 +132,11 @@ def run_batch_cuda(
 ) -> BatchResult:
     """``train.run_batch`` on the current CUDA device (Wh, Wz are updated in place).
 
-    Exact modes give the CPU kernel's bytes; ``tile`` is a CPU notion and is ignored
-    (a block holds ``gpu_kernel.THREADS`` runs).
+    The same signature and checks as ``run_batch``. Exact modes give the CPU kernel's
+    bytes; ``tile`` is a CPU notion: checked, then ignored (a block holds
+    ``runner.kernel.cuda.THREADS`` runs).
     """
-    del tile
+    check_mode(dtype, fastmath, tile, output, update)
     return Launch(
         X, Y, Wh, Wz, alpha, epochs, output, update, every, stop_below, diverge_above,
         loss_dtype, dtype, fastmath,

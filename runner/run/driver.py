@@ -23,6 +23,7 @@ from runner.results.growth import open_sweep
 from runner.run import budget, memory, requeue
 from runner.run.backends import Backend, get_backend
 from runner.run.slurm_env import JobEnvironment
+from runner.run.units import rate
 from runner.run.worker import ChunkDone, ChunkFailed, run_chunk, tasks_for
 
 
@@ -103,8 +104,8 @@ class Progress:
     def update(self, runs: int) -> None:
         self.done += runs
         if self.bar is not None:
-            rate = self.done * self.epochs / max(time.perf_counter() - self.start, 1e-9)
-            self.bar.set_postfix_str(f"{rate / 1e6:.1f}M epoch-runs/s", refresh=False)
+            elapsed = time.perf_counter() - self.start
+            self.bar.set_postfix_str(rate(self.done * self.epochs, elapsed, "epoch-runs"), False)
             self.bar.update(runs)
             return
         now = time.perf_counter()
@@ -112,10 +113,8 @@ class Progress:
             self.last = now
             elapsed = now - self.start
             eta = elapsed / self.done * (self.total - self.done) if self.done else math.nan
-            rate = self.done * self.epochs / max(elapsed, 1e-9) / 1e6
-            sys.stderr.write(
-                f"runner: {self.done}/{self.total} runs, {rate:.1f}M epoch-runs/s, eta {eta:.0f}s\n"
-            )
+            speed = rate(self.done * self.epochs, elapsed, "epoch-runs")
+            sys.stderr.write(f"runner: {self.done}/{self.total} runs, {speed}, eta {eta:.0f}s\n")
             sys.stderr.flush()
 
     def close(self) -> None:
@@ -187,7 +186,7 @@ def sweep(
     try:
         if pending:
             chosen = chosen.for_work(jobs, len(pending))
-            chosen.warm_up(spec.loss_dtype, _modes(plan, pending))
+            chosen.warm_up(spec.loss_dtype, _modes(plan, pending), quiet or not progress)
             bar = Progress(int(sum(sizes[c] for c in pending)), _mean_epochs(plan), quiet,
                            progress)  # fmt: skip
             results = dispatch(spec, folder, pending, jobs, chosen, plan, stop, sizing)
@@ -248,12 +247,11 @@ def _collect(results: Iterator[ChunkDone | None], report: SweepReport, bar: Prog
         bar.close()
 
 
-def _modes(plan: Plan, chunks: list[int]) -> list[tuple[str, bool]]:
-    """The (dtype, fastmath) pairs of these chunks: each is a kernel to compile."""
-    dtypes = plan.per_chunk("dtype")[chunks]
-    fastmath = plan.per_chunk("fastmath")[chunks]
-    pairs = {(params.DTYPES[int(d)], bool(f)) for d, f in zip(dtypes, fastmath, strict=True)}
-    return sorted(pairs)
+def _modes(plan: Plan, chunks: list[int]) -> list[tuple[str, bool, str, str]]:
+    """The (dtype, fastmath, output, update) of these chunks: each a kernel variant."""
+    cols = [plan.per_chunk(k)[chunks] for k in ("dtype", "fastmath", "output", "update")]
+    return sorted({(params.DTYPES[int(d)], bool(f), params.OUTPUTS[int(o)], params.UPDATES[int(u)])
+                   for d, f, o, u in zip(*cols, strict=True)})  # fmt: skip
 
 
 def _costs(plan: Plan) -> np.ndarray:

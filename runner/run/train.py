@@ -10,10 +10,11 @@ import numpy as np
 
 from runner.errors import RunnerError
 from runner.kernel import cpu as kernels
-from runner.kernel import tiles
+from runner.kernel import seeding, tiles
 from runner.plan import params as P
 from runner.plan.chunks import slots
 from runner.plan.data import check_data
+from runner.run.units import compiling_line
 
 
 @dataclass
@@ -42,6 +43,11 @@ class BatchResult:
     Wz: np.ndarray  # (hidden, outputs, R)
 
 
+# Batches of more runs than this seed compiled (runner.kernel.seeding, the same bytes as
+# NumPy); fewer, in NumPy itself: cheaper than loading (or compiling) the seeding kernel.
+COMPILED_SEEDING = 32
+
+
 def init_weights(
     seeds: Sequence[int],
     inputs: int,
@@ -56,6 +62,8 @@ def init_weights(
     """
     lo, hi = init
     R = len(seeds)
+    if R > COMPILED_SEEDING:
+        return seeding.init_weights(seeds, inputs, hidden, outputs, lo, hi)
     Wh = np.empty((inputs, hidden, R))
     Wz = np.empty((hidden, outputs, R))
     for r, seed in enumerate(seeds):
@@ -92,7 +100,7 @@ def run_batch(
     None chooses it from the shape (runner.kernel.tiles). Losses are computed in ``dtype``
     and stored as ``loss_dtype``; ``fstats`` is float64 in every mode.
     """
-    check_mode(dtype, fastmath, tile)
+    check_mode(dtype, fastmath, tile, output, update)
     f = np.dtype(dtype)
     n, ni = np.shape(X)
     nh, no = Wz.shape[0], Wz.shape[1]
@@ -126,12 +134,31 @@ def run_batch(
     return BatchResult(loss, istats, fstats, Wh, Wz)
 
 
-def check_mode(dtype: object, fastmath: object, tile: object = None) -> None:
-    """Raise RunnerError for an unknown dtype, a non-bool fastmath or a bad tile."""
-    if dtype not in P.DTYPES:
-        raise RunnerError(f"must be one of {P.DTYPES}, got {dtype!r}", key="dtype")
-    if not isinstance(fastmath, bool | np.bool_):
-        raise RunnerError(f"must be true or false, got {fastmath!r}", key="fastmath")
+# Seconds a cold compile of one variant takes on the development machine (2 cores).
+COMPILE_SECONDS = 20
+
+
+def compile_note(
+    dtype: str, fastmath: bool, output: str = "linear", update: str = "sequential"
+) -> str | None:
+    """The line to show before a variant compiles; None when Numba's cache has it."""
+    if kernels.is_cached(output == "sigmoid", update == "sequential", bool(fastmath)):
+        return None
+    return compiling_line(dtype, bool(fastmath), COMPILE_SECONDS)
+
+
+def check_mode(
+    dtype: object,
+    fastmath: object,
+    tile: object = None,
+    output: object = "linear",
+    update: object = "sequential",
+) -> None:
+    """The checks ``run_batch`` and ``run_batch_cuda`` share: each value by its
+    parameter's rule (runner.plan.params), a tile from ``tiles.TILES``; RunnerError."""
+    for name, value in (("dtype", dtype), ("fastmath", fastmath), ("output", output),
+                        ("update", update)):  # fmt: skip
+        P.check(name, value)
     if tile is not None and tile not in tiles.TILES:
         raise RunnerError(f"must be one of {tiles.TILES}, got {tile!r}", key="tile")
 

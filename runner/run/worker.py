@@ -154,13 +154,16 @@ def _weights(cols: dict[str, np.ndarray], inputs: int, hidden: int, outputs: int
     return Wh, Wz
 
 
-def warm_up(loss_dtype: str, dtype: str = "float64", fastmath: bool = False) -> None:
-    """Compile (or load from cache) the kernel of one mode in this process before dispatching."""
+def warm_up(
+    loss_dtype: str, dtype: str = "float64", fastmath: bool = False,
+    output: str = "linear", update: str = "sequential",
+) -> None:  # fmt: skip
+    """Compile (or load from cache) one kernel variant in this process before dispatching."""
     from runner.run.train import init_weights, run_batch
 
     X = np.zeros((1, 1))
     Wh, Wz = init_weights([0], 1, 1, 1)
     run_batch(
-        X, X, Wh, Wz, np.ones(1), 1, loss_dtype=np.dtype(loss_dtype).type, dtype=dtype,
-        fastmath=fastmath,
+        X, X, Wh, Wz, np.ones(1), 1, output, update, loss_dtype=np.dtype(loss_dtype).type,
+        dtype=dtype, fastmath=fastmath,
     )  # fmt: skip
