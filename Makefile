@@ -65,7 +65,7 @@ test-latest:
 	rm -rf $(LATEST)
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/pip install --quiet --upgrade pip
-	$(LATEST)/bin/pip install --quiet -e '.[dev]'
+	$(LATEST)/bin/pip install --quiet -e . pytest hypothesis pytest-timeout
 	$(LATEST)/bin/pip install --quiet --upgrade numba llvmlite numpy
 	$(LATEST)/bin/pip list 2>/dev/null | grep -iE '^(numba|llvmlite|numpy) '
 	NUMBA_CACHE_DIR=$(LATEST)/numba-cache $(LATEST)/bin/python -m pytest \

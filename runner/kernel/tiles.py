@@ -134,3 +134,11 @@ def epoch_ops(
     wh = inputs * hidden * (mac(n) + 1)
     ops = forward + error + bookkeeping + wz + delta + wh + exps * sig
     return {"ops": ops, "divisions": exps * sig_div + 1, "exps": exps}
+
+
+def epoch_work(n: int, inputs: int, hidden: int, outputs: int = 1, output: str = "linear",
+               dtype: str = "float64", fastmath: bool = False) -> int:  # fmt: skip
+    """One number for the arithmetic of an epoch-run, for rates and estimates
+    (runner.plan.cost): epoch_ops' operations plus its divisions."""
+    c = epoch_ops(n, inputs, hidden, outputs, output, dtype, fastmath)
+    return c["ops"] + c["divisions"]

@@ -34,7 +34,7 @@ class Measured:
     """Figures measured on this machine that an estimate scales."""
 
     base_rss: int  # bytes of a sweep process once its kernels are loaded
-    flops_per_s: float  # one worker's kernel rate for this variant (runner.kernel.tiles.epoch_ops)
+    flops_per_s: float  # one worker's kernel rate for this variant (runner.kernel.tiles.epoch_work)
     rate_source: str  # "last sweep" or "calibration"
     kernel_flops_per_s: float = 0.0  # the calibration's (the pilot's yardstick)
     startup_s: float = 0.0  # a sweep process's start: imports, kernels loaded
@@ -277,14 +277,14 @@ def estimate(spec: Spec, plan: Plan, m: Measured, *, jobs: int, per_process: boo
 
 
 def flops(spec: Spec, ch: Chunks) -> float:
-    """The kernel's arithmetic for these chunks, every epoch run (tiles.epoch_ops)."""
+    """The kernel's arithmetic for these chunks, every epoch run (tiles.epoch_work)."""
     n, ni, no = spec.X.shape[0], spec.X.shape[1], spec.Y.shape[1]
     out = spec.train["output"]
     total = 0.0
     work = ch.runs.astype(np.float64) * ch.epochs
     for h, d in {(int(h), int(d)) for h, d in zip(ch.hidden, ch.dtype, strict=True)}:
-        ops = tiles.epoch_ops(n, ni, h, no, out, P.DTYPES[d])
-        total += float(work[(ch.hidden == h) & (ch.dtype == d)].sum()) * ops["flops"]
+        ops = tiles.epoch_work(n, ni, h, no, out, P.DTYPES[d])
+        total += float(work[(ch.hidden == h) & (ch.dtype == d)].sum()) * ops
     return total
 
 

@@ -131,7 +131,7 @@ def _calibrate_here(dtype: str, fastmath: bool) -> dict[str, Any]:
         t0 = time.perf_counter()
         run_batch(X, Y, Wh, Wz, np.full(R, 1e-3), epochs, dtype=dtype, fastmath=fastmath)
         took = time.perf_counter() - t0
-    ops = tiles.epoch_ops(n, ni, nh, no, "linear", dtype, fastmath)["flops"]
+    ops = tiles.epoch_work(n, ni, nh, no, "linear", dtype, fastmath)
     return {"flops_per_s": R * epochs * ops / took, "base_rss": base, "seconds": took,
             "timing_s": time.perf_counter() - t_all, "startup_s": 0.0}  # fmt: skip
 
@@ -207,7 +207,7 @@ def _pilot(spec: Spec, m: Measured, tile: int, runs: int) -> None:
         idx = np.flatnonzero(group.ravel() == g)
         sub = {c: v[idx] for c, v in cols.items()}
         call = Chunk(0, 0, len(idx), sub).call()
-        ops = tiles.epoch_ops(n, ni, call["hidden"], no, call["output"], call["dtype"])["flops"]
+        ops = tiles.epoch_work(n, ni, call["hidden"], no, call["output"], call["dtype"])
         cap = PILOT_SECONDS * m.kernel_flops_per_s / len(groups) / (ops * max(len(idx), 8))
         epochs = int(min(call["epochs"], max(1, cap)))
         Wh, Wz = _weights(sub, ni, call["hidden"], no)
