@@ -22,8 +22,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "experiments" / "seed-sweep.toml"
 MEASURE = (
-    "import resource, sys; from runner.cli import main; rc = main(sys.argv[1:]); "
-    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024); sys.exit(rc)"
+    "import sys; from runner.cli import main; from runner.run.memory import peak_rss; "
+    "rc = main(sys.argv[1:]); print(peak_rss()); sys.exit(rc)"
 )
 
 

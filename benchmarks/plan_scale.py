@@ -8,11 +8,11 @@ one chunk's columns, and the process's peak memory. Run:
 
 from __future__ import annotations
 
-import resource
 import time
 
 from runner.plan.chunks import Plan, stack
 from runner.plan.spec import build_spec, layer_of
+from runner.run.memory import peak_rss
 
 GRID = {
     "name": "scale",
@@ -36,7 +36,7 @@ SAMPLED = {
 
 
 def peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_rss() / 1024**2
 
 
 def measure(label: str, raw: dict, grown: dict) -> None:

@@ -22,8 +22,8 @@ from runner.plan import cost
 from runner.run import memory
 
 MEASURE = (  # a sweep in a fresh interpreter; prints its peak resident bytes last
-    "import resource, sys; from runner.cli import main; rc = main(sys.argv[1:]); "
-    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024); sys.exit(rc)"
+    "import sys; from runner.cli import main; from runner.run.memory import peak_rss; "
+    "rc = main(sys.argv[1:]); print(peak_rss()); sys.exit(rc)"
 )
 
 
@@ -294,3 +294,15 @@ def test_a_bad_max_memory_is_one_line(tmp_path, capsys):
     assert main(["sweep", str(SPEC), "--out", str(tmp_path), "--max-memory", "0"]) == 2
     assert capsys.readouterr().err.startswith("runner: error: --max-memory: ")
     assert not any(tmp_path.iterdir())
+
+
+def test_peak_rss_is_the_programs_own_not_its_forking_parents():
+    """Linux's ru_maxrss carries the forking parent's peak across exec (CI measured the
+    pytest process's 815 MB as every sweep's peak); peak_rss() is the new program's own."""
+    held = bytearray(512 << 20)
+    held[:: 1 << 12] = b"\1" * len(held[:: 1 << 12])
+    code = "from runner.run.memory import peak_rss; print(peak_rss())"
+    r = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout) < 256 << 20 < memory.peak_rss()
+    del held

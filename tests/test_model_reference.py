@@ -74,7 +74,8 @@ def test_one_step_equals_the_independent_gradient(act, output, bias, scaling, st
         P0 = forward_p(X, Wh, Wz, act, bias, c_h, c_o)
         G = fd_grad(lambda p: loss_of_p(p, Y, output), P0)
         Wh_new = Wh - ALPHA_H * per * fd_grad(
-            lambda w: np.sum(G * forward_p(X, w, Wz_new, act, bias, c_h, c_o)), Wh)
+            lambda w: np.sum(G * forward_p(X, w, Wz_new, act, bias, c_h, c_o)), Wh
+        )
     assert got.loss[0] == pytest.approx(loss(Wh, Wz), abs=1e-14)
     np.testing.assert_allclose(got.Wz, Wz_new, rtol=0, atol=1e-10)
     np.testing.assert_allclose(got.Wh, Wh_new, rtol=0, atol=1e-10)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from runner.bench.tables import figures, shape_figures
 from runner.bench.tables import markdown as markdown  # `runner bench` prints these
 from runner.bench.tables import shapes_table as shapes_table
 from runner.bench.tables import table as table
+from runner.run.memory import peak_rss
 
 # issue 15's six shapes first, then wider and longer ones
 SHAPES = (
@@ -156,7 +156,7 @@ def _one(argv: list[str], quick: bool) -> dict[str, Any]:
         out["rows_per_s"] = out["rows"] / out["seconds"]
     else:
         out = memory_sweep(int(argv[1]))
-    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mib"] = peak_rss() / 1024**2
     return out
 
 

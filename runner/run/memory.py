@@ -22,15 +22,29 @@ SAFE_SHARE = 0.8  # of what the machine allows: room for the page cache and the 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(I?B)?", re.IGNORECASE)
 
 
-def rss() -> int:
-    """This process's resident bytes now."""
+def _status(field: str) -> int | None:
     with contextlib.suppress(OSError):
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
+    return None
+
+
+def _maxrss() -> int:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def rss() -> int:
+    """This process's resident bytes now."""
+    return _status("VmRSS") or _maxrss()
+
+
+def peak_rss() -> int:
+    """This process's peak resident bytes since it started its program. Linux's ``ru_maxrss``
+    keeps the peak of the process that forked it before ``exec``; ``VmHWM`` does not."""
+    return _status("VmHWM") or _maxrss()
 
 
 def parse_size(text: str | int, key: str = "--max-memory") -> int:
