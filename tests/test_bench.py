@@ -142,6 +142,9 @@ def test_bench_quick_checks_every_peer_and_states_every_figure():
     assert e2e["JAX + pyarrow"]["check_rel_err"] <= 1e-5
     assert e2e["runner"]["x_jax"] > 0
     assert "error" not in e2e["runner, default make sweep"], e2e["runner, default make sweep"]
+    for name, row in e2e.items():  # runner's own pipelines: the plan's estimate beside the run
+        if name.startswith("runner"):
+            assert row["estimated_s"] > 0 and row["estimated_peak_mib"] > 0, name
     figures = {f["figure"]: f for f in result["figures"]}
     assert len(figures) == 7
     for fig in figures.values():
@@ -150,6 +153,7 @@ def test_bench_quick_checks_every_peer_and_states_every_figure():
     text = bench.table(result)
     assert "| floor, float32 fastmath" in text
     assert "Figures (issue 11" in text
+    assert "| planned s | actual / plan |" in text
 
 
 @pytest.mark.slow

@@ -46,3 +46,17 @@ def test_version_tuple():
     assert numba_ext.version_tuple("0.68.1") == (0, 68)
     assert numba_ext.version_tuple("0.69.0rc1") == (0, 69)
     assert not (numba_ext.TESTED["numba"][0] <= (0, 69) <= numba_ext.TESTED["numba"][1])
+
+
+def test_has_cache_index_sees_numba_writing_its_cache(tmp_path, monkeypatch):
+    """False before the first compile, True after: the compile note and the calibration's
+    second pass depend on it (a wrong attribute once made it False for ever)."""
+    (tmp_path / "cached_mod.py").write_text(
+        "from numba import njit\n\n@njit(cache=True)\ndef f(x):\n    return x + 1\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))  # its cache: next to it, in a new folder
+    import cached_mod
+
+    assert not numba_ext.has_cache_index(cached_mod.f)
+    assert cached_mod.f(1) == 2
+    assert numba_ext.has_cache_index(cached_mod.f)

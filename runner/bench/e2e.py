@@ -3,6 +3,7 @@ launch to exit, start-up included."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -100,12 +101,21 @@ def e2e(name: str, quick: bool) -> dict[str, Any]:
             folder = "bench"
         cmd = [*sweep, str(tmp_ / "out"), *extra]
         _time_process([*cmd, "--set", "train.epochs=2"], 1, tmp_ / "out")  # kernels cached
+        plan = _plan([*sweep[:3], "plan", sweep[4], "--out", str(tmp_ / "plan"), *extra])
         times, mib = _time_process(cmd, repeats, tmp_ / "out")
         return {
             "process_peak_mib": mib,
             "rows": _rows(tmp_ / "out" / folder / "losses"),
             "seconds": statistics.median(times),
+            "estimated_s": plan["seconds"],
+            "estimated_peak_mib": plan["peak_bytes"] / 2**20,
         }
+
+
+def _plan(cmd: list[str]) -> dict[str, Any]:
+    """`runner plan --json`'s cost of the sweep ``cmd`` would run (calibrated, not timed)."""
+    out = subprocess.run([*cmd, "--json"], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)["cost"]
 
 
 CHECK_EPOCHS = 1000  # later, chaotic runs (alpha 0.03) part by more than any tolerance

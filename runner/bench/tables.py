@@ -147,16 +147,20 @@ def table(result: dict[str, Any]) -> str:
         f"{seeds} seeds x {epochs:,} epochs, float32 losses; the default `make sweep`: "
         "experiments/seed-sweep.toml; median):",
         "",
-        "| pipeline | rows | seconds | rows / s | peak MiB | x JAX + pyarrow |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| pipeline | rows | seconds | planned s | actual / plan | rows / s | peak MiB "
+        "| planned MiB | x JAX + pyarrow |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in result["e2e"].items():
         if "error" in row:
-            lines.append(f"| {name} | {row['error']} | | | | |")
+            lines.append(f"| {name} | {row['error']} | | | | | | | |")
             continue
+        est = row.get("estimated_s")
         lines.append(
-            f"| {name} | {row['rows']:,} | {row['seconds']:.2f} | "
+            f"| {name} | {row['rows']:,} | {row['seconds']:.2f} | {_f(est, ',.2f')} | "
+            f"{_f(row['seconds'] / est if est else None, ',.2f')} | "
             f"{row['rows_per_s'] / 1e6:,.1f}M | {row['process_peak_mib']:,.0f} | "
+            f"{_f(row.get('estimated_peak_mib'), ',.0f')} | "
             f"{_f(row.get('x_jax'), ',.2f', 'x')} |"
         )
     lines += [

@@ -90,7 +90,8 @@ def has_cache_index(dispatcher) -> bool:
     before on this machine, for some CPU); False where caching is off."""
     import os
 
-    path = getattr(getattr(dispatcher, "_cache", None), "_index_path", None)
+    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    path = getattr(cache_file, "_index_path", None)
     return bool(path) and os.path.exists(path)
 
 
