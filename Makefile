@@ -33,7 +33,7 @@ test: $(VENV)/.installed
 # Everything, JAX included: what CI runs.
 test-all: $(VENV)/.bench
 	$(BIN)/ruff check runner tests benchmarks
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest --durations=30 $(ARGS)
 
 # A second environment with exactly the lowest versions pyproject.toml allows
 # (scripts/floor_pins.py derives the pins from it), running the kernel, sweep, data
