@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from helpers import SMALL, SPEC, assert_same_results, env, sets, sweep_cmd, writ
 import runner
 from runner.cli import main
 from runner.plan import cost
+from runner.plan.spec import load_spec
 from runner.run import memory
 
 MEASURE = (  # a sweep in a fresh interpreter; prints its peak resident bytes last
@@ -306,3 +308,39 @@ def test_peak_rss_is_the_programs_own_not_its_forking_parents():
     assert r.returncode == 0, r.stderr
     assert int(r.stdout) < 256 << 20 < memory.peak_rss()
     del held
+
+
+def test_a_ctrl_c_during_the_pilot_is_held_then_raised():
+    """pyarrow's writers swallow a KeyboardInterrupt raised in their __del__: the pilot
+    holds SIGINT and raises it once done."""
+    from runner.run import calibrate
+
+    steps = []
+
+    def held() -> None:
+        with calibrate._sigint_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            steps.append("after the signal")
+
+    with pytest.raises(KeyboardInterrupt):
+        held()
+    assert steps == ["after the signal"]
+
+
+def test_a_small_sweep_skips_the_calibration_and_pilot_runner_plan_does_not(tmp_path, monkeypatch):
+    from runner.run import budget, calibrate
+
+    spec = load_spec(SPEC, ["grid.seed={start=0,stop=4}", "train.epochs=50"])
+    calls = []
+    monkeypatch.setattr(calibrate, "pilot", lambda *a: calls.append(a))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # no calibration yet
+    budget.before_sweep(spec, tmp_path / "a", fresh=False, jobs=1, backend="threading",
+                        shard=None, max_memory=None, quiet=True)  # fmt: skip
+    assert calls == [] and not calibrate.cache_file().exists()  # no calibration either
+    budget.plan_cost(spec, tmp_path / "a", jobs=1)
+    assert len(calls) == 1
+    big = load_spec(SPEC, ["grid.seed={start=0,stop=100000}"])
+    budget.before_sweep(big, tmp_path / "b", fresh=False, jobs=1, backend="threading",
+                        shard=None, max_memory=None, quiet=True)  # fmt: skip
+    assert len(calls) == 2

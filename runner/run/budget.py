@@ -51,11 +51,17 @@ def modes(plan: Plan, chunks: list[int]) -> list[tuple[str, bool]]:
     return sorted({(P.DTYPES[int(a)], bool(b)) for a, b in zip(d, f, strict=True)})
 
 
+SMALL_SECONDS = 10.0  # a sweep estimated under this, pilot aside, runs without a pilot
+
+
 def plan_cost(spec: Spec, folder: Path, *, fresh: bool = False, jobs: int = 1,
               backend: str = "threading", shard: tuple[int, int] | None = None,
-              max_memory: str | int | None = None) -> Sizing:  # fmt: skip
+              max_memory: str | int | None = None, small_pilot: bool = True) -> Sizing:  # fmt: skip
     """The cost of what ``runner sweep`` would train now (nothing written); RunnerError
-    when even the narrowest tile does not fit the memory budget."""
+    when even the narrowest tile does not fit the memory budget. Without ``small_pilot``,
+    a small sweep (``_small``) skips the pilot, and the calibration when this machine has
+    none yet and the sweep is small even at a cautious rate: they would cost more than
+    they tell."""
     budget, source = memory_budget(max_memory)
     plan = open_sweep(folder, spec, fresh, write=False)
     done = set() if fresh else store.done_chunks(folder)
@@ -63,10 +69,18 @@ def plan_cost(spec: Spec, folder: Path, *, fresh: bool = False, jobs: int = 1,
     mine = needed if shard is None else [c for c in needed if c % shard[1] == shard[0]]
     pending = [c for c in mine if c not in done]
     kinds = modes(plan, pending or mine)
-    m = calibrate.measured(spec, kinds)
     kind = get_backend(backend)
     # device memory is the device's: no tile to narrow here
     limit = budget if kind.cpu_kernels else None
+    if not small_pilot and not calibrate.calibrated(kinds):  # small even at a cautious rate?
+        m = calibrate.cautious()
+        est = cost.estimate(spec, plan, m, jobs=jobs, per_process=kind.processes,
+                            chunks=pending, budget=limit, budget_source=source)  # fmt: skip
+        if _small(est, m, folder, limit):
+            work = cost.flops(spec, cost.Chunks.of(plan, spec.every, pending))
+            tiles_of = dict(zip(pending, est.tiles.tolist(), strict=True))
+            return Sizing(est, tiles_of, work, tuple(kinds), m.kernel_flops_per_s)
+    m = calibrate.measured(spec, kinds)
     if limit is not None and m.base_rss >= limit:
         need = f"({size(m.base_rss)} with its kernels loaded)"
         given = size(limit) if source == "--max-memory" else f"{size(limit)} ({source})"
@@ -74,7 +88,8 @@ def plan_cost(spec: Spec, folder: Path, *, fresh: bool = False, jobs: int = 1,
                           key="--max-memory")  # fmt: skip
     est = cost.estimate(spec, plan, m, jobs=jobs, per_process=kind.processes, chunks=pending,
                         budget=limit, budget_source=source)  # fmt: skip
-    if pending:  # the pilot (a few runs, in the narrowest tile) only once a worker fits
+    if pending and not (not small_pilot and _small(est, m, folder, limit)):
+        # the pilot (a few runs, in the narrowest tile) only once a worker fits
         calibrate.pilot(
             spec, m, est.tile, int(cost.Chunks.of(plan, spec.every, pending).runs.max())
         )
@@ -85,13 +100,31 @@ def plan_cost(spec: Spec, folder: Path, *, fresh: bool = False, jobs: int = 1,
     return Sizing(est, tiles_of, work, tuple(kinds), m.kernel_flops_per_s)
 
 
+def _small(c: Cost, m: cost.Measured, folder: Path, budget: int | None) -> bool:
+    """Whether a sweep is too small for a pilot to pay: under SMALL_SECONDS of training and
+    writing (at typical rates), under a quarter of the free disk at typical bytes, and
+    under half the memory budget."""
+    writing = c.loss_rows * calibrate.WRITE_NS_PER_ROW * 1e-9 / c.workers
+    roomy = budget is None or 2 * c.peak_bytes < budget
+    fast = c.seconds - m.startup_s + writing < SMALL_SECONDS
+    return fast and roomy and 4 * c.disk_bytes < _free(folder)
+
+
+def _free(folder: Path) -> int:
+    """Free bytes on the disk that holds (or will hold) ``folder``."""
+    where = folder
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    return shutil.disk_usage(where).free
+
+
 def check_disk(c: Cost, folder: Path) -> None:
     """Exit 2 (RunnerError) when the results' disk has less free room than the estimate;
     warn when it has less than twice."""
     where = folder
     while not where.exists() and where != where.parent:
         where = where.parent
-    free = shutil.disk_usage(where).free
+    free = _free(folder)
     need = c.disk_bytes
     if free < need:
         raise RunnerError(
@@ -108,7 +141,7 @@ def before_sweep(spec: Spec, folder: Path, *, fresh: bool, jobs: int, backend: s
     """The budget checks of ``runner sweep``, before anything is written; a large sweep's
     one-line summary (past an hour or 10 GiB of disk)."""
     sizing = plan_cost(spec, folder, fresh=fresh, jobs=jobs, backend=backend, shard=shard,
-                       max_memory=max_memory)  # fmt: skip
+                       max_memory=max_memory, small_pilot=False)  # fmt: skip
     check_disk(sizing.cost, folder)
     if sizing.cost.big and not quiet:
         sys.stderr.write(f"runner: plan: {sizing.cost.summary()}\n")

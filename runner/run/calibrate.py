@@ -18,9 +18,12 @@ import io
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +161,24 @@ def record_sweep(spec: Spec, dtype: str, fastmath: bool, flops_per_s: float) -> 
         )
 
 
+CAUTIOUS_FLOPS = 1e9  # one worker's kernel rate that any machine beats
+LOADED_BYTES = 320 << 20  # a sweep process's growth once its kernels and writers load
+
+
+def calibrated(modes: list[tuple[str, bool]]) -> bool:
+    """Whether this machine has a calibration of each of these variants."""
+    cal = _read_cache().get("calibration", {})
+    return all(variant_key(d, f) in cal for d, f in modes)
+
+
+def cautious() -> Measured:
+    """Figures without a calibration: a rate any machine beats, this process's memory
+    and what loading the kernels adds."""
+    return Measured(base_rss=rss() + LOADED_BYTES, flops_per_s=CAUTIOUS_FLOPS,
+                    rate_source="from a cautious rate (no calibration on this machine yet)",
+                    kernel_flops_per_s=CAUTIOUS_FLOPS)  # fmt: skip
+
+
 def measured(spec: Spec, modes: list[tuple[str, bool]]) -> Measured:
     """Figures for ``spec``'s estimate: its slowest variant's rate, a process's memory."""
     cache = _read_cache().get("sweeps", {})
@@ -192,9 +213,29 @@ def pilot(spec: Spec, m: Measured, tile: int, most: int) -> None:
     cut to fit PILOT_SECONDS) and measure; then this process's memory, as it will start
     training."""
     t0 = time.perf_counter()
-    _pilot(spec, m, tile, min(PILOT_RUNS, most))
+    with _sigint_deferred():  # a Ctrl-C in a pyarrow writer's __del__ would be lost
+        _pilot(spec, m, tile, min(PILOT_RUNS, most))
     m.base_rss = max(m.base_rss, rss())
     m.startup_s += time.perf_counter() - t0  # a sweep runs its pilot too
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold SIGINT until the block ends, then hand it to the handler it was meant for
+    (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda sig, frame: got.append(sig))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if got and callable(old):  # Python's own handler raises KeyboardInterrupt
+        old(signal.SIGINT, None)
+    elif got and old == signal.SIG_DFL:
+        raise KeyboardInterrupt
 
 
 def _pilot(spec: Spec, m: Measured, tile: int, runs: int) -> None:
