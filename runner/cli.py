@@ -78,11 +78,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             f"{report.chunks_done_before} of {report.chunks} chunks already done)"
         )
         return 0
-    rate = report.rows / report.seconds if report.seconds > 0 else float("nan")
+    from runner.run.units import rate
+
     print(
         f"done: {report.runs_trained} runs trained now ({report.diverged} diverged), "
         f"{report.runs_before} already there, in {report.seconds:.1f} s, "
-        f"{report.rows:,} loss rows, {rate / 1e6:.1f}M rows/s -> {report.out}"
+        f"{report.rows:,} loss rows, {rate(report.rows, report.seconds, 'rows')} -> {report.out}"
     )
     return 0
 

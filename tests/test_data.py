@@ -23,6 +23,25 @@ def test_unknown_builtin_names_choices():
         builtin("nope")
 
 
+def test_random_data_is_the_references_draw_and_goes_into_the_hash(tmp_path):
+    """``[data] random``: standard normal X, then Y, from default_rng(seed); sweep.json keeps
+    the four numbers, so another seed is another sweep."""
+    from runner.kernel.reference import random_data
+    from runner.plan.spec import build_spec
+
+    raw = {"name": "r", "data": {"random": {"samples": 272, "inputs": 16}}}
+    spec = build_spec(raw, "r.toml")
+    X, Y = random_data(272, 16, 1, 0)
+    assert np.array_equal(spec.X, X) and np.array_equal(spec.Y, Y)
+    assert spec.X.shape == (272, 16) and spec.Y.shape == (272, 1)
+    assert spec.data == {"random": {"samples": 272, "inputs": 16, "outputs": 1, "seed": 0}}
+    rng = np.random.default_rng(0)
+    assert np.array_equal(X, rng.standard_normal((272, 16)))  # X first, then Y
+    other = build_spec({**raw, "data": {"random": {"samples": 272, "inputs": 16, "seed": 1}}},
+                       "r.toml")  # fmt: skip
+    assert other.hash != spec.hash
+
+
 finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
 
 

@@ -1,6 +1,7 @@
 """Rates and counts print with a unit prefix people read at a glance."""
 
 import math
+import re
 
 import pytest
 
@@ -29,3 +30,15 @@ def test_compiling_line():
         "compiling the float64 kernel (first run on this machine, ~4 s)"
     )
     assert "float32 fastmath kernel" in compiling_line("float32", True, 6)
+
+
+def test_the_done_line_of_a_small_sweep_prints_its_rate_with_a_prefix(tmp_path, capsys):
+    """A sweep of a few hundred rows printed ``0.0M rows/s``; it prints e.g. ``41k rows/s``."""
+    from helpers import SMALL, SPEC, sets
+
+    from runner.cli import main
+
+    assert main(["sweep", str(SPEC), "--out", str(tmp_path), "--quiet", *sets(SMALL)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.search(r"loss rows, \d+(\.\d)?[kMGT]? rows/s -> ", line), line
+    assert "0.0M" not in line

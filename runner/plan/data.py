@@ -34,6 +34,35 @@ def builtin(name: str) -> tuple[np.ndarray, np.ndarray]:
     return np.array(X, dtype=np.float64), np.array(Y, dtype=np.float64)
 
 
+RANDOM = {"samples": None, "inputs": None, "outputs": 1, "seed": 0}  # None: required
+
+
+def random_form(raw: object, fail) -> dict[str, int]:
+    """``[data] random = {samples, inputs, outputs = 1, seed = 0}``, checked key by key."""
+    if not isinstance(raw, dict):
+        fail("data.random", f"must be a table like {{samples = 272, inputs = 16}}, got {raw!r}")
+    for key in raw:
+        if key not in RANDOM:
+            fail(f"data.random.{key}", f"unknown key; the keys are {', '.join(RANDOM)}")
+    form = {}
+    for key, default in RANDOM.items():
+        v = raw.get(key, default)
+        least = 0 if key == "seed" else 1
+        if v is None:
+            fail(f"data.random.{key}", "is required")
+        if isinstance(v, bool) or not isinstance(v, int) or v < least:
+            fail(f"data.random.{key}", f"must be an integer >= {least}, got {v!r}")
+        form[key] = v
+    return form
+
+
+def random(samples: int, inputs: int, outputs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Standard normal X, then Y, from ``default_rng(seed)`` (runner.kernel.reference)."""
+    from runner.kernel.reference import random_data
+
+    return random_data(samples, inputs, outputs, seed)
+
+
 def load_file(
     path: str | Path,
     features: Sequence[str] | None = None,

@@ -30,7 +30,7 @@ from runner.plan.sample import build_sample
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 TRAIN_DEFAULTS: dict[str, Any] = dict(P.DEFAULTS)
 TOP_KEYS = ("name", "data", "train", "grid", "sample", "record", "sweep")
-DATA_KEYS = ("builtin", "path", "features", "targets", "standardize")
+DATA_KEYS = ("builtin", "path", "random", "features", "targets", "standardize")
 RECORD_KEYS = ("every", "loss_dtype")
 SWEEP_KEYS = ("chunk_runs",)
 MAX_RUNS = 1_000_000  # larger grids need an explicit yes
@@ -429,8 +429,12 @@ def _load_data(raw: dict, where: str, base: Path | None, fail):
 
 
 def _read_data(raw: dict, where: str, base: Path | None, fail):
-    if "builtin" in raw and "path" in raw:
-        fail("data", "give either 'builtin' or 'path', not both")
+    given = [k for k in ("builtin", "path", "random") if k in raw]
+    if len(given) > 1:
+        fail("data", f"give one of 'builtin', 'path' or 'random', not {' and '.join(given)}")
+    if "random" in raw:
+        form = datasets.random_form(raw["random"], fail)
+        return {"random": form}, *datasets.random(**form)
     if "path" in raw:
         rel = raw["path"]
         if not isinstance(rel, str) or not rel:
