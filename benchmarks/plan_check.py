@@ -39,7 +39,7 @@ def wide(folder: Path) -> Path:
     spec = folder / "wide.toml"
     spec.write_text(
         'name = "wide"\n[data]\npath = "wide.npz"\n[train]\nhidden = 1024\nepochs = 30\n'
-        "[grid]\nalpha = [0.001]\nseed = { start = 0, stop = 128 }\n"
+        "[grid]\nalpha = [1e-6]\nseed = { start = 0, stop = 128 }\n"
     )
     return spec
 

@@ -61,12 +61,14 @@ def disk(folder: Path) -> int:
 
 def wide_spec(folder: Path, name: str, inputs: int, hidden: int, samples: int, runs: int,
               epochs: int, chunk_runs: int = 0) -> Path:  # fmt: skip
-    """A wide problem: ``samples`` x ``inputs`` random data, one hidden size, ``runs`` seeds."""
+    """A wide problem: ``samples`` x ``inputs`` random data, one hidden size, ``runs`` seeds,
+    at a rate that trains (at 1e-3 the summed step diverges: float32 losses overflow to
+    inf, and a column of inf compresses to nothing)."""
     rng = np.random.default_rng(1)
     X = rng.uniform(-1, 1, (samples, inputs))
     np.savez(folder / f"{name}.npz", X=X, Y=X[:, :1] * 0.5)
     text = (f'name = "{name}"\n[data]\npath = "{name}.npz"\n[train]\nhidden = {hidden}\n'
-            f"epochs = {epochs}\n[grid]\nalpha = [0.001]\nseed = {{ start = 0, stop = {runs} }}\n"
+            f"epochs = {epochs}\n[grid]\nalpha = [1e-6]\nseed = {{ start = 0, stop = {runs} }}\n"
             f"[sweep]\nchunk_runs = {chunk_runs}\n")  # fmt: skip
     return write_spec(folder, text, name=f"{name}.toml")
 
@@ -84,17 +86,17 @@ def warm_kernels(spec: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
 
 
-def check_estimates(spec: Path, tmp_path: Path, *args: str, disk_slack: int = 0) -> None:
-    """Plan, then sweep: peak resident memory and disk within 25% of the plan's estimate
-    (disk give or take ``disk_slack`` bytes). The estimate is of a sweep whose kernels are
-    cached: a first compile of a variant adds LLVM's memory (docs/guarantees.md)."""
+def check_estimates(spec: Path, tmp_path: Path, *args: str) -> None:
+    """Plan, then sweep: peak resident memory and disk within 25% of the plan's estimate.
+    The estimate is of a sweep whose kernels are cached: a first compile of a variant adds
+    LLVM's memory (docs/guarantees.md)."""
     warm_kernels(spec, tmp_path)
     est = plan_json(spec, tmp_path / "out", *args)["cost"]
     rc, peak, err = measured_sweep(spec, tmp_path / "out", *args)
     assert rc == 0, err
     folder = next((tmp_path / "out").iterdir())
     within(est["peak_bytes"], peak, "peak RSS")
-    within(est["disk_bytes"], disk(folder), "disk", disk_slack)
+    within(est["disk_bytes"], disk(folder), "disk")
 
 
 # ----- runner plan -----
@@ -131,8 +133,7 @@ def test_100k_run_sweep_within_25_percent_of_the_plan(tmp_path):
 @pytest.mark.slow
 def test_wide_problem_within_25_percent_of_the_plan(tmp_path):
     spec = wide_spec(tmp_path, "wide", 64, 1024, 256, 128, 30)
-    # its files hold a few tens of KiB, mostly the Parquet files' own overhead
-    check_estimates(spec, tmp_path, "--jobs", "2", disk_slack=32 << 10)
+    check_estimates(spec, tmp_path, "--jobs", "2")
 
 
 # ----- budgets -----

@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 
 from runner.kernel import tiles
+from runner.kernel.codes import EPOCHS_RUN
 from runner.plan import params as P
-from runner.plan.chunks import Chunk, Layer
+from runner.plan.chunks import Chunk, Layer, slots
 from runner.plan.cost import Measured, rows_at_most
 from runner.plan.spec import Spec
 from runner.run.memory import rss
@@ -250,14 +251,17 @@ def _pilot(spec: Spec, m: Measured, tile: int, runs: int) -> None:
     n, ni, no = spec.X.shape[0], spec.X.shape[1], spec.Y.shape[1]
     groups = np.unique(group)
     rows = most = epochs_run = epochs_most = 0
-    tables, runs_tables, building = [], [], 0.0
+    tables, byte_tables, runs_tables, building = [], [], [], 0.0
     for g in groups:
         idx = np.flatnonzero(group.ravel() == g)
         sub = {c: v[idx] for c, v in cols.items()}
         call = Chunk(0, 0, len(idx), sub).call()
         ops = tiles.epoch_work(n, ni, call["hidden"], no, call["output"], call["dtype"])
-        cap = PILOT_SECONDS * m.kernel_flops_per_s / len(groups) / (ops * max(len(idx), 8))
-        epochs = int(min(call["epochs"], max(1, cap)))
+        lane_epochs = PILOT_SECONDS * m.kernel_flops_per_s / len(groups) / ops
+        if lane_epochs / _lanes(len(idx), tile) < call["epochs"] and len(idx) > tile:
+            idx = idx[:tile]  # cut short: one tile of runs, for more of each one's curve
+            sub = {c: v[idx] for c, v in cols.items()}
+        epochs = int(min(call["epochs"], max(1, lane_epochs / _lanes(len(idx), tile))))
         Wh, Wz = _weights(sub, ni, call["hidden"], no)
         res = run_batch(spec.X, spec.Y, Wh, Wz, sub["alpha"].copy(), epochs, call["output"],
                         call["update"], spec.every, call["stop_below"], call["diverge_above"],
@@ -272,6 +276,12 @@ def _pilot(spec: Spec, m: Measured, tile: int, runs: int) -> None:
         building += time.perf_counter() - t0
         full = len(idx) * rows_at_most(call["epochs"], spec.every)
         whole = epochs == call["epochs"]  # else: a cut pilot says nothing of stopping early
+        if whole:
+            byte_tables.append(table)
+        else:  # its runs' curves, continued to full length: their files' bytes
+            loss, istats = _continued(res.loss, res.istats, epochs, call["epochs"], spec.every)
+            byte_tables.append(store.losses_table(ids[: loss.shape[1]], axes, loss, istats,
+                                                  res.fstats, spec.every))  # fmt: skip
         rows += table.num_rows if whole else full
         most += full
         epochs_run += int(res.istats[:, 0].sum()) if whole else len(idx) * call["epochs"]
@@ -279,7 +289,7 @@ def _pilot(spec: Spec, m: Measured, tile: int, runs: int) -> None:
     m.row_fraction = min(1.0, rows / max(most, 1))
     m.epoch_fraction = min(1.0, epochs_run / max(epochs_most, 1))
     t0 = time.perf_counter()
-    m.loss_bytes_per_row, m.loss_bytes_per_file = _bytes(tables, store.loss_options, "rows")
+    m.loss_bytes_per_row, m.loss_bytes_per_file = _bytes(byte_tables, store.loss_options)
     n_rows = sum(t.num_rows for t in tables)
     if m.write_ns_per_row < 0:  # the calibration's rate is the kernel's alone: add the writing
         took = building + (time.perf_counter() - t0) / 1.5
@@ -289,7 +299,41 @@ def _pilot(spec: Spec, m: Measured, tile: int, runs: int) -> None:
     )
 
 
-def _bytes(tables: list, options, what: str) -> tuple[float, float]:
+def _lanes(runs: int, tile: int) -> int:
+    """Kernel lanes that ``runs`` runs occupy in tiles of ``tile`` (idle ones included)."""
+    return -(-runs // tile) * tile
+
+
+STAND_IN_ROWS = 200_000  # at most, of a cut pilot's continued curves
+
+
+def _continued(loss: np.ndarray, istats: np.ndarray, epochs: int, full: int, every: int
+               ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """A cut pilot's recorded losses (slots x runs), each run's curve continued to the
+    ``full`` epochs' slots as a power law through its last two points (l ~ t**-a, a
+    learning curve's usual shape; ``a`` within -1..3), for at most STAND_IN_ROWS rows: a
+    stand-in with a curve's smoothness, which is what the losses' encodings compress.
+    Runs that stopped in the pilot keep their stop."""
+    n = min(slots(full, every), STAND_IN_ROWS)
+    runs = max(1, min(loss.shape[1], STAND_IN_ROWS // n))
+    have = min(loss.shape[0], n)
+    epoch = np.maximum(np.arange(n, dtype=np.float64) * every, 1.0) if every > 1 else (
+        np.arange(1, n + 1, dtype=np.float64))  # fmt: skip
+    last = loss[have - 1, :runs].astype(np.float64)
+    prev = loss[max(have - 2, 0), :runs].astype(np.float64)
+    with np.errstate(all="ignore"):
+        span = np.log(epoch[have - 1] / epoch[max(have - 2, 0)])
+        a = np.clip(-np.log(last / prev) / span, -1.0, 3.0) if span > 0 else np.zeros(runs)
+        a = np.where(np.isfinite(a), a, 0.0)
+        tail = last * (epoch[have:, None] / epoch[have - 1]) ** -a
+    out = np.concatenate([loss[:have, :runs], tail.astype(loss.dtype)])
+    st = istats[:runs].copy()
+    ran = st[:, EPOCHS_RUN] == epochs
+    st[ran, EPOCHS_RUN] = int(epoch[-1])  # a recorded epoch: no extra last row
+    return out, st
+
+
+def _bytes(tables: list, options, what: str = "rows") -> tuple[float, float]:
     """Bytes per row and per file of Parquet files of these tables: the slope and
     intercept of writing all of them and half of their rows."""
     import pyarrow as pa
