@@ -345,3 +345,17 @@ def test_a_small_sweep_skips_the_calibration_and_pilot_runner_plan_does_not(tmp_
     budget.before_sweep(big, tmp_path / "b", fresh=False, jobs=1, backend="threading",
                         shard=None, max_memory=None, quiet=True)  # fmt: skip
     assert len(calls) == 2
+
+
+def test_a_cut_pilots_curves_continue_as_power_laws():
+    from runner.kernel.codes import EPOCHS_RUN
+    from runner.run.calibrate import _continued
+
+    t = np.arange(1, 31, dtype=np.float64)
+    curves = np.stack([5 * t**-0.5, 2 * t**-1.0, np.full(30, 3.0)], axis=1)  # (epochs, runs)
+    istats = np.zeros((3, 3), np.int64)
+    istats[:, EPOCHS_RUN] = [3, 3, 2]  # the last run stopped in the pilot
+    loss, st = _continued(curves[:3].astype(np.float32), istats, 3, 30, 1)
+    assert loss.shape == (30, 3) and loss.dtype == np.float32
+    np.testing.assert_allclose(loss[:, :2], curves[:, :2], rtol=1e-5)
+    assert st[:, EPOCHS_RUN].tolist() == [30, 30, 2]
