@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from functools import cache
+from typing import NamedTuple
 
 import numpy as np
 from numba import cuda, float32, float64, int32, int64
@@ -141,11 +142,12 @@ def _exact_exp(dtype: str, mul, add, sub, rint, bits):
     c = tuple(f(v) for v in coeffs)  # q's coefficients, highest first; then r's and 1
     to_int = int64 if dtype == "float64" else int32
 
+    ONE_ = c[-1]
     if len(c) == 12:
-        c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11 = c
+        c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, _ = c
 
         @device
-        def poly(r):
+        def em1(r):  # exp(r) - 1
             r2 = mul(r, r)
             b0 = add(c9, mul(c8, r))
             b1 = add(c7, mul(c6, r))
@@ -157,32 +159,43 @@ def _exact_exp(dtype: str, mul, add, sub, rint, bits):
             d1 = add(b2, mul(b3, r2))
             r8 = mul(r4, r4)
             q = add(add(d0, mul(d1, r4)), mul(b4, r8))
-            return add(c11, add(mul(c10, r), mul(r2, q)))
+            return add(mul(c10, r), mul(r2, q))
 
     else:
-        c0, c1, c2, c3, c4, c5, c6 = c
+        c0, c1, c2, c3, c4, c5, _ = c
 
         @device
-        def poly(r):
+        def em1(r):
             r2 = mul(r, r)
             b0 = add(c4, mul(c3, r))
             b1 = add(c2, mul(c1, r))
             r4 = mul(r2, r2)
             q = add(add(b0, mul(b1, r2)), mul(c0, r4))
-            return add(c6, add(mul(c5, r), mul(r2, q)))
+            return add(mul(c5, r), mul(r2, q))
 
     @device
-    def fexp(x):
+    def reduce(x):
+        """(kf, r): kf = rint(x / ln2), r = x - kf * ln2 (Cody-Waite), x clamped to range."""
         x = HI if x > HI else x  # a NaN stays NaN
         x = LO if x < LO else x
         kf = rint(mul(x, LOG2E))
-        p = poly(sub(sub(x, mul(kf, LN2_HI)), mul(kf, LN2_LO)))
+        return kf, sub(sub(x, mul(kf, LN2_HI)), mul(kf, LN2_LO))
+
+    @device
+    def scales(kf):
+        """2**n1 and 2**n2, n1 + n2 = kf, from their bits."""
         n = int(kf) if kf == kf else 0  # a NaN's kf: any integer, p carries the NaN
         n1 = n >> 1
         n2 = n - n1
-        return mul(mul(p, bits(to_int((n1 + BIAS) << SHIFT))), bits(to_int((n2 + BIAS) << SHIFT)))
+        return bits(to_int((n1 + BIAS) << SHIFT)), bits(to_int((n2 + BIAS) << SHIFT))
 
-    return fexp
+    @device
+    def fexp(x):
+        kf, r = reduce(x)
+        s1, s2 = scales(kf)
+        return mul(mul(add(ONE_, em1(r)), s1), s2)
+
+    return fexp, em1, reduce, scales
 
 
 def _fast_exp():
@@ -193,76 +206,195 @@ def _fast_exp():
     return fexp
 
 
+def _exact_tanh(dtype: str, mul, add, sub, div, parts):
+    """runner.kernel.reference.tanh, operation by operation: an odd polynomial below
+    atanh(1/2), 1 - 2 / (exp(2a) + 1) above it, the sign copied from x."""
+    from runner.kernel.reference import TANH_HALF, TANH_ONE, TANH_P, TANH_P32
+
+    _, em1, reduce, scales = parts
+    f = np.float64 if dtype == "float64" else np.float32
+    P = tuple(f(c) for c in (TANH_P if dtype == "float64" else TANH_P32))[::-1]  # highest first
+    ONE, TWO = f(1.0), f(2.0)
+    HALF, TOP = f(TANH_HALF), f(TANH_ONE[dtype == "float32"])
+
+    @device
+    def tanh(x):
+        a = abs(x)
+        s = mul(a, a)
+        q = P[0]
+        for i in range(1, len(P)):
+            q = add(mul(q, s), P[i])
+        if a < HALF:
+            th = add(a, mul(a, mul(s, q)))
+        else:
+            b = TOP if a > TOP else a  # a NaN stays NaN
+            kf, r = reduce(add(b, b))
+            s1, s2 = scales(kf)
+            scale = mul(s1, s2)
+            t = add(mul(em1(r), scale), sub(scale, ONE))
+            th = sub(ONE, div(TWO, add(t, TWO)))
+        return math.copysign(th, x)
+
+    return tanh
+
+
+def _activation(name: str, dtype: str, fastmath: bool, ops, parts):
+    """(act, deriv) of the hidden units as device functions; ``deriv(h)`` is act'(A) from
+    the activation's output h, as the reference takes it (relu: 1 or 0 as a number)."""
+    mul, add, sub, div = ops[:4]
+    f = np.float64 if dtype == "float64" else np.float32
+    ZERO, ONE = f(0.0), f(1.0)
+    fexp = parts[0]
+
+    if name == "sigmoid":
+
+        @device
+        def act(x):
+            return div(ONE, add(ONE, fexp(-x)))
+
+        @device
+        def deriv(h):
+            return mul(h, sub(ONE, h))
+
+    elif name == "tanh":
+        if fastmath:
+
+            @device
+            def act(x):
+                return math.tanh(x)
+
+        else:
+            act = _exact_tanh(dtype, mul, add, sub, div, parts)
+
+        @device
+        def deriv(h):
+            return sub(ONE, mul(h, h))
+
+    elif name == "relu":
+
+        @device
+        def act(x):
+            return x if x > ZERO or x != x else mul(ZERO, x)  # the reference's 0 * x
+
+        @device
+        def deriv(h):
+            return ONE if h > ZERO else ZERO
+
+    else:
+
+        @device
+        def act(x):
+            return x
+
+        @device
+        def deriv(h):
+            return ONE
+
+    return act, deriv
+
+
+class Model(NamedTuple):
+    """The compile-time choices of a variant beyond the output and update order."""
+
+    activation: str = "sigmoid"
+    bias: bool = False
+    c_h: float = 1.0  # pre-activation scales (mean-field: g / sqrt(inputs), 1 / hidden)
+    c_o: float = 1.0
+
+
+NOTEBOOK = Model()  # the notebook's network
+
+
 def _epoch(
     n: int, ni: int, nh: int, no: int, sigmoid_out: bool, sequential: bool,
-    dtype: str, fastmath: bool,
+    dtype: str, fastmath: bool, model: Model,
 ):  # fmt: skip
     """(forward, update): one epoch of one run as two device functions, the shape and
-    the mode compile-time constants. ``forward`` returns the epoch's loss."""
-    mul, add, sub, div, rint, bits = _ops(dtype, fastmath)
-    fexp = _fast_exp() if fastmath else _exact_exp(dtype, mul, add, sub, rint, bits)
+    the mode compile-time constants. ``forward`` returns the epoch's loss. The order of
+    operations is docs/numerics.md's (runner.kernel.reference.train_reference)."""
+    ops = _ops(dtype, fastmath)
+    mul, add, sub, div, rint, bits = ops
+    parts = (_fast_exp(), None, None, None) if fastmath else _exact_exp(dtype, *ops[:3], rint, bits)
+    act, deriv = _activation(model.activation, dtype, fastmath, ops, parts)
+    sigmoid = _activation("sigmoid", dtype, fastmath, ops, parts)[0]
     f = np.float64 if dtype == "float64" else np.float32
     ZERO, ONE, SIZE = f(0.0), f(1.0), f(n * no)
-    NI, NH, NO, N = ni, nh, no, n
+    C_H, C_O = f(model.c_h), f(model.c_o)
+    SCALED_H, SCALED_O = model.c_h != 1.0, model.c_o != 1.0
+    NI, NH, NO, N, B = ni, nh, no, n, bool(model.bias)
 
     @device
-    def sigmoid(x):
-        return div(ONE, add(ONE, fexp(-x)))
-
-    @device
-    def hidden_delta(h, dz, wz, dh):
-        """dH = (dZ @ Wz.T) * H * (1 - H)."""
+    def hidden_delta(h, dzh, wz, dh):
+        """dA = (dZh @ Wz[:hidden].T) * act'(A)."""
         for s in range(N):
             for j in range(NH):
                 acc = ZERO
                 for o in range(NO):
-                    acc = add(acc, mul(dz[s, o], wz[j, o]))
-                ht = h[s, j]
-                dh[s, j] = mul(acc, mul(ht, sub(ONE, ht)))
+                    acc = add(acc, mul(dzh[s, o], wz[j, o]))
+                dh[s, j] = mul(acc, deriv(h[s, j]))
 
     @device
-    def forward(X, Y, wh, wz, h, dz, a):
-        """Forward pass, error, output delta; squared errors summed in order."""
+    def forward(X, Y, wh, wz, h, dzo, dzh, so, sh):
+        """Forward pass, error, each layer's output delta; squared errors summed in order."""
         sq = ZERO
         for s in range(N):
             for j in range(NH):
                 acc = ZERO
                 for k in range(NI):
                     acc = add(acc, mul(X[s, k], wh[k, j]))
-                h[s, j] = sigmoid(acc)
+                if B:
+                    acc = add(acc, wh[NI, j])  # the ones column: 1 * w is w
+                h[s, j] = act(mul(acc, C_H) if SCALED_H else acc)
             for o in range(NO):
                 acc = ZERO
                 for j in range(NH):
                     acc = add(acc, mul(h[s, j], wz[j, o]))
+                if B:
+                    acc = add(acc, wz[NH, o])
+                if SCALED_O:
+                    acc = mul(acc, C_O)
                 if sigmoid_out:
                     zt = sigmoid(acc)
                     e = sub(Y[s, o], zt)
-                    dz[s, o] = mul(mul(e, a), mul(zt, sub(ONE, zt)))
+                    d = mul(zt, sub(ONE, zt))
+                    dzo[s, o] = mul(mul(e, so), d)
+                    dzh[s, o] = mul(mul(e, sh), d)
                 else:
                     e = sub(Y[s, o], acc)
-                    dz[s, o] = mul(e, a)
+                    dzo[s, o] = mul(e, so)
+                    dzh[s, o] = mul(e, sh)
                 sq = add(sq, mul(e, e))
         return div(sq, SIZE)
 
     @device
-    def update(X, wh, wz, h, dh, dz):
-        """Wz += H.T @ dZ, Wh += X.T @ dH (dH from the new Wz if sequential)."""
+    def update(X, wh, wz, h, dh, dzo, dzh):
+        """Wz += Hb.T @ dZo, Wh += Xb.T @ dA (dA from the new Wz if sequential)."""
         if not sequential:
-            hidden_delta(h, dz, wz, dh)
-        for j in range(NH):
-            for o in range(NO):
+            hidden_delta(h, dzh, wz, dh)
+        for o in range(NO):
+            for j in range(NH):
                 acc = ZERO
                 for s in range(N):
-                    acc = add(acc, mul(h[s, j], dz[s, o]))
+                    acc = add(acc, mul(h[s, j], dzo[s, o]))
                 wz[j, o] = add(wz[j, o], acc)
+            if B:
+                acc = ZERO
+                for s in range(N):
+                    acc = add(acc, dzo[s, o])
+                wz[NH, o] = add(wz[NH, o], acc)
         if sequential:
-            hidden_delta(h, dz, wz, dh)
-        for k in range(NI):
-            for j in range(NH):
+            hidden_delta(h, dzh, wz, dh)
+        for j in range(NH):
+            for k in range(NI):
                 acc = ZERO
                 for s in range(N):
                     acc = add(acc, mul(X[s, k], dh[s, j]))
                 wh[k, j] = add(wh[k, j], acc)
+            if B:
+                acc = ZERO
+                for s in range(N):
+                    acc = add(acc, dh[s, j])
+                wh[NI, j] = add(wh[NI, j], acc)
 
     return forward, update
 
@@ -270,42 +402,47 @@ def _epoch(
 @cache
 def make_kernel(
     n: int, ni: int, nh: int, no: int, sigmoid_out: bool, sequential: bool,
-    dtype: str = "float64", fastmath: bool = False,
+    dtype: str = "float64", fastmath: bool = False, model: Model = NOTEBOOK,
 ):  # fmt: skip
-    """The kernel for one shape and mode (sizes are compile-time constants).
+    """The kernel for one shape, mode and model (all compile-time constants).
 
-    ``kernel[blocks, THREADS](X, Y, Wh, Wz, alpha, epochs, every, stop_below,
-    diverge_above, loss_out, istats, fstats)``: arrays as ``cpu.train_batch``
-    takes them (runs last), X, Y, Wh, Wz and alpha in ``dtype``.
+    ``kernel[blocks, THREADS](X, Y, Wh, Wz, so, sh, epochs, every, stop_below,
+    diverge_above, loss_out, istats, fstats)``: arrays as ``cpu.train_batch`` takes
+    them (runs last; with a bias, Wh and Wz have one more row), X, Y, Wh, Wz in
+    ``dtype``, and per run the output and hidden layers' step factors ``so``, ``sh``
+    (runner.kernel.reference: alpha times the step's and scales' factors; both alpha for
+    the notebook's model).
     """
-    forward, update = _epoch(n, ni, nh, no, sigmoid_out, sequential, dtype, fastmath)
+    forward, update = _epoch(n, ni, nh, no, sigmoid_out, sequential, dtype, fastmath, model)
     f = np.float64 if dtype == "float64" else np.float32
     ft = float64 if dtype == "float64" else float32
-    NI, NH, NO, N = ni, nh, no, n
+    NI, NH, NO, N = ni + bool(model.bias), nh, no, n
+    NHB = nh + bool(model.bias)
 
     @cuda.jit(fastmath=fastmath)
     def kernel(
-        X, Y, Wh, Wz, alpha, epochs, every, stop_below, diverge_above, loss_out, istats, fstats
+        X, Y, Wh, Wz, so, sh, epochs, every, stop_below, diverge_above, loss_out, istats, fstats
     ):
         r = cuda.grid(1)
-        if r >= alpha.shape[0]:
+        if r >= so.shape[0]:
             return
         wh = cuda.local.array((NI, NH), ft)
-        wz = cuda.local.array((NH, NO), ft)
+        wz = cuda.local.array((NHB, NO), ft)
         h = cuda.local.array((N, NH), ft)
         dh = cuda.local.array((N, NH), ft)
-        dz = cuda.local.array((N, NO), ft)
+        dzo = cuda.local.array((N, NO), ft)
+        dzh = cuda.local.array((N, NO), ft)
         for k in range(NI):
             for j in range(NH):
                 wh[k, j] = Wh[k, j, r]
-        for j in range(NH):
+        for j in range(NHB):
             for o in range(NO):
                 wz[j, o] = Wz[j, o, r]
-        a = alpha[r]
+        a_o, a_h = so[r], sh[r]
         min_loss, last_loss = f(np.inf), f(np.nan)
         min_epoch, last, status = 0, 0, RAN_ALL
         for epoch in range(1, epochs + 1):
-            loss = forward(X, Y, wh, wz, h, dz, a)
+            loss = forward(X, Y, wh, wz, h, dzo, dzh, a_o, a_h)
             last, last_loss = epoch, loss
             if loss < min_loss:
                 min_loss, min_epoch = loss, epoch
@@ -314,7 +451,7 @@ def make_kernel(
             if not (math.isfinite(loss) and loss <= diverge_above):
                 status = DIVERGED  # recorded, then stop before this epoch's update
                 break
-            update(X, wh, wz, h, dh, dz)
+            update(X, wh, wz, h, dh, dzo, dzh)
             if loss < stop_below:
                 status = CONVERGED  # the epoch's update is kept
                 break
@@ -324,7 +461,7 @@ def make_kernel(
         for k in range(NI):
             for j in range(NH):
                 Wh[k, j, r] = wh[k, j]
-        for j in range(NH):
+        for j in range(NHB):
             for o in range(NO):
                 Wz[j, o, r] = wz[j, o]
         istats[r, EPOCHS_RUN], istats[r, MIN_EPOCH], istats[r, STATUS] = last, min_epoch, status

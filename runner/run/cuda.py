@@ -83,7 +83,7 @@ class Launch:
         if R:
             with _quiet_simulator():
                 kernel[-(-R // THREADS), THREADS, s](
-                    dX, dY, dWh, dWz, dalpha, int(epochs), int(every),
+                    dX, dY, dWh, dWz, dalpha, dalpha, int(epochs), int(every),
                     -math.inf if stop_below is None else float(stop_below),
                     math.inf if diverge_above is None else float(diverge_above),
                     dloss, dist, dfst,
