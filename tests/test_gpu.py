@@ -185,16 +185,22 @@ def test_launches_group_equal_kernel_keys(tmp_path):
     assert len(groups) < spec.n_chunks  # chunks were batched
 
 
-def _ptx(dtype: str, fastmath: bool) -> str:
+MODELS = {
+    "notebook": ("sigmoid", False, 1.0, 1.0),
+    "tanh, bias, mean-field": ("tanh", True, 0.7, 0.25),
+}
+
+
+def _ptx(dtype: str, fastmath: bool, model: str = "notebook") -> str:
     from numba import cuda
     from numba import types as t
 
-    from runner.kernel.cuda import make_kernel
+    from runner.kernel.cuda import Model, make_kernel
 
     f = t.float64 if dtype == "float64" else t.float32
-    sig = (f[:, ::1], f[:, ::1], f[:, :, ::1], f[:, :, ::1], f[::1], t.int64, t.int64,
+    sig = (f[:, ::1], f[:, ::1], f[:, :, ::1], f[:, :, ::1], f[::1], f[::1], t.int64, t.int64,
            t.float64, t.float64, t.float32[:, ::1], t.int64[:, ::1], f[:, ::1])  # fmt: skip
-    kernel = make_kernel(4, 2, 4, 1, True, True, dtype, fastmath)
+    kernel = make_kernel(4, 2, 4, 1, True, True, dtype, fastmath, Model(*MODELS[model]))
     try:
         ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0), fastmath=fastmath)
     except Exception as exc:  # no NVVM: numba-cuda[cu13] brings it (the dev extra does)
@@ -205,20 +211,21 @@ def _ptx(dtype: str, fastmath: bool) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("model", list(MODELS))
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_exact_ptx_never_fuses_and_fastmath_does(dtype):
+def test_exact_ptx_never_fuses_and_fastmath_does(dtype, model):
     """A real GPU runs the libdevice path the simulator never takes. NVVM would contract
     a*b + c into an fma; the exact kernel multiplies, adds and divides with libdevice's
     _rn calls, which become .rn instructions (PTX never fuses those), and keeps
     subnormals (no .ftz); fastmath uses FMA."""
     f = "f64" if dtype == "float64" else "f32"
-    exact = _ptx(dtype, False)
+    exact = _ptx(dtype, False, model)
     ops = re.findall(rf"^\s*((?:fma|mul|add|sub|div|rcp|ex2)\.[\w.]*{f})", exact, re.M)
     assert {f"mul.rn.{f}", f"add.rn.{f}"} <= set(ops), sorted(set(ops))
     assert {f"div.rn.{f}", f"rcp.rn.{f}"} & set(ops), sorted(set(ops))  # IEEE division
     assert not [op for op in ops if op.startswith("fma") or ".approx" in op or ".ftz" in op]
     assert not re.search(r"\b(ex2|lg2|rcp|div)\.approx", exact)
-    fast = _ptx(dtype, True)
+    fast = _ptx(dtype, True, model)
     assert re.search(rf"^\s*fma\.rn(\.ftz)?\.{f}", fast, re.M)
 
 
