@@ -168,6 +168,7 @@ class Dask(Backend):
     name = "dask"
     help = "a Dask cluster (--scheduler; runner[dask])"
     processes = True
+    variants: tuple[str, list] | None = None  # (loss_dtype, modes) of warm_up, for the workers
 
     def check(self) -> None:
         from runner.run.cluster import require_dask
@@ -185,7 +186,7 @@ class Dask(Backend):
         from runner.run.cluster import dask_backend
 
         with dask_backend(self.scheduler, jobs) as client:
-            if getattr(self, "variants", None):  # every worker at once, each once
+            if self.variants:  # every worker at once, each once
                 client.run(warm_once, *self.variants)
             yield from Parallel(return_as="generator_unordered")(delayed(chunk)(t) for t in tasks)
 
