@@ -108,3 +108,16 @@ def test_cache_option_wins_then_the_jobs_variable_then_the_sweeps_folder(tmp_pat
     assert script_cache(cache_lines(folder, None), NUMBA_CACHE_DIR="/mine") == "/mine"
     given = tmp_path / "it's"
     assert script_cache(cache_lines(folder, given), NUMBA_CACHE_DIR="/mine") == str(given)
+
+
+def test_warming_is_reentrant_and_quiet_when_no_kernel_was_used(tmp_path, monkeypatch):
+    """A sweep holds the lock around its estimate and again around its warm-up: nested,
+    the inner one must not wait for the outer (a second flock in one process would)."""
+    from runner.kernel.numba_ext import compile_target
+    from runner.run.shared_cache import warming
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    said = []
+    with warming(say=said.append), warming(say=said.append):
+        pass
+    assert said == [] and lock_path(tmp_path, compile_target()).exists()
