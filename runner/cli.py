@@ -206,6 +206,7 @@ def cmd_slurm(args: argparse.Namespace) -> int:
         yes=args.yes,
         requeue=Requeue(*policy) if policy else None,
         then=args.then,
+        cache=args.cache,
     )
     if sub.job_id is None:
         print(sub.text, end="")

@@ -176,6 +176,13 @@ def _slurm_parser(sub) -> None:
     )
     _requeue_options(sl)
     sl.add_argument(
+        "--cache",
+        default=None,
+        metavar="DIR",
+        help="the tasks' shared Numba cache (default: $NUMBA_CACHE_DIR in the job, else "
+        "OUT/<name>/slurm/numba-cache); see docs/hpc.md",
+    )
+    sl.add_argument(
         "--then",
         choices=("report", "plot", "summary"),
         default=None,

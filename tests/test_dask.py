@@ -77,6 +77,28 @@ def test_scheduler_from_environment(scheduler, tmp_path, reference, monkeypatch)
 
 
 @pytest.mark.dask
+def test_each_worker_warms_its_kernels_once(scheduler, tmp_path):
+    """Every worker warms the sweep's variant before its first chunk (client.run), and
+    not again for further chunks or a second sweep."""
+    from distributed import Client
+
+    from runner.run import backends
+
+    for out in ("first", "second"):
+        report = runner.sweep(SPEC, out=tmp_path / out, backend="dask", scheduler=scheduler,
+                              overrides=SMALL, progress=False, quiet=True)  # fmt: skip
+        assert report.chunks_run == 12
+    first_chunk = min(p.stat().st_mtime for p in (tmp_path / "first" / NAME / "runs").iterdir())
+    with Client(scheduler, timeout="30s") as client:
+        warmed = client.run(backends.warmed)
+        (variant,) = next(iter(warmed.values()))  # the one variant of SMALL
+        again = client.run(backends.warm_once, variant[0], [variant[1:]])
+    assert len(warmed) == 2 and all(list(w) == [variant] for w in warmed.values()), warmed
+    assert all(w[variant] <= first_chunk for w in warmed.values())  # once, before any chunk
+    assert list(again.values()) == [0, 0]  # a warm worker does not warm again
+
+
+@pytest.mark.dask
 def test_local_cluster_without_address(tmp_path, reference, monkeypatch):
     monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
     report = runner.sweep(SPEC, out=tmp_path, backend="dask", jobs=2, overrides=SMALL)

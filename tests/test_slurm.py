@@ -166,6 +166,31 @@ def test_more_tasks_than_chunks_is_refused(tmp_path, capsys):
     assert "12 chunks" in capsys.readouterr().err
 
 
+def test_cache_option_is_written_to_the_script(tmp_path, capsys):
+    cache = tmp_path / "shared" / "cache"
+    argv = ["slurm", str(SPEC), "--tasks", "2", "--out", str(tmp_path), *sets(SMALL)]
+    assert main([*argv, "--cache", str(cache), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert f"\nexport NUMBA_CACHE_DIR={cache}\nexec " in text
+    assert "numba-cache" not in text and not cache.exists()  # a dry run makes nothing
+
+
+@pytest.mark.parametrize("bad", ["file", "file/cache", "unwritable/cache"])
+def test_bad_cache_option_is_a_one_line_error(tmp_path, capsys, monkeypatch, bad):
+    (tmp_path / "file").write_text("")
+    (tmp_path / "unwritable").mkdir()
+    if bad.startswith("unwritable"):  # root may write anywhere: say the check refuses it
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, m: "unwritable" not in str(p) and real(p, m))
+    argv = ["slurm", str(SPEC), "--tasks", "2", "--out", str(tmp_path), *sets(SMALL)]
+    assert main([*argv, "--cache", str(tmp_path / bad)]) == 2
+    err = capsys.readouterr().err
+    why = "not writable" if bad.startswith("unwritable") else "is not a directory"
+    assert "--cache" in err and why in err and err.count("\n") == 1, err
+    assert sorted(os.listdir(tmp_path)) == ["file", "unwritable"]  # nothing written
+    assert (tmp_path / "file").read_text() == "" and not os.listdir(tmp_path / "unwritable")
+
+
 # ----- a real cluster -----
 @pytest.fixture(scope="session")
 def slurm(tmp_path_factory):
@@ -175,10 +200,15 @@ def slurm(tmp_path_factory):
     if os.geteuid() != 0:
         need_service("root, to run the local SLURM cluster (SlurmUser=root)")
     folder = tmp_path_factory.mktemp("slurm")
+    cache = folder / "numba-cache"  # every job's, unless --cache: warmed once, here
+    warm = subprocess.run(sweep_cmd(SPEC, folder / "warm", *sets(SMALL)), capture_output=True,
+                          text=True, env=env(NUMBA_CACHE_DIR=str(cache)), timeout=900)  # fmt: skip
+    assert warm.returncode == 0, warm.stderr
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SLURM_CONF", str(folder / "slurm.conf"))
         mp.setenv("PYTHONPATH", env()["PYTHONPATH"])  # jobs inherit it: this checkout
         mp.setenv("RUNNER_JOBS", "1")
+        mp.setenv("NUMBA_CACHE_DIR", str(cache))
         subprocess.run([SCRIPT, "start", folder], check=True, timeout=120)
         try:
             yield folder
@@ -396,3 +426,48 @@ def test_preempted_task_requeues_itself(slurm, tmp_path, reference, capsys, monk
     assert "chunks in flight given up, not written" in text
     assert status(folder, capsys)[0] == 0
     assert_same_results(folder, reference(SMALL))
+
+
+# ----- one shared Numba cache (--cache): compiled once, then loaded -----
+CACHE_LINE = re.compile(r"runner: Numba cache (\S+) \((\S+)\): (\d+) loaded, (\d+) compiled")
+
+
+def cache_use(log: Path) -> tuple[str, int, int]:
+    """(the task's log, variants it loaded from the shared cache, variants it compiled)."""
+    text = log.read_text()
+    found = CACHE_LINE.findall(text)
+    assert found, text
+    return text, sum(int(f[2]) for f in found), sum(int(f[3]) for f in found)
+
+
+def compiled_once(tmp_path, capsys, *extra) -> tuple[str, int, str]:
+    """A two-task array into an empty --cache, where one task compiles and the other
+    loads every variant; (the loader's log, the compiler's task, the job)."""
+    cache = tmp_path / "cache"
+    (job,) = submit_all(tmp_path, SMALL, capsys, "--cache", str(cache), *extra, tasks=2)
+    wait_job(job, timeout=900)
+    logs = tmp_path / NAME / "slurm" / "logs"
+    uses = [cache_use(logs / f"{job}_{k}.out") for k in (0, 1)]
+    k = 0 if uses[0][2] else 1  # the task that compiled
+    (_, loaded, compiled), (loader, reloaded, recompiled) = uses[k], uses[1 - k]
+    assert compiled >= 1 and recompiled == 0, uses  # compiled once
+    assert reloaded == loaded + compiled, uses  # then loaded every variant
+    assert list(cache.rglob("*.nbi")), "no Numba index in the shared cache"
+    assert status(tmp_path / NAME, capsys)[0] == 0
+    return loader, k, job
+
+
+@pytest.mark.slurm
+def test_second_task_loads_what_the_first_compiled(slurm, tmp_path, reference, capsys):
+    """--exclusive: one task after the other on the one node; the second compiles nothing."""
+    loader, _, _ = compiled_once(tmp_path, capsys, "--sbatch-arg=--exclusive")
+    assert "runner: waiting" not in loader  # it ran after the first, not beside it
+    assert_same_results(tmp_path / NAME, reference(SMALL))
+
+
+@pytest.mark.slurm
+def test_two_tasks_started_together_compile_once(slurm, tmp_path, capsys):
+    """Both tasks at once: one compiles under the lock while the other waits, then loads."""
+    loader, k, job = compiled_once(tmp_path, capsys)
+    assert f"runner: waiting: {os.uname().nodename} pid " in loader, loader
+    assert f"job {job}_{k} compiles the kernels for " in loader, loader

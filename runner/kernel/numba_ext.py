@@ -18,6 +18,8 @@ What each use relies on:
   name, so that Numba keys a second cache entry on it (one source, several variants);
 - ``has_cache_index``: a dispatcher's ``_cache._index_path`` (whether Numba's cache
   holds an index for the function: compiled before on this machine);
+- ``compile_target``: ``numba.core.config.CPU_NAME``/``CPU_FEATURES``, llvmlite's host
+  CPU name and ``get_host_cpu_features`` (what Numba's cache index keys entries by);
 - ``cuda_simulator``: ``numba.core.config.ENABLE_CUDASIM``.
 """
 
@@ -93,6 +95,24 @@ def has_cache_index(dispatcher) -> bool:
     cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
     path = getattr(cache_file, "_index_path", None)
     return bool(path) and os.path.exists(path)
+
+
+def compile_target() -> str:
+    """The CPU target Numba compiles for, as its cache index keys entries: the CPU name
+    (NUMBA_CPU_NAME, else the host's, e.g. ``znver2``) and a hash of the features
+    (NUMBA_CPU_FEATURES, else the host's). Equal on two machines: each loads the other's
+    cache entries."""
+    import hashlib
+
+    from llvmlite import binding
+
+    name = config.CPU_NAME or "host"
+    if name == "host":
+        name = binding.get_host_cpu_name()
+    features = config.CPU_FEATURES
+    if features is None:
+        features = get_host_cpu_features()
+    return f"{name}-{hashlib.sha1(features.encode()).hexdigest()[:8]}"
 
 
 def cuda_simulator() -> bool:

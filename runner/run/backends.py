@@ -12,6 +12,7 @@ everything else asks the registry and the capability flags.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, ClassVar
 
@@ -54,20 +55,41 @@ class Backend:
         """Compile (or load from cache) the kernels of these (dtype, fastmath, output,
         update) variants; unless ``quiet``, say so when one is not cached yet."""
         if self.cpu_kernels:
+            from runner.run.shared_cache import warming
             from runner.run.train import compile_note
             from runner.run.worker import warm_up
 
-            for mode in modes:
-                note = None if quiet else compile_note(*mode)
-                if note:
-                    sys.stderr.write(f"runner: {note}\n")
-                warm_up(loss_dtype, *mode)
+            with warming():  # a shared cache: compile once per CPU model, under a lock
+                for mode in modes:
+                    note = None if quiet else compile_note(*mode)
+                    if note:
+                        sys.stderr.write(f"runner: {note}\n")
+                    warm_up(loss_dtype, *mode)
 
     def dispatch(self, tasks: Iterable[ChunkTask], chunks: int, jobs: int, chunk: Chunk
                  ) -> Iterator[ChunkDone | None]:  # fmt: skip
         """``chunk(task)`` for each of the ``chunks`` tasks on ``jobs`` workers; each
         result as it finishes."""
         raise NotImplementedError
+
+
+# this process's warm-ups by warm_once: (loss_dtype, dtype, fastmath, output, update) -> when
+WARMED: dict[tuple, float] = {}
+
+
+def warm_once(loss_dtype: str, modes: list[tuple[str, bool, str, str]]) -> int:
+    """Warm the variants this process has not warmed yet (a Dask worker, through
+    ``client.run``); how many it warmed now."""
+    todo = [m for m in modes if (loss_dtype, *m) not in WARMED]
+    if todo:
+        Backend().warm_up(loss_dtype, todo)
+        WARMED.update({(loss_dtype, *m): time.time() for m in todo})
+    return len(todo)
+
+
+def warmed() -> dict[tuple, float]:
+    """This process's warm-ups by warm_once (read on each worker by ``client.run``)."""
+    return dict(WARMED)
 
 
 BACKENDS: dict[str, type[Backend]] = {}
@@ -146,18 +168,26 @@ class Dask(Backend):
     name = "dask"
     help = "a Dask cluster (--scheduler; runner[dask])"
     processes = True
+    variants: tuple[str, list] | None = None  # (loss_dtype, modes) of warm_up, for the workers
 
     def check(self) -> None:
         from runner.run.cluster import require_dask
 
         require_dask()
 
+    def warm_up(self, loss_dtype, modes, quiet=True):
+        """Here (filling the cache the workers load), and each worker once in dispatch."""
+        self.variants = (loss_dtype, list(modes))
+        super().warm_up(loss_dtype, self.variants[1], quiet)
+
     def dispatch(self, tasks, chunks, jobs, chunk):
         from joblib import Parallel, delayed
 
         from runner.run.cluster import dask_backend
 
-        with dask_backend(self.scheduler, jobs):
+        with dask_backend(self.scheduler, jobs) as client:
+            if self.variants:  # every worker at once, each once
+                client.run(warm_once, *self.variants)
             yield from Parallel(return_as="generator_unordered")(delayed(chunk)(t) for t in tasks)
 
 

@@ -22,6 +22,7 @@ from runner.results import claims, store
 from runner.results.growth import open_sweep
 from runner.run import budget, memory, requeue
 from runner.run.backends import Backend, get_backend
+from runner.run.shared_cache import warming
 from runner.run.slurm_env import JobEnvironment
 from runner.run.units import rate
 from runner.run.worker import ChunkDone, ChunkFailed, run_chunk, tasks_for
@@ -166,8 +167,9 @@ def sweep(
     chosen.check()
     shard_ = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
     folder = (Path(out) if out is not None else Path("results")) / spec.name
-    sizing = budget.before_sweep(spec, folder, fresh=fresh, jobs=jobs, backend=chosen.name,
-                                 shard=shard_, max_memory=max_memory, quiet=quiet)  # fmt: skip
+    with warming():  # its calibration and pilot are the first to use the kernels
+        sizing = budget.before_sweep(spec, folder, fresh=fresh, jobs=jobs, backend=chosen.name,
+                                     shard=shard_, max_memory=max_memory, quiet=quiet)  # fmt: skip
     plan = open_sweep(folder, spec, fresh)
     store.clean_stale_tmp(folder)
     done = _done_chunks(folder, plan)

@@ -10,6 +10,8 @@ folder once every task of the array has ended.
 
 from __future__ import annotations
 
+import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -26,6 +28,7 @@ from runner.run.requeue import DEFAULT_GRACE, DEFAULT_MAX_REQUEUES
 from runner.run.slurm_env import config, config_number
 
 THEN_COMMANDS = ("report", "plot", "summary")
+CACHE_DIR = "numba-cache"  # in slurm/: the tasks' shared Numba cache, unless --cache
 MAX_SIGNAL_TIME = 65535  # sbatch --signal=...@S takes 0..65535 seconds
 
 
@@ -71,8 +74,10 @@ def sbatch_script(
     python: str,
     yes: bool = False,
     requeue: Requeue | None = None,
+    cache: Path | None = None,
 ) -> str:
-    """The job array script; every path in it is absolute."""
+    """The job array script; every path in it is absolute. ``cache``: the tasks' Numba
+    cache (--cache); None: $NUMBA_CACHE_DIR where the task runs, else ``slurm/numba-cache``."""
     logs = root / spec.name / SLURM_DIR / "logs"
     lines = [
         "#!/bin/bash",
@@ -109,9 +114,33 @@ def sbatch_script(
         argv += ["--max-requeues", str(requeue.max_requeues)]
     for o in overrides:
         argv += ["--set", o]
+    lines += ["set -eu", *cache_lines(root / spec.name, cache)]
     # exec: runner is the batch shell, so that SLURM's USR1 (--signal=B:...) reaches it
-    lines += ["set -eu", "exec " + shlex.join(argv), ""]
+    lines += ["exec " + shlex.join(argv), ""]
     return "\n".join(lines)
+
+
+def cache_lines(folder: Path, cache: Path | None) -> list[str]:
+    """The script's NUMBA_CACHE_DIR, exported before Python starts (Numba reads it at
+    import): ``cache`` if given, else the job's own $NUMBA_CACHE_DIR, else the sweep's."""
+    note = "# one Numba cache for all tasks: the first on each CPU model compiles (docs/hpc.md)"
+    if cache is not None:
+        return [note, f"export NUMBA_CACHE_DIR={shlex.quote(str(cache))}"]
+    default = re.sub(r'([\\"$`}])', r"\\\1", str(folder / SLURM_DIR / CACHE_DIR))
+    return [note, f'export NUMBA_CACHE_DIR="${{NUMBA_CACHE_DIR:-{default}}}"']
+
+
+def check_cache(cache: str | Path) -> Path:
+    """--cache as an absolute path: a directory, or one that can be made; RunnerError."""
+    path = Path(cache).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise RunnerError(f"{path} is not a directory", key="--cache")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise RunnerError(f"{existing} is not a directory", key="--cache")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunnerError(f"{existing} is not writable", key="--cache")
+    return path
 
 
 def then_script(name: str, folder: Path, command: str, options: SlurmOptions, python: str) -> str:
@@ -159,14 +188,17 @@ def submit(
     yes: bool = False,
     requeue: Requeue | None = None,
     then: str | None = None,
+    cache: str | Path | None = None,
 ) -> Submission:
     """Validate the spec, write the job array script and submit it (unless ``dry_run``).
 
     ``then``: also submit a follow-up job running ``runner THEN DIR`` after the array.
+    ``cache``: the tasks' shared Numba cache folder (default: see ``cache_lines``).
     """
     overrides = list(overrides or [])
     options = options or SlurmOptions()
     _check_requeue(requeue, options.time)
+    cache = check_cache(cache) if cache is not None else None
     if then is not None and then not in THEN_COMMANDS:
         raise RunnerError(f"must be one of {', '.join(THEN_COMMANDS)}, got {then!r}", key="--then")
     spec_path = Path(spec_path).resolve()
@@ -185,7 +217,7 @@ def submit(
             key="--tasks",
         )
     text = sbatch_script(
-        spec, spec_path, root, tasks, overrides, options, sys.executable, yes, requeue
+        spec, spec_path, root, tasks, overrides, options, sys.executable, yes, requeue, cache
     )
     follow = then_script(spec.name, folder, then, options, sys.executable) if then else None
     if not dry_run:
@@ -201,6 +233,8 @@ def submit(
             )
         # sweep.json (or the growth's file) now: every task plans the same chunks
         open_sweep(folder, spec)
+        if cache is not None:
+            cache.mkdir(parents=True, exist_ok=True)
     script = folder / SLURM_DIR / SCRIPT
     (script.parent / "logs").mkdir(parents=True, exist_ok=True)
     script.write_text(text)
