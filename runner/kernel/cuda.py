@@ -324,16 +324,6 @@ def _epoch(
     NI, NH, NO, N, B = ni, nh, no, n, bool(model.bias)
 
     @device
-    def hidden_delta(h, dzh, wz, dh):
-        """dA = (dZh @ Wz[:hidden].T) * act'(A)."""
-        for s in range(N):
-            for j in range(NH):
-                acc = ZERO
-                for o in range(NO):
-                    acc = add(acc, mul(dzh[s, o], wz[j, o]))
-                dh[s, j] = mul(acc, deriv(h[s, j]))
-
-    @device
     def forward(X, Y, wh, wz, h, dzo, dzh, so, sh):
         """Forward pass, error, each layer's output delta; squared errors summed in order."""
         sq = ZERO
@@ -366,6 +356,25 @@ def _epoch(
                 sq = add(sq, mul(e, e))
         return div(sq, SIZE)
 
+    update = _backward(n, ni, nh, no, sequential, ops, deriv, B, ZERO)
+    return forward, update
+
+
+def _backward(n: int, ni: int, nh: int, no: int, sequential: bool, ops, deriv, B: bool, ZERO):
+    """``update``: one epoch's weight updates of one run, as a device function."""
+    mul, add = ops[0], ops[1]
+    NI, NH, NO, N = ni, nh, no, n
+
+    @device
+    def hidden_delta(h, dzh, wz, dh):
+        """dA = (dZh @ Wz[:hidden].T) * act'(A)."""
+        for s in range(N):
+            for j in range(NH):
+                acc = ZERO
+                for o in range(NO):
+                    acc = add(acc, mul(dzh[s, o], wz[j, o]))
+                dh[s, j] = mul(acc, deriv(h[s, j]))
+
     @device
     def update(X, wh, wz, h, dh, dzo, dzh):
         """Wz += Hb.T @ dZo, Wh += Xb.T @ dA (dA from the new Wz if sequential)."""
@@ -396,7 +405,7 @@ def _epoch(
                     acc = add(acc, dh[s, j])
                 wh[NI, j] = add(wh[NI, j], acc)
 
-    return forward, update
+    return update
 
 
 @cache
