@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 from runner.cli_args import _parser, _requeue_args
 from runner.errors import RunnerError
+from runner.run import interrupts
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -228,22 +229,22 @@ def cmd_slurm(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sigterm(signum, frame):  # SLURM and kill send SIGTERM: stop as on Ctrl-C
-    raise KeyboardInterrupt
-
-
 @contextmanager
 def _sigterm_stops() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt until the block ends (main thread only); then the
-    handler before it is back."""
+    """SIGTERM (SLURM's and kill's) stops as Ctrl-C does: both raise KeyboardInterrupt and
+    are remembered (runner.run.interrupts) until the block ends (main thread only); then
+    the handlers before it are back."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.signal(signal.SIGTERM, _sigterm)
+    interrupts.clear()
+    old = {s: signal.signal(s, interrupts.handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, h in old.items():
+            signal.signal(s, h)
+        interrupts.clear()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,6 +6,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -242,3 +243,36 @@ def test_no_test_hook_in_runner():
     root = Path(__file__).resolve().parents[1] / "runner"
     found = [str(p) for p in root.rglob("*.py") if "RUNNER_TEST" in p.read_text()]
     assert found == []
+
+
+def test_a_ctrl_c_dropped_in_a_finaliser_still_stops_the_sweep(tmp_path, capsys, monkeypatch):
+    """Python drops a KeyboardInterrupt raised inside a __del__; the sweep remembers the
+    signal and stops at the next chunk with the resume hint (exit 130)."""
+    from runner.cli import main
+    from runner.run import interrupts, worker
+
+    spec = write_spec(tmp_path, every=100, chunk_runs=3)
+    real = worker.write_results
+    calls = []
+
+    class Finaliser:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)  # raised here, printed, dropped
+
+    def write_then_signal(*a, **k):
+        out = real(*a, **k)
+        if not calls:
+            Finaliser()  # collected at once: the interrupt lands in its __del__
+        calls.append(1)
+        return out
+
+    dropped = []
+    monkeypatch.setattr(worker, "write_results", write_then_signal)
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: dropped.append(u.exc_type))
+    rc = main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--jobs", "1",
+               "--backend", "sequential", "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert dropped == [KeyboardInterrupt]
+    assert rc == 130, err
+    assert err.strip().endswith("run the same command to resume")
+    assert len(calls) == 1 and not interrupts.seen()

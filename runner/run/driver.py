@@ -20,7 +20,7 @@ from runner.plan.chunks import Plan
 from runner.plan.spec import MAX_RUNS, Spec, load_spec, spec_from_dict
 from runner.results import claims, store
 from runner.results.growth import open_sweep
-from runner.run import budget, memory, requeue
+from runner.run import budget, interrupts, memory, requeue
 from runner.run.backends import Backend, get_backend
 from runner.run.shared_cache import warming
 from runner.run.slurm_env import JobEnvironment
@@ -232,6 +232,8 @@ def _collect(results: Iterator[ChunkDone | None], report: SweepReport, bar: Prog
             report.diverged += res.diverged
             report.rows += res.rows
             bar.update(res.runs)
+            if interrupts.seen():  # one raised in a __del__ was dropped
+                raise KeyboardInterrupt
         if stop is not None and stop.requested and report.chunks_run < pending:
             raise KeyboardInterrupt
     except KeyboardInterrupt:
