@@ -193,3 +193,36 @@ def test_markdown_names_the_machine():
     assert "| f | >= 2x | 2.50x | yes |" in text
     assert "| g | >= 2x | - | not measured |" in text
     assert "jax not installed" in text
+
+
+@pytest.mark.slow
+def test_the_jax_trainability_peer_trains_the_references_network():
+    """`runner bench --workload trainability` compares against this JAX map: the same
+    data, initial weights and network as the reference's tanh, mean-field, gradient-step
+    model (simultaneous updates), to rounding (its sums run in another order)."""
+    jax = need_jax()
+    from runner.bench import jax_trainability as jt
+    from runner.kernel import reference as ref
+
+    X, Y, Wh, Wz = jt.problem()
+    Xr, Yr = ref.random_data(jt.SAMPLES, jt.INPUTS, jt.OUTPUTS, jt.DATA_SEED)
+    assert np.array_equal(X, Xr) and np.array_equal(Y, Yr)
+    Wh_r, Wz_r = ref.init_normal(jt.INIT_SEED, jt.INPUTS, jt.HIDDEN, jt.OUTPUTS, 0.0, 1.0)
+    assert np.array_equal(Wh, Wh_r) and np.array_equal(Wz, Wz_r)
+    points = [(30.0, 40.0), (300.0, 100.0), (3e4, 60.0), (20.0, 900.0)]
+    jax.config.update("jax_enable_x64", True)
+    try:
+        got = np.asarray(
+            jt.make_map(X, Y, Wh, Wz, 60, 20)(
+                jax.numpy.array([p[0] for p in points]), jax.numpy.array([p[1] for p in points])
+            )
+        )
+    finally:
+        jax.config.update("jax_enable_x64", False)
+    for (a_h, a_o), ratio in zip(points, got, strict=True):
+        res = ref.train_reference(X, Y, Wh, Wz, 0.0, 60, "linear", "simultaneous",
+                                  activation="tanh", scaling="mean-field", step="gradient",
+                                  alpha_hidden=a_h, alpha_output=a_o)  # fmt: skip
+        want = res.loss[-20:].mean() / res.loss[0] if len(res.loss) == 60 else np.inf
+        both_diverged = not (np.isfinite(ratio) or np.isfinite(want))
+        assert both_diverged or ratio == pytest.approx(want, rel=1e-6), (a_h, a_o)
