@@ -209,7 +209,7 @@ def test_the_jax_trainability_peer_trains_the_references_network():
     assert np.array_equal(X, Xr) and np.array_equal(Y, Yr)
     Wh_r, Wz_r = ref.init_normal(jt.INIT_SEED, jt.INPUTS, jt.HIDDEN, jt.OUTPUTS, 0.0, 1.0)
     assert np.array_equal(Wh, Wh_r) and np.array_equal(Wz, Wz_r)
-    points = [(30.0, 40.0), (300.0, 100.0), (3e4, 60.0), (20.0, 900.0)]
+    points = [(30.0, 40.0), (300.0, 100.0), (5.0, 8.0), (0.2, 3.0)]  # none chaotic
     jax.config.update("jax_enable_x64", True)
     try:
         got = np.asarray(
