@@ -139,6 +139,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         figures = compile_bench.run(log=log, sweep=not args.quick)
         print(json.dumps(figures, indent=2) if args.json else compile_bench.table(figures))
         return 0
+    if args.against:
+        from runner.bench import against
+
+        try:
+            versus = against.run(args.against, quick=args.quick, log=log)
+        except RuntimeError as exc:
+            raise RunnerError(str(exc), key="--against") from None
+        print(json.dumps(versus, indent=2, default=str) if args.json else against.table(versus))
+        return 0
     result = (bench.run_shapes if args.shapes else bench.run)(quick=args.quick, log=log)
     if args.json:
         print(json.dumps(result, indent=2))

@@ -226,3 +226,18 @@ def test_the_jax_trainability_peer_trains_the_references_network():
         want = res.loss[-20:].mean() / res.loss[0] if len(res.loss) == 60 else np.inf
         both_diverged = not (np.isfinite(ratio) or np.isfinite(want))
         assert both_diverged or ratio == pytest.approx(want, rel=1e-6), (a_h, a_o)
+
+
+@pytest.mark.slow
+def test_bench_against_a_commit_times_both_kernels_and_compares_their_losses():
+    """`runner bench --against REV` builds REV in a git worktree beside this checkout; against
+    HEAD itself the exact losses are equal and the two times are of one kernel."""
+    from runner.bench import against
+
+    result = against.run("HEAD", quick=True, shapes=((4, 2, 4),), modes=(("float64", False),))
+    row = result["rows"]["4x2x4 float64 exact"]
+    assert row["same_losses"] is True, row
+    assert row["old_ns"] > 0 and row["new_ns"] > 0 and 0.2 < row["ratio"] < 5
+    assert "| 4x2x4 float64 exact |" in against.table(result)
+    with pytest.raises(RuntimeError, match="git worktree add no-such-rev"):
+        against.run("no-such-rev", quick=True)

@@ -1,0 +1,142 @@
+"""``runner bench --against REV``: this checkout's kernel against another commit's, built
+side by side in one run, so that "no shape slower" is measured, not assumed.
+
+REV is checked out into a temporary ``git worktree``; each (shape, mode) is timed in a
+fresh process per tree, pinned to one core, by the same script (``TIMING``), which
+imports ``run_batch`` from whichever layout the tree has. Both trees train the same
+data, weights and rate; in exact modes the two must give the same losses, bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runner.bench import peers
+from runner.bench.harness import BUDGET_S, QUICK_SHAPES, SHAPES, _epochs, _runs, shape_key
+from runner.bench.peers import MODES, mode_name
+
+ROOT = Path(__file__).resolve().parents[2]
+SLOWER = 1.05  # new / old above this is "slower": medians on a shared machine move ~5%
+
+TIMING = """
+import json, os, sys, time
+import numpy as np
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+try:
+    from runner.run.train import init_weights, run_batch
+except ImportError:  # the flat layout before runner/run/
+    from runner.train import init_weights, run_batch
+a = json.loads(sys.argv[1])
+d = np.load(a["data"])
+X, Y = d["X"], d["Y"]
+kw = {"dtype": a["dtype"], "fastmath": a["fastmath"]}
+Wh0, Wz0 = init_weights(range(a["runs"]), X.shape[1], a["hidden"], 1)
+alpha = np.full(a["runs"], a["alpha"])
+check = run_batch(X, Y, Wh0[..., :2].copy(), Wz0[..., :2].copy(), alpha[:2], 50,
+                  loss_dtype=np.float64, **kw).loss
+def call():
+    run_batch(X, Y, Wh0.copy(), Wz0.copy(), alpha, a["epochs"], loss_dtype=np.float32, **kw)
+call()
+t0 = time.perf_counter(); call(); once = time.perf_counter() - t0
+calls = max(1, round(a["budget"] / once))
+times = []
+for _ in range(a["repeats"]):
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        call()
+    times.append((time.perf_counter() - t0) / calls)
+print(json.dumps({"times": times, "check": check.tolist()}))
+"""
+
+
+def worktree(rev: str, into: Path) -> Path:
+    """REV checked out (detached) at ``into``; RuntimeError if git cannot."""
+    r = subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(into), rev],
+                       capture_output=True, text=True)  # fmt: skip
+    if r.returncode != 0:
+        raise RuntimeError(f"git worktree add {rev}: {r.stderr.strip()[:200]}")
+    return into
+
+
+def _time(tree: Path, args: dict[str, Any]) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    if tree != ROOT:  # the other commit's kernels: a cache of their own
+        env["NUMBA_CACHE_DIR"] = str(tree / ".numba")
+    r = subprocess.run([sys.executable, "-c", TIMING, json.dumps(args)], capture_output=True,
+                       text=True, env=env, cwd=tree)  # fmt: skip
+    if r.returncode != 0:
+        lines = r.stderr.strip().splitlines()
+        return {"error": lines[-1] if lines else f"exit {r.returncode}"}
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    work = args["runs"] * args["epochs"]
+    return {"ns_per_epoch_run": statistics.median(out["times"]) / work * 1e9,
+            "check": np.array(out["check"])}  # fmt: skip
+
+
+def run(rev: str, quick: bool = False, log: Callable[[str], None] | None = None,
+        shapes: tuple | None = None, modes: tuple | None = None) -> dict:  # fmt: skip
+    """Every (shape, mode): ns per epoch-run of REV's kernel and this one's, their ratio,
+    whether this one is not slower, and (exact modes) whether their losses are equal."""
+    say = log or (lambda msg: None)
+    rows: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        old = worktree(rev, Path(tmp) / "old")
+        try:
+            for shape in shapes or (QUICK_SHAPES if quick else SHAPES):
+                X, Y = peers.data(shape)
+                data = Path(tmp) / f"{shape_key(shape)}.npz"
+                np.savez(data, X=X, Y=Y)
+                for dtype, fastmath in modes or MODES:
+                    key = f"{shape_key(shape)} {mode_name(dtype, fastmath)}"
+                    say(f"against {rev}: {key}")
+                    args = {"data": str(data), "dtype": dtype, "fastmath": fastmath,
+                            "hidden": shape[2], "alpha": peers.alpha(shape),
+                            "runs": _runs("runner", shape, quick, False),
+                            "epochs": _epochs(shape, quick, False),
+                            "budget": BUDGET_S[quick], "repeats": 3 if quick else 5}  # fmt: skip
+                    rows[key] = _row(_time(old, args), _time(ROOT, args), fastmath)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)],
+                           capture_output=True)  # fmt: skip
+    timed = [r for r in rows.values() if "ratio" in r]
+    return {"rev": rev, "quick": quick, "rows": rows,
+            "holds": bool(timed) and all(r["not_slower"] for r in timed) and
+            all(r.get("same_losses", True) for r in timed)}  # fmt: skip
+
+
+def _row(old: dict, new: dict, fastmath: bool) -> dict[str, Any]:
+    if "error" in old or "error" in new:
+        return {"error": old.get("error") or new.get("error")}
+    ratio = new["ns_per_epoch_run"] / old["ns_per_epoch_run"]
+    row = {"old_ns": old["ns_per_epoch_run"], "new_ns": new["ns_per_epoch_run"],
+           "ratio": ratio, "not_slower": ratio <= SLOWER}  # fmt: skip
+    if not fastmath:
+        row["same_losses"] = bool(np.array_equal(old["check"], new["check"], equal_nan=True))
+    return row
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = [f"This checkout's kernel against {result['rev']}'s, one core, ns per epoch-run "
+             "(median; 'not slower' is new / old <= 1.05):", "",
+             "| shape, mode | old | new | new / old | not slower | same losses |",
+             "|---|---:|---:|---:|---|---|"]  # fmt: skip
+    for key, r in result["rows"].items():
+        if "error" in r:
+            lines.append(f"| {key} | {r['error']} | | | | |")
+            continue
+        same = {True: "yes", False: "**no**", None: "(fastmath)"}[r.get("same_losses")]
+        lines.append(f"| {key} | {r['old_ns']:,.1f} | {r['new_ns']:,.1f} | {r['ratio']:.2f} "
+                     f"| {'yes' if r['not_slower'] else '**no**'} | {same} |")  # fmt: skip
+    lines += ["", f"No (shape, mode) slower than {result['rev']}, exact losses equal: "
+              f"{'holds' if result['holds'] else 'no'}"]  # fmt: skip
+    return "\n".join(lines)
