@@ -177,6 +177,7 @@ def test_chunk_buffers_too_big_name_chunk_runs(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # 20 s: two wide sweeps measured
 def test_max_memory_narrows_the_tile_keeps_the_bytes_and_the_peak(tmp_path):
     """Two workers of a wide problem: by default a tile of 16 runs needs more than 400M in
     all; under --max-memory 400M the tile narrows, the peak stays under it, and the bytes
@@ -196,6 +197,7 @@ def test_max_memory_narrows_the_tile_keeps_the_bytes_and_the_peak(tmp_path):
     assert_same_results(tmp_path / "b" / "narrow", tmp_path / "a" / "narrow")
 
 
+@pytest.mark.slow  # 20 s: a killed worker, then two wide sweeps
 def test_worker_killed_for_memory_names_the_chunk_then_a_lower_budget_completes(tmp_path):
     """The OOM killer (simulated by tests/hooks) kills loky workers training tiles of 16
     runs: exit 1, one line naming the chunk, the memory and the flag, no resume advice;

@@ -88,7 +88,9 @@ def test_sigkill_at_20_moments_then_resume(tmp_path, baseline, moments):
         shutil.rmtree(out)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)]
+)
 def test_sigint_sigterm_stop_cleanly_with_resume_hint(tmp_path, sig):
     spec = write_spec(tmp_path, every=100, chunk_runs=3)
     slow = ["--jobs", "1", "--set", "train.epochs=60000"]  # about 0.1 s a chunk
