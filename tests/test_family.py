@@ -203,6 +203,23 @@ SWEEP = {
 }  # fmt: skip
 
 
+def assert_runs_are_the_reference(folder, epochs: int, init=(-1.0, 1.0)) -> None:
+    """Every run of a results folder: its recorded losses (every epoch) equal the reference
+    of its own parameters, taken from its row of ``runs`` (a column absent: the default)."""
+    res = runner.load(folder)
+    losses = res.losses()
+    X, Y = runner.plan.data.builtin("seed")
+    for run in res.runs.to_dict("records"):
+        p = {k: run.get(k, params.DEFAULTS[k]) for k in params.MODEL}
+        p = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in p.items()}
+        p["bias"], p["activation"] = bool(p["bias"]), str(p["activation"])
+        p["scaling"], p["step"] = str(p["scaling"]), str(p["step"])
+        Wh, Wz = init_weights([run["seed"]], 2, 4, 1, init, p["bias"])
+        want = ref.train_reference(X, Y, Wh[:, :, 0], Wz[:, :, 0], run["alpha"], epochs, **p)
+        mine = losses[losses["run_id"] == run["run_id"]].sort_values("epoch")["loss"]
+        assert np.array_equal(mine.to_numpy(), want.loss.astype(np.float32)), run
+
+
 def test_a_family_sweep_is_the_reference_run_by_run(tmp_path):
     report = runner.sweep(SWEEP, out=tmp_path, jobs=1, progress=False, quiet=True)
     assert report.runs_trained == 10
@@ -215,16 +232,29 @@ def test_a_family_sweep_is_the_reference_run_by_run(tmp_path):
     assert sorted(runs["alpha_hidden"].unique()) == [0.05, 0.4]
     losses = res.losses()
     assert "alpha_hidden" in losses.columns and "activation" not in losses.columns
-    X, Y = runner.plan.data.builtin("seed")
-    for run in runs.itertuples():
-        Wh, Wz = init_weights([run.seed], 2, 4, 1, (-1.0, 1.0), True)
-        want = ref.train_reference(
-            X, Y, Wh[:, :, 0], Wz[:, :, 0], 0.1, 30, activation="tanh", bias=True,
-            scaling="mean-field", step="gradient", alpha_hidden=run.alpha_hidden,
-            alpha_output=0.7,
-        )  # fmt: skip
-        got = losses[losses["run_id"] == run.run_id].sort_values("epoch")["loss"].to_numpy()
-        assert np.array_equal(got, want.loss.astype(np.float32)), run.run_id  # float32 storage
+    assert_runs_are_the_reference(tmp_path / "family", 30)
+
+
+def test_a_family_sweep_grows_and_samples_the_family(tmp_path):
+    folder = tmp_path / "family"
+    runner.sweep(SWEEP, out=tmp_path, jobs=1, progress=False, quiet=True)
+    before = {p: p.read_bytes() for p in folder.rglob("*.parquet")}
+    report = runner.sweep(SWEEP, out=tmp_path, jobs=1, progress=False, quiet=True,
+                          overrides=["grid.alpha_hidden=0.05,0.4,1.5"])  # fmt: skip
+    assert report.runs_trained == 5 and report.runs_before == 10
+    assert all(p.read_bytes() == b for p, b in before.items())
+    assert_runs_are_the_reference(folder, 30)
+    sampled = {
+        "name": "sampled", "data": {"builtin": "seed"},
+        "train": {"epochs": 20, "init": [-1.0, 1.0], "scaling": "mean-field"},
+        "sample": {"points": 6, "method": "random", "alpha_hidden": {"loguniform": [0.01, 1.0]},
+                   "activation": {"choice": ["tanh", "identity"]}},
+    }  # fmt: skip
+    runner.sweep(sampled, out=tmp_path, jobs=1, progress=False, quiet=True)
+    runs = runner.load(tmp_path / "sampled").runs
+    assert set(runs["activation"].astype(str)) == {"tanh", "identity"}
+    assert "scaling" in runs.columns and not {"step", "alpha_output"} & set(runs.columns)
+    assert_runs_are_the_reference(tmp_path / "sampled", 20)
 
 
 def test_a_default_sweep_has_no_family_columns_and_its_old_hash(tmp_path):
