@@ -79,3 +79,31 @@ def test_kernel_tanh_is_the_reference_bit_for_bit(dtype):
     assert got.dtype == dtype
     ints = INTS[dtype]
     np.testing.assert_array_equal(got.view(ints), tanh(x).view(ints))
+
+
+def test_the_exact_tanh_stays_exact_after_a_fastmath_one_compiled_first():
+    """The exact and fastmath kernels share exp.tanh: compiled first under fastmath's flags,
+    a piece compiled once per float type would leave FMAs in the exact kernel's tanh."""
+    import subprocess
+    import sys
+
+    from helpers import env
+
+    code = (
+        "import numpy as np\n"
+        "from numba import njit\n"
+        "from runner.kernel import exp, reference\n"
+        "from runner.kernel.numba_ext import FASTMATH\n"
+        "def loop(x):\n"
+        "    out = np.empty_like(x)\n"
+        "    for i in range(x.size):\n"
+        "        out[i] = exp.tanh(x[i])\n"
+        "    return out\n"
+        "x = np.random.default_rng(1).uniform(-3, 3, 100_000)\n"
+        "njit(fastmath=FASTMATH)(loop)(x)\n"
+        "got = njit(loop)(x)\n"
+        "assert np.array_equal(got.view(np.int64), reference.tanh(x).view(np.int64))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr

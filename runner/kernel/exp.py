@@ -15,7 +15,11 @@ Horner's polynomial stays inlined in Numba's IR, so that fastmath's flags reach 
 
 ``tanh`` (the hidden layer's, docs/numerics.md) is ``runner.kernel.reference.tanh``'s
 operations in the same order: a polynomial below atanh(1/2), the exp's reduction and
-polynomial above, both computed and one selected (no branch in the lanes' loops).
+polynomial above, both computed and one selected (no branch in the lanes' loops). The
+exact and the fastmath kernels share it, so all its arithmetic is inlined in Numba's IR,
+under each caller's own flags: an overload compiled once per float type is compiled
+with the flags of the first caller in the process, and a fastmath first caller would
+leave its FMAs in the exact kernel's tanh.
 """
 
 from __future__ import annotations
@@ -395,6 +399,28 @@ def _tanh_poly_impl(s, c):
     return lambda s, c: f(s, c)
 
 
+def _q_inlined(r, r2, c):
+    """``_q``, inlined in Numba's IR (so under the caller's flags only)."""
+
+
+@overload(_q_inlined, inline="always", jit_options=JIT)
+def _q_inlined_impl(r, r2, c):
+    f = _q9 if len(c) == len(EXP_COEFFS) else _q4
+    return lambda r, r2, c: f(r, r2, c)
+
+
+@njit(inline="always", **JIT)
+def _pow2(kf, like):
+    """2**kf in like's float type from the bits of two powers of two (kf integral, the
+    product exact in tanh's range)."""
+    bias, shift = _float_bits(like)
+    k = _to_int(kf)
+    k1 = k >> 1
+    return _bits_as_float((k1 + bias) << shift, like) * _bits_as_float(
+        (k - k1 + bias) << shift, like
+    )
+
+
 @njit(inline="always", **JIT)
 def tanh(x):
     """``reference.tanh``: a = |x|; below HALF a + a * (s * P(s)), s = a * a; else
@@ -409,9 +435,9 @@ def tanh(x):
     small = a + a * (s * _tanh_poly(s, c))
     b = top if a > top else a  # a NaN stays NaN
     r, kf = _exp_reduce(b + b)
-    scale = _exp_scale(one, kf)  # 2**k, exact
+    scale = _pow2(kf, x)  # 2**k, exact
     r2 = r * r
-    t = (ce[-2] * r + r2 * _q(r, r2, ce)) * scale + (scale - one)
+    t = (ce[-2] * r + r2 * _q_inlined(r, r2, ce)) * scale + (scale - one)
     th = small if a < half else one - two / (t + two)
     return math.copysign(th, x)
 
