@@ -153,7 +153,12 @@ def run_batch_cuda(
     dtype: str = "float64",
     fastmath: bool = False,
     tile: int | None = None,
-    **model: object,
+    activation: str = "sigmoid",
+    bias: bool = False,
+    scaling: str = "standard",
+    step: str = "notebook",
+    alpha_hidden: float | np.ndarray | None = None,
+    alpha_output: float | np.ndarray | None = None,
 ) -> BatchResult:
     """``train.run_batch`` on the current CUDA device (Wh, Wz are updated in place).
 
@@ -163,7 +168,10 @@ def run_batch_cuda(
     ``bias``, ...) are refused unless they name the default model.
     """
     check_mode(dtype, fastmath, tile, output, update)
-    check_default_model(alpha, **model)
+    check_default_model(
+        alpha, activation=activation, bias=bias, scaling=scaling, step=step,
+        alpha_hidden=alpha_hidden, alpha_output=alpha_output,
+    )  # fmt: skip
     return Launch(
         X, Y, Wh, Wz, alpha, epochs, output, update, every, stop_below, diverge_above,
         loss_dtype, dtype, fastmath,
