@@ -67,7 +67,7 @@ def by_params(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(losses, runs) keyed by the runs' parameters instead of run_id, sorted by them."""
     losses, runs = read_results(folder)
     assert runs["run_id"].tolist() == list(range(len(runs)))  # unique across the sweep
-    cols = list(params.COLUMNS)
+    cols = [c for c in params.COLUMNS if c in runs.columns]  # model columns where named
     runs = runs.copy()
     for c in runs.columns:
         if isinstance(runs[c].dtype, pd.CategoricalDtype):

@@ -38,6 +38,12 @@ BAD = [
     ("diverge_above", math.inf),
     ("dtype", "float16"),
     ("fastmath", 1),
+    ("activation", "softplus"),
+    ("bias", 1),
+    ("scaling", "xavier"),
+    ("step", "mean"),
+    ("alpha_hidden", -0.1),
+    ("alpha_output", math.nan),
 ]
 
 

@@ -33,7 +33,8 @@ def tile_asm(
     n, ni, no, R = 4, 2, 1, TILE
     fn(
         np.ones((n, ni), f), np.ones((n, no), f), np.zeros((ni, hidden, R), f),
-        np.zeros((hidden, no, R), f), np.zeros(R, f), 1, 1, -np.inf, np.inf,
+        np.zeros((hidden, no, R), f), np.zeros(R, f), np.zeros(R, f), f.type(1), f.type(1),
+        1, 1, -np.inf, np.inf,
         np.zeros((1, R)), np.zeros((R, 3), dtype=np.int64), np.zeros((R, 2)),
         cpu.scratch(n, ni, hidden, no, TILE, f, fastmath),
     )  # fmt: skip

@@ -56,3 +56,22 @@ EXP32 = (_f4(89.0), _f4(-104.0), _f4(LOG2E), _f4(0.693145751953125), _f4(1.42860
 EXP_COEFFS32 = tuple(
     _f4(c) for c in (0.0013946446, 0.0083691515, 0.04166626, 0.16666517, 0.5, 1.0, 1.0)
 )
+
+# runner's tanh (kernel: runner.kernel.exp.tanh; reference: runner.kernel.reference.tanh)
+TANH_ONE = {False: 20.0, True: 10.0}  # |x| beyond which tanh(x) rounds to +-1 (float64, float32)
+TANH_HALF = 0.5493061443340549  # atanh(1/2): below it an odd polynomial, above it the exp form
+# tanh(x) = x + x * (s * P(s)), s = x * x, for |x| < atanh(1/2): P's coefficients, lowest
+# degree first, interpolated at Chebyshev nodes of s (float64: degree 10, float32: 5).
+TANH_P = (
+    -0.3333333333333333, 0.13333333333332728, -0.053968253967450516, 0.021869488494421545,
+    -0.008863234415241197, 0.0035921106087655414, -0.0014556636717036357,
+    0.0005889451420823537, -0.00023466176752647328, 8.515749545895449e-05,
+    -2.063362750046846e-05,
+)  # fmt: skip
+TANH_P32 = tuple(
+    _f4(c) for c in (-0.3333333432674408, 0.1333332359790802, -0.053964730352163315,
+                     0.02181878127157688, -0.008527739904820919, 0.002528454177081585)
+)  # fmt: skip
+# The kernel's (ONE, HALF, P highest degree first) in each dtype, for Horner's scheme.
+TANH64 = (TANH_ONE[False], TANH_HALF, TANH_P[::-1])
+TANH32 = (_f4(TANH_ONE[True]), _f4(TANH_HALF), TANH_P32[::-1])

@@ -12,9 +12,19 @@ The small dispatch overloads (constants, the scale, the polynomial) are compiled
 per float type as functions of their own, which LLVM inlines: inlined into Numba's IR
 instead, every call site would be typed and lowered again (a fifth of a cold compile).
 Horner's polynomial stays inlined in Numba's IR, so that fastmath's flags reach it.
+
+``tanh`` (the hidden layer's, docs/numerics.md) is ``runner.kernel.reference.tanh``'s
+operations in the same order: a polynomial below atanh(1/2), the exp's reduction and
+polynomial above, both computed and one selected (no branch in the lanes' loops). The
+exact and the fastmath kernels share it, so all its arithmetic is inlined in Numba's IR,
+under each caller's own flags: an overload compiled once per float type is compiled
+with the flags of the first caller in the process, and a fastmath first caller would
+leave its FMAs in the exact kernel's tanh.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from llvmlite import binding as llvm
@@ -22,7 +32,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-from runner.kernel.codes import EXP32, EXP64, EXP_COEFFS, EXP_COEFFS32
+from runner.kernel.codes import EXP32, EXP64, EXP_COEFFS, EXP_COEFFS32, TANH32, TANH64
 from runner.kernel.numba_ext import JIT, compiles_for_avx512, frozen_fptosi
 
 
@@ -360,3 +370,79 @@ def _sigmoid_cheap(x):
 def sigmoid4_cheap(x0, x1, x2, x3):
     """``sigmoid4`` of the fastmath kernel."""
     return _sigmoid_cheap(x0), _sigmoid_cheap(x1), _sigmoid_cheap(x2), _sigmoid_cheap(x3)
+
+
+def _tanh_consts(x):
+    """(ONE, HALF, P highest degree first) of tanh in x's float type."""
+
+
+@overload(_tanh_consts, jit_options=JIT)
+def _tanh_consts_impl(x):
+    consts = TANH32 if x == types.float32 else TANH64
+    return lambda x: consts
+
+
+@njit(inline="always", **JIT)
+def _tanh_p11(s, c):
+    p = (((c[0] * s + c[1]) * s + c[2]) * s + c[3]) * s + c[4]
+    p = ((((p * s + c[5]) * s + c[6]) * s + c[7]) * s + c[8]) * s + c[9]
+    return p * s + c[10]
+
+
+def _tanh_poly(s, c):
+    """P(s) by Horner's scheme, c highest degree first (float64: 11, float32: 6)."""
+
+
+@overload(_tanh_poly, inline="always", jit_options=JIT)
+def _tanh_poly_impl(s, c):
+    f = _tanh_p11 if len(c) == 11 else _horner6
+    return lambda s, c: f(s, c)
+
+
+def _q_inlined(r, r2, c):
+    """``_q``, inlined in Numba's IR (so under the caller's flags only)."""
+
+
+@overload(_q_inlined, inline="always", jit_options=JIT)
+def _q_inlined_impl(r, r2, c):
+    f = _q9 if len(c) == len(EXP_COEFFS) else _q4
+    return lambda r, r2, c: f(r, r2, c)
+
+
+@njit(inline="always", **JIT)
+def _pow2(kf, like):
+    """2**kf in like's float type from the bits of two powers of two (kf integral, the
+    product exact in tanh's range)."""
+    bias, shift = _float_bits(like)
+    k = _to_int(kf)
+    k1 = k >> 1
+    return _bits_as_float((k1 + bias) << shift, like) * _bits_as_float(
+        (k - k1 + bias) << shift, like
+    )
+
+
+@njit(inline="always", **JIT)
+def tanh(x):
+    """``reference.tanh``: a = |x|; below HALF a + a * (s * P(s)), s = a * a; else
+    1 - 2 / (t + 2), t = exp(2b) - 1 = 2**k * (exp(r) - 1) + (2**k - 1), b = min(a, ONE);
+    x's sign. A NaN stays NaN."""
+    top, half, c = _tanh_consts(x)
+    _, ce = _exp_consts(x)
+    one = ce[-1]
+    two = one + one
+    a = abs(x)
+    s = a * a
+    small = a + a * (s * _tanh_poly(s, c))
+    b = top if a > top else a  # a NaN stays NaN
+    r, kf = _exp_reduce(b + b)
+    scale = _pow2(kf, x)  # 2**k, exact
+    r2 = r * r
+    t = (ce[-2] * r + r2 * _q_inlined(r, r2, ce)) * scale + (scale - one)
+    th = small if a < half else one - two / (t + two)
+    return math.copysign(th, x)
+
+
+@njit(inline="always", **JIT)
+def tanh4(x0, x1, x2, x3):
+    """Four tanh side by side."""
+    return tanh(x0), tanh(x1), tanh(x2), tanh(x3)

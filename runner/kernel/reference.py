@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from runner.kernel import codes as k  # constants of the shared exp only
+from runner.kernel.codes import TANH_HALF, TANH_ONE, TANH_P, TANH_P32
 
 
 def _consts(f32: bool):
@@ -81,22 +82,6 @@ def exp(x: np.ndarray) -> np.ndarray:
     p = c[-1] + _em1(r, f32)
     s1, s2 = _scales(kf, f32)
     return (p * s1) * s2
-
-
-TANH_ONE = {False: 20.0, True: 10.0}  # |x| beyond which tanh(x) rounds to +-1 (float64, float32)
-TANH_HALF = 0.5493061443340549  # atanh(1/2): below it an odd polynomial, above it the exp form
-# tanh(x) = x + x * (s * P(s)), s = x * x, for |x| < atanh(1/2): P's coefficients, lowest
-# degree first, interpolated at Chebyshev nodes of s (float64: degree 10, float32: 5).
-TANH_P = (
-    -0.3333333333333333, 0.13333333333332728, -0.053968253967450516, 0.021869488494421545,
-    -0.008863234415241197, 0.0035921106087655414, -0.0014556636717036357,
-    0.0005889451420823537, -0.00023466176752647328, 8.515749545895449e-05,
-    -2.063362750046846e-05,
-)  # fmt: skip
-TANH_P32 = tuple(
-    np.float32(c) for c in (-0.3333333432674408, 0.1333332359790802, -0.053964730352163315,
-                            0.02181878127157688, -0.008527739904820919, 0.002528454177081585)
-)  # fmt: skip
 
 
 def tanh(x: np.ndarray) -> np.ndarray:

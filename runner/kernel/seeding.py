@@ -124,23 +124,24 @@ def fill_weights(seeds, lo, hi, Wh, Wz):
             for j in range(nh):
                 sh, sl, u = _next_double(sh, sl, ih, il)
                 Wh[k, j, r] = lo[r] + span * u
-        for j in range(nh):
+        for j in range(Wz.shape[0]):  # hidden, + 1 with a bias
             for o in range(no):
                 sh, sl, u = _next_double(sh, sl, ih, il)
                 Wz[j, o, r] = lo[r] + span * u
 
 
 def init_weights(
-    seeds, inputs: int, hidden: int, outputs: int, lo, hi
+    seeds, inputs: int, hidden: int, outputs: int, lo, hi, bias: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``train.init_weights`` for many runs; lo, hi scalars or one per run."""
+    """``train.init_weights`` for many runs; lo, hi scalars or one per run; a bias adds
+    the last row of Wh and of Wz."""
     seeds = np.ascontiguousarray(seeds, dtype=np.int64)
     if seeds.size and seeds.min() < 0:
         raise ValueError("seeds must be >= 0")
     R = len(seeds)
     lo_ = np.ascontiguousarray(np.broadcast_to(np.asarray(lo, dtype=np.float64), (R,)))
     hi_ = np.ascontiguousarray(np.broadcast_to(np.asarray(hi, dtype=np.float64), (R,)))
-    Wh = np.empty((inputs, hidden, R))
-    Wz = np.empty((hidden, outputs, R))
+    Wh = np.empty((inputs + bias, hidden, R))
+    Wz = np.empty((hidden + bias, outputs, R))
     fill_weights(seeds, lo_, hi_, Wh, Wz)
     return Wh, Wz

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from runner.errors import RunnerError
+from runner.kernel.family import ACTIVATIONS, SCALINGS, STEPS
 
 OUTPUTS = ("linear", "sigmoid")
 UPDATES = ("sequential", "simultaneous")
@@ -140,11 +141,30 @@ PARAMS: tuple[Param, ...] = (
     Param("diverge_above", None, True, (("diverge_above", "float64"),), _optional_positive),
     Param("dtype", "float64", True, (("dtype", "category"),), _choice(DTYPES), DTYPES),
     Param("fastmath", False, True, (("fastmath", "bool"),), _boolean),
+    Param(
+        "activation",
+        "sigmoid",
+        True,
+        (("activation", "category"),),
+        _choice(ACTIVATIONS),
+        ACTIVATIONS,
+    ),
+    Param("bias", False, True, (("bias", "bool"),), _boolean),
+    Param("scaling", "standard", True, (("scaling", "category"),), _choice(SCALINGS), SCALINGS),
+    Param("step", "notebook", True, (("step", "category"),), _choice(STEPS), STEPS),
     # per run
     Param("init", [0.0, 1.0], False, (("init_lo", "float64"), ("init_hi", "float64")), _pair),
     Param("alpha", 0.1, False, (("alpha", "float64"),), _positive),
+    Param("alpha_hidden", None, False, (("alpha_hidden", "float64"),), _optional_positive),
+    Param("alpha_output", None, False, (("alpha_output", "float64"),), _optional_positive),
     Param("seed", 0, False, (("seed", "int64"),), _integer(0, INT64_MAX)),
 )
+# The model family's parameters (docs/numerics.md). A sweep written before them has none
+# in its sweep.json, which means their defaults; a spec's resolved form leaves out those at
+# their default, and the tables hold their columns only where a sweep names them (a
+# value in [train] other than the default, a [grid] axis, a [sample] key): a sweep of the
+# notebook's model keeps its bytes.
+MODEL: tuple[str, ...] = ("activation", "bias", "scaling", "step", "alpha_hidden", "alpha_output")
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
 NAMES: tuple[str, ...] = tuple(BY_NAME)
 DEFAULTS: dict[str, Any] = {p.name: p.default for p in PARAMS}

@@ -75,6 +75,13 @@ class Spec:
         return P.params_of(self.layer.varying)
 
     @property
+    def model_params(self) -> list[str]:
+        """The model family's parameters the tables hold columns for: those the spec names,
+        by a value other than the default or as an axis (params.MODEL)."""
+        named = set(self.axis_names) | {k for k in P.MODEL if self.train[k] != P.DEFAULTS[k]}
+        return [k for k in P.MODEL if k in named]
+
+    @property
     def n_runs(self) -> int:
         return self.layer.n_runs
 
@@ -92,7 +99,7 @@ class Spec:
         out = {
             "name": self.name,
             "data": self.data,
-            "train": self.train,
+            "train": named(self.train),
             "grid": self.grid,
             "axis_order": self.axis_names,
             "record": {"every": self.every, "loss_dtype": self.loss_dtype},
@@ -116,6 +123,12 @@ class Spec:
     def weight_bytes_per_run(self) -> int:
         """float64 bytes of one run's weights at the widest hidden size of the spec."""
         return weight_bytes_per_run(self.layer, self.train, self.X.shape[1] + self.Y.shape[1])
+
+
+def named(train: dict[str, Any]) -> dict[str, Any]:
+    """[train] as sweep.json holds it: the model family's keys only where not the default
+    (so a spec of the notebook's model keeps the hash and sweep.json of older runners)."""
+    return {k: v for k, v in train.items() if k not in P.MODEL or v != P.DEFAULTS[k]}
 
 
 def _values(layer: Layer, train: dict[str, Any], key: str) -> set:

@@ -17,10 +17,15 @@ def axis_columns(axes: list[str]) -> list[str]:
     return params.columns_of(axes)
 
 
-def param_columns(columns: dict[str, np.ndarray]) -> dict[str, pa.Array]:
-    """Arrow columns of the plan's columns (params.COLUMNS), typed by the parameter table."""
+def param_columns(
+    columns: dict[str, np.ndarray], model: tuple[str, ...] | list[str] = ()
+) -> dict[str, pa.Array]:
+    """Arrow columns of the plan's columns (params.COLUMNS), typed by the parameter table;
+    of the model family's parameters (params.MODEL) only those in ``model``."""
     out: dict[str, pa.Array] = {}
     for col in params.COLUMNS:
+        if params.OWNER[col].name in params.MODEL and params.OWNER[col].name not in model:
+            continue
         values = columns[col]
         kind = params.COLUMN_DTYPE[col]
         if kind == "category":

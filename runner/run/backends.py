@@ -50,10 +50,10 @@ class Backend:
         """The backend that runs ``chunks`` chunks on ``jobs`` workers: this one."""
         return self
 
-    def warm_up(self, loss_dtype: str, modes: Iterable[tuple[str, bool, str, str]],
+    def warm_up(self, loss_dtype: str, modes: Iterable[tuple[str, bool, str, str, str]],
                 quiet: bool = True) -> None:  # fmt: skip
         """Compile (or load from cache) the kernels of these (dtype, fastmath, output,
-        update) variants; unless ``quiet``, say so when one is not cached yet."""
+        update, activation) variants; unless ``quiet``, say so when one is not cached yet."""
         if self.cpu_kernels:
             from runner.run.shared_cache import warming
             from runner.run.train import compile_note

@@ -112,6 +112,30 @@ def _quiet_simulator() -> Iterator[None]:
         yield
 
 
+DEFAULT_MODEL = {"activation": "sigmoid", "bias": False, "scaling": "standard", "step": "notebook"}
+
+
+def check_default_model(alpha: object, **model: object) -> None:
+    """RunnerError unless ``model`` (run_batch's model keywords) is the default model: the
+    cuda kernel trains only that one (sigmoid, no bias, standard scaling, the notebook's
+    step, one alpha)."""
+    for key, value in model.items():
+        if key in ("alpha_hidden", "alpha_output"):
+            same = value is None or np.array_equal(
+                np.broadcast_to(np.asarray(value, dtype=np.float64), np.shape(alpha)), alpha
+            )
+        elif key in DEFAULT_MODEL:
+            same = value == DEFAULT_MODEL[key]
+        else:
+            raise TypeError(f"run_batch_cuda() got an unexpected keyword argument {key!r}")
+        if not same:
+            what = "per-layer learning rates" if key.startswith("alpha_") else f"{key} {value!r}"
+            raise RunnerError(
+                f"the cuda backend trains the default model only: {what} (use a CPU backend)",
+                key="--backend cuda",
+            )
+
+
 def run_batch_cuda(
     X: np.ndarray,
     Y: np.ndarray,
@@ -129,14 +153,25 @@ def run_batch_cuda(
     dtype: str = "float64",
     fastmath: bool = False,
     tile: int | None = None,
+    activation: str = "sigmoid",
+    bias: bool = False,
+    scaling: str = "standard",
+    step: str = "notebook",
+    alpha_hidden: float | np.ndarray | None = None,
+    alpha_output: float | np.ndarray | None = None,
 ) -> BatchResult:
     """``train.run_batch`` on the current CUDA device (Wh, Wz are updated in place).
 
     The same signature and checks as ``run_batch``. Exact modes give the CPU kernel's
     bytes; ``tile`` is a CPU notion: checked, then ignored (a block holds
-    ``runner.kernel.cuda.THREADS`` runs).
+    ``runner.kernel.cuda.THREADS`` runs). The model family's keywords (``activation``,
+    ``bias``, ...) are refused unless they name the default model.
     """
     check_mode(dtype, fastmath, tile, output, update)
+    check_default_model(
+        alpha, activation=activation, bias=bias, scaling=scaling, step=step,
+        alpha_hidden=alpha_hidden, alpha_output=alpha_output,
+    )  # fmt: skip
     return Launch(
         X, Y, Wh, Wz, alpha, epochs, output, update, every, stop_below, diverge_above,
         loss_dtype, dtype, fastmath,

@@ -26,9 +26,16 @@ import numpy as np
 from runner.kernel import seeding
 from runner.results import claims as claiming
 from runner.results.durable import describe_os_error
-from runner.run.cuda import Launch, _simulator, device_count
+from runner.run.cuda import DEFAULT_MODEL, Launch, _simulator, check_default_model, device_count
 from runner.run.train import BatchResult, slots
-from runner.run.worker import ChunkDone, ChunkFailed, ChunkTask, kernel_keys, write_results
+from runner.run.worker import (
+    ChunkDone,
+    ChunkFailed,
+    ChunkTask,
+    kernel_keys,
+    rate_of,
+    write_results,
+)
 
 DEPTH = 2  # launches in flight per device: one trains while the last one is written
 MAX_LOSS_VALUES = 1 << 26  # host buffer per launch: 256 MiB of float32 losses at most
@@ -81,6 +88,12 @@ def dispatch(tasks: list[ChunkTask], writers: int) -> Iterator[ChunkDone]:
 
     n_dev = device_count()
     kerns = [kernel_keys(t) for t in tasks]
+    for t, k in zip(tasks, kerns, strict=True):  # before anything is launched
+        check_default_model(
+            t.columns["alpha"], **{m: k[m] for m in DEFAULT_MODEL},
+            alpha_hidden=rate_of(t.columns, "alpha_hidden"),
+            alpha_output=rate_of(t.columns, "alpha_output"),
+        )  # fmt: skip
     target = launch_runs(None if _simulator() else cuda.gpus[0])  # device 0 speaks for all
     groups = plan_launches(tasks, kerns, target)
     work: queue.Queue[Group] = queue.Queue()

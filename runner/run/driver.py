@@ -251,11 +251,14 @@ def _collect(results: Iterator[ChunkDone | None], report: SweepReport, bar: Prog
         bar.close()
 
 
-def _modes(plan: Plan, chunks: list[int]) -> list[tuple[str, bool, str, str]]:
-    """The (dtype, fastmath, output, update) of these chunks: each a kernel variant."""
-    cols = [plan.per_chunk(k)[chunks] for k in ("dtype", "fastmath", "output", "update")]
-    return sorted({(params.DTYPES[int(d)], bool(f), params.OUTPUTS[int(o)], params.UPDATES[int(u)])
-                   for d, f, o, u in zip(*cols, strict=True)})  # fmt: skip
+def _modes(plan: Plan, chunks: list[int]) -> list[tuple[str, bool, str, str, str]]:
+    """The (dtype, fastmath, output, update, activation) of these chunks: each a kernel
+    variant."""
+    keys = ("dtype", "fastmath", "output", "update", "activation")
+    cols = [plan.per_chunk(k)[chunks] for k in keys]
+    return sorted({(params.DTYPES[int(d)], bool(f), params.OUTPUTS[int(o)], params.UPDATES[int(u)],
+                    params.ACTIVATIONS[int(a)])
+                   for d, f, o, u, a in zip(*cols, strict=True)})  # fmt: skip
 
 
 def _costs(plan: Plan) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 
 from runner.errors import RunnerError
 from runner.kernel import cpu as kernels
-from runner.kernel import seeding, tiles
+from runner.kernel import family, seeding, tiles
 from runner.plan import params as P
 from runner.plan.chunks import slots
 from runner.plan.data import check_data
@@ -39,8 +39,8 @@ class BatchResult:
     loss: np.ndarray  # (slots, R), recorded epochs only
     istats: np.ndarray  # (R, 3) epochs_run, min_epoch, status
     fstats: np.ndarray  # (R, 2) final_loss, min_loss
-    Wh: np.ndarray  # (inputs, hidden, R)
-    Wz: np.ndarray  # (hidden, outputs, R)
+    Wh: np.ndarray  # (inputs [+1], hidden, R)
+    Wz: np.ndarray  # (hidden [+1], outputs, R)
 
 
 # Batches of more runs than this seed compiled (runner.kernel.seeding, the same bytes as
@@ -54,22 +54,25 @@ def init_weights(
     hidden: int,
     outputs: int,
     init: tuple[float, float] = (0.0, 1.0),
+    bias: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Initial weights of a batch, runs last: ``Wh[i, h, r]``, ``Wz[h, o, r]``.
 
     Run r's weights come from ``numpy.random.default_rng(seeds[r])``: Wh first,
     then Wz, uniform on ``[lo, hi)``; the same seed gives the same weights anywhere.
+    A bias adds a last row to each, drawn with the rest: Wh (inputs + 1, hidden),
+    then Wz (hidden + 1, outputs).
     """
     lo, hi = init
     R = len(seeds)
     if R > COMPILED_SEEDING:
-        return seeding.init_weights(seeds, inputs, hidden, outputs, lo, hi)
-    Wh = np.empty((inputs, hidden, R))
-    Wz = np.empty((hidden, outputs, R))
+        return seeding.init_weights(seeds, inputs, hidden, outputs, lo, hi, bias)
+    Wh = np.empty((inputs + bias, hidden, R))
+    Wz = np.empty((hidden + bias, outputs, R))
     for r, seed in enumerate(seeds):
         rng = np.random.default_rng(int(seed))
-        Wh[:, :, r] = rng.uniform(lo, hi, size=(inputs, hidden))
-        Wz[:, :, r] = rng.uniform(lo, hi, size=(hidden, outputs))
+        Wh[:, :, r] = rng.uniform(lo, hi, size=(inputs + bias, hidden))
+        Wz[:, :, r] = rng.uniform(lo, hi, size=(hidden + bias, outputs))
     return Wh, Wz
 
 
@@ -90,6 +93,12 @@ def run_batch(
     dtype: str = "float64",
     fastmath: bool = False,
     tile: int | None = None,
+    activation: str = "sigmoid",
+    bias: bool = False,
+    scaling: str = "standard",
+    step: str = "notebook",
+    alpha_hidden: float | np.ndarray | None = None,
+    alpha_output: float | np.ndarray | None = None,
 ) -> BatchResult:
     """Train a batch of runs of one shape in one kernel call (Wh, Wz are updated in place).
 
@@ -99,39 +108,52 @@ def run_batch(
     docs/precision.md). ``tile``: runs per kernel tile, a power of two from 4 to 64;
     None chooses it from the shape (runner.kernel.tiles). Losses are computed in ``dtype``
     and stored as ``loss_dtype``; ``fstats`` is float64 in every mode.
+
+    The model (docs/numerics.md): ``activation`` of the hidden units, ``bias`` (Wh and
+    Wz then have a last row: (inputs + 1, hidden, R), (hidden + 1, outputs, R)),
+    ``scaling``, ``step``, and each layer's learning rate, a scalar or one per run
+    (None: ``alpha``).
     """
     check_mode(dtype, fastmath, tile, output, update)
+    check_family(activation, bias, scaling, step)
     f = np.dtype(dtype)
     n, ni = np.shape(X)
-    nh, no = Wz.shape[0], Wz.shape[1]
-    T = tiles.choose_tile(n, ni, nh, no, dtype) if tile is None else int(tile)
-    R = len(alpha)
+    nh, no, R = Wz.shape[0] - bias, Wz.shape[1], len(alpha)
+    if Wh.shape != (ni + bias, nh, R) or Wz.shape != (nh + bias, no, R):
+        raise RunnerError(f"weights of shapes {Wh.shape}, {Wz.shape} do not fit {ni} inputs, "
+                          f"{no} outputs, {R} runs, bias={bias}", key="weights")  # fmt: skip
+    T = tiles.choose_tile(n, ni + bias, nh, no, dtype) if tile is None else int(tile)
     loss = np.full((slots(epochs, every), R), np.nan, dtype=loss_dtype)
     istats = np.zeros((R, 3), dtype=np.int64)
     fstats = np.zeros((R, 2))
     wh = Wh if Wh.dtype == f else np.ascontiguousarray(Wh, dtype=f)
     wz = Wz if Wz.dtype == f else np.ascontiguousarray(Wz, dtype=f)
+    Xb = np.hstack([X, np.ones((n, 1))]) if bias else X
+    c_h, c_o = family.scales(scaling, activation, ni, nh)
+    s_o, s_h = family.fold(
+        _per_run(alpha if alpha_output is None else alpha_output, R, "alpha_output"),
+        _per_run(alpha if alpha_hidden is None else alpha_hidden, R, "alpha_hidden"),
+        family.step_factor(step, n, no), c_h, c_o, dtype,
+    )  # fmt: skip
     kernels.train_batch(
-        np.ascontiguousarray(X, dtype=f),
-        np.ascontiguousarray(Y, dtype=f),
-        wh,
-        wz,
-        np.ascontiguousarray(alpha, dtype=f),
-        int(epochs),
-        output == "sigmoid",
-        update == "sequential",
-        int(every),
+        np.ascontiguousarray(Xb, dtype=f), np.ascontiguousarray(Y, dtype=f), wh, wz, s_o, s_h,
+        c_h, c_o, int(epochs), output == "sigmoid", update == "sequential", int(every),
         -math.inf if stop_below is None else float(stop_below),
-        math.inf if diverge_above is None else float(diverge_above),
-        loss,
-        istats,
-        fstats,
-        kernels.scratch(n, ni, nh, no, T, f, bool(fastmath)),
-    )
+        math.inf if diverge_above is None else float(diverge_above), loss, istats, fstats,
+        kernels.scratch(n, ni + bias, nh, no, T, f, bool(fastmath), bool(bias)), activation,
+    )  # fmt: skip
     if wh is not Wh:
         Wh[...] = wh
         Wz[...] = wz
     return BatchResult(loss, istats, fstats, Wh, Wz)
+
+
+def _per_run(value: object, R: int, key: str) -> np.ndarray:
+    """A learning rate, scalar or one per run, as R float64 values."""
+    a = np.asarray(value, dtype=np.float64)
+    if a.ndim > 1 or (a.ndim == 1 and len(a) != R):
+        raise RunnerError(f"needs a scalar or {R} values, got shape {a.shape}", key=key)
+    return np.broadcast_to(a, (R,))
 
 
 # Seconds a cold compile of one variant takes on the development machine (2 cores).
@@ -139,10 +161,11 @@ COMPILE_SECONDS = 20
 
 
 def compile_note(
-    dtype: str, fastmath: bool, output: str = "linear", update: str = "sequential"
-) -> str | None:
+    dtype: str, fastmath: bool, output: str = "linear", update: str = "sequential",
+    activation: str = "sigmoid",
+) -> str | None:  # fmt: skip
     """The line to show before a variant compiles; None when Numba's cache has it."""
-    if kernels.is_cached(output == "sigmoid", update == "sequential", bool(fastmath)):
+    if kernels.is_cached(output == "sigmoid", update == "sequential", bool(fastmath), activation):
         return None
     return compiling_line(dtype, bool(fastmath), COMPILE_SECONDS)
 
@@ -161,6 +184,13 @@ def check_mode(
         P.check(name, value)
     if tile is not None and tile not in tiles.TILES:
         raise RunnerError(f"must be one of {tiles.TILES}, got {tile!r}", key="tile")
+
+
+def check_family(activation: object, bias: object, scaling: object, step: object) -> None:
+    """The model family's per-call choices, by their parameters' rules; RunnerError."""
+    for name, value in (("activation", activation), ("bias", bias), ("scaling", scaling),
+                        ("step", step)):  # fmt: skip
+        P.check(name, value)
 
 
 def check_params(**values: object) -> dict[str, object]:
@@ -186,8 +216,16 @@ def train(
     diverge_above: float | None = None,
     dtype: str = "float64",
     fastmath: bool = False,
+    activation: str = "sigmoid",
+    bias: bool = False,
+    scaling: str = "standard",
+    step: str = "notebook",
+    alpha_hidden: float | None = None,
+    alpha_output: float | None = None,
 ) -> TrainResult:
-    """Train one two-layer network on full-batch data (docs/numerics.md).
+    """Train one two-layer network on full-batch data (docs/numerics.md): ``activation``
+    (sigmoid, tanh, relu, identity), ``bias``, ``scaling`` (standard, mean-field),
+    ``step`` (notebook, gradient), each layer's learning rate (``alpha`` unless given).
 
     ``dtype`` ("float64" or "float32") and ``fastmath`` choose the precision mode
     (docs/precision.md); the loss is returned as float64 in every mode.
@@ -210,29 +248,27 @@ def train(
         diverge_above=diverge_above,
         dtype=dtype,
         fastmath=fastmath,
+        activation=activation,
+        bias=bias,
+        scaling=scaling,
+        step=step,
+        alpha_hidden=alpha_hidden,
+        alpha_output=alpha_output,
     )
+    bias = p["bias"]
     alpha, hidden, seed, epochs = p["alpha"], p["hidden"], p["seed"], p["epochs"]
     init, stop_below, diverge_above = p["init"], p["stop_below"], p["diverge_above"]
     from runner.run.memory import train_tile  # the sweep's memory budget, before allocating
 
-    tile = train_tile(Xa.shape[0], Xa.shape[1], hidden, Ya.shape[1], p["dtype"], epochs)
-    Wh, Wz = init_weights([seed], Xa.shape[1], hidden, Ya.shape[1], (init[0], init[1]))
+    ni, no = Xa.shape[1], Ya.shape[1]
+    tile = train_tile(Xa.shape[0], ni + bias, hidden, no, p["dtype"], epochs)
+    Wh, Wz = init_weights([seed], ni, hidden, no, (init[0], init[1]), bias)
     out = run_batch(
-        Xa,
-        Ya,
-        Wh,
-        Wz,
-        np.array([alpha], dtype=np.float64),
-        epochs,
-        output,
-        update,
-        1,
-        stop_below,
-        diverge_above,
-        dtype=p["dtype"],
-        fastmath=p["fastmath"],
-        tile=tile,
-    )
+        Xa, Ya, Wh, Wz, np.array([alpha], dtype=np.float64), epochs, output, update, 1,
+        stop_below, diverge_above, dtype=p["dtype"], fastmath=p["fastmath"], tile=tile,
+        activation=activation, bias=bias, scaling=scaling, step=step,
+        alpha_hidden=p["alpha_hidden"], alpha_output=p["alpha_output"],
+    )  # fmt: skip
     n = int(out.istats[0, kernels.EPOCHS_RUN])
     status = int(out.istats[0, kernels.STATUS])
     return TrainResult(

@@ -37,6 +37,7 @@ class ChunkTask:
     every: int
     loss_dtype: str
     tile: int | None = None  # runs per kernel tile (the memory budget's); None: the kernel's
+    model_params: tuple[str, ...] = ()  # the model family's columns in the tables (params.MODEL)
 
 
 @dataclass
@@ -64,6 +65,7 @@ def tasks_for(spec: Spec, out: Path, chunks: list[int], plan: Plan | None = None
             spec.Y,
             spec.every,
             spec.loss_dtype,
+            model_params=tuple(spec.model_params),
         )
 
 
@@ -99,7 +101,7 @@ def _train_and_write(task: ChunkTask) -> ChunkDone:
     t0 = time.perf_counter()
     cols = task.columns
     kern = kernel_keys(task)
-    Wh, Wz = _weights(cols, task.X.shape[1], kern["hidden"], task.Y.shape[1])
+    Wh, Wz = _weights(cols, task.X.shape[1], kern["hidden"], task.Y.shape[1], kern["bias"])
     res = run_batch(
         task.X,
         task.Y,
@@ -116,8 +118,20 @@ def _train_and_write(task: ChunkTask) -> ChunkDone:
         dtype=kern["dtype"],
         fastmath=kern["fastmath"],
         tile=task.tile,
+        **model_keys(kern, cols),
     )
     return write_results(task, res, t0)
+
+
+def model_keys(call: dict[str, Any], cols: dict[str, np.ndarray]) -> dict[str, Any]:
+    """run_batch's model keywords for a chunk's runs: its per-call keys and columns."""
+    model = {k: call[k] for k in ("activation", "bias", "scaling", "step")}
+    return model | {k: rate_of(cols, k) for k in ("alpha_hidden", "alpha_output")}
+
+
+def rate_of(cols: dict[str, np.ndarray], key: str) -> np.ndarray:
+    """A layer's learning rate per run: alpha where the column is empty (NaN)."""
+    return np.where(np.isnan(cols[key]), cols["alpha"], cols[key])
 
 
 def kernel_keys(task: ChunkTask) -> dict[str, Any]:
@@ -130,7 +144,7 @@ def write_results(task: ChunkTask, res: BatchResult, t0: float) -> ChunkDone:
     cols = task.columns
     n = task.run_stop - task.run_start
     run_ids = np.arange(task.run_start, task.run_stop)
-    all_cols = tables.param_columns(cols)
+    all_cols = tables.param_columns(cols, task.model_params)
     axis_cols = {k: all_cols[k] for k in tables.axis_columns(task.axis_names)}
     losses = tables.losses_table(run_ids, axis_cols, res.loss, res.istats, res.fstats, task.every)
     runs = tables.runs_table(run_ids, all_cols, res.istats, res.fstats)
@@ -139,24 +153,26 @@ def write_results(task: ChunkTask, res: BatchResult, t0: float) -> ChunkDone:
     return ChunkDone(task.index, n, diverged, losses.num_rows, time.perf_counter() - t0)
 
 
-def _weights(cols: dict[str, np.ndarray], inputs: int, hidden: int, outputs: int):
+def _weights(cols: dict[str, np.ndarray], inputs: int, hidden: int, outputs: int,
+             bias: bool = False):  # fmt: skip
     """Initial weights of the chunk's runs, each from its own seed and init range."""
     from runner.run.train import init_weights
 
     lo, hi, seeds = cols["init_lo"], cols["init_hi"], cols["seed"]
     if len(lo) and (lo == lo[0]).all() and (hi == hi[0]).all():
-        return init_weights(seeds, inputs, hidden, outputs, (float(lo[0]), float(hi[0])))
-    Wh = np.empty((inputs, hidden, len(seeds)))
-    Wz = np.empty((hidden, outputs, len(seeds)))
+        return init_weights(seeds, inputs, hidden, outputs, (float(lo[0]), float(hi[0])), bias)
+    Wh = np.empty((inputs + bias, hidden, len(seeds)))
+    Wz = np.empty((hidden + bias, outputs, len(seeds)))
     for r in range(len(seeds)):
-        wh, wz = init_weights([seeds[r]], inputs, hidden, outputs, (float(lo[r]), float(hi[r])))
+        init = (float(lo[r]), float(hi[r]))
+        wh, wz = init_weights([seeds[r]], inputs, hidden, outputs, init, bias)
         Wh[:, :, r], Wz[:, :, r] = wh[:, :, 0], wz[:, :, 0]
     return Wh, Wz
 
 
 def warm_up(
     loss_dtype: str, dtype: str = "float64", fastmath: bool = False,
-    output: str = "linear", update: str = "sequential",
+    output: str = "linear", update: str = "sequential", activation: str = "sigmoid",
 ) -> None:  # fmt: skip
     """Compile (or load from cache) one kernel variant in this process before dispatching."""
     from runner.run.train import init_weights, run_batch
@@ -165,5 +181,5 @@ def warm_up(
     Wh, Wz = init_weights([0], 1, 1, 1)
     run_batch(
         X, X, Wh, Wz, np.ones(1), 1, output, update, loss_dtype=np.dtype(loss_dtype).type,
-        dtype=dtype, fastmath=fastmath,
+        dtype=dtype, fastmath=fastmath, activation=activation,
     )  # fmt: skip
