@@ -181,17 +181,6 @@ def test_weights_of_the_wrong_shape_are_refused():
         run_batch(X, Y, Wh, Wz, np.full(4, 0.1), 2, bias=True)
 
 
-def test_the_cuda_backend_refuses_another_model():
-    from runner.run.cuda import run_batch_cuda
-
-    X, Y = data(1)
-    Wh, Wz = init_weights(np.arange(4), D, HID, 1)
-    with pytest.raises(RunnerError, match="default model only: activation 'tanh'"):
-        run_batch_cuda(X, Y, Wh, Wz, np.full(4, 0.1), 2, activation="tanh")
-    with pytest.raises(RunnerError, match="default model only: per-layer learning rates"):
-        run_batch_cuda(X, Y, Wh, Wz, np.full(4, 0.1), 2, alpha_hidden=0.2)
-
-
 # ----- the family in a sweep -----
 SWEEP = {
     "name": "family",

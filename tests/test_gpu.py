@@ -103,6 +103,70 @@ def test_chaotic_seed_sweep_is_the_cpus_bytes(tmp_path):
     assert (runs["epochs_run"] == 400).any() and runs["diverged"].any()  # inf reached
 
 
+FAMILY = """
+name = "family"
+[data]
+path = "{data}"
+[train]
+epochs = 80
+bias = true
+scaling = "mean-field"
+step = "gradient"
+diverge_above = 1e4
+[grid]
+activation = ["tanh", "relu"]
+output = ["linear", "sigmoid"]
+alpha_hidden = [0.3, 3.0]
+alpha_output = [0.5, 20.0]
+seed = {{ start = 0, stop = 2 }}
+[record]
+every = 5
+[sweep]
+chunk_runs = 4
+"""
+
+
+@pytest.mark.slow
+def test_family_sweep_is_the_cpus_bytes(tmp_path):
+    """tanh and relu, bias, mean-field scaling, the gradient step and per-layer rates on the
+    CUDA backend (simulator) give the CPU sweep's bytes."""
+    cpu, gpu = _both(tmp_path, FAMILY)
+    assert_same_results(gpu, cpu)
+    _, runs = read_results(cpu)
+    assert set(runs["activation"]) == {"tanh", "relu"} and runs["bias"].all()
+    assert runs["diverged"].any() and not runs["diverged"].all()
+
+
+FAMILY_BATCH = """
+import numpy as np
+from runner.run.cuda import run_batch_cuda
+from runner.run.train import init_weights, run_batch
+
+rng = np.random.default_rng(5)
+X, Y = rng.uniform(-1, 1, (6, 3)), rng.uniform(0, 1, (6, 2))
+alpha = np.array([0.05, 0.5, 2.0, 8.0] * 3)
+a_h = np.linspace(0.1, 4.0, len(alpha))
+for dtype in ("float64", "float32"):
+    for act in ("sigmoid", "tanh", "relu", "identity"):
+        Wh, Wz = init_weights(range(len(alpha)), 3, 5, 2, (-1.0, 1.0), bias=True)
+        kw = dict(dtype=dtype, activation=act, bias=True, scaling="mean-field",
+                  step="gradient", alpha_hidden=a_h)
+        args = (X, Y, Wh.copy(), Wz.copy(), alpha, 40, "sigmoid", "simultaneous", 3, 0.01, 50.0)
+        a = run_batch(*args, **kw)
+        b = run_batch_cuda(X, Y, Wh.copy(), Wz.copy(), *args[4:], **kw)
+        for name in ("loss", "istats", "fstats", "Wh", "Wz"):
+            np.testing.assert_array_equal(getattr(b, name), getattr(a, name), err_msg=name)
+print("same")
+"""
+
+
+def test_run_batch_cuda_trains_the_family_as_run_batch():
+    r = subprocess.run([sys.executable, "-c", FAMILY_BATCH], capture_output=True, text=True,
+                       env=SIM, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "same"
+
+
 BATCH = """
 import sys
 import numpy as np

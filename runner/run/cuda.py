@@ -16,7 +16,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from runner.errors import RunnerError
-from runner.run.train import BatchResult, check_mode, slots
+from runner.kernel import family
+from runner.run.train import BatchResult, check_family, check_mode, per_run, slots
 
 
 def device_count() -> int:
@@ -56,25 +57,32 @@ class Launch:
 
     def __init__(
         self, X, Y, Wh, Wz, alpha, epochs, output, update, every, stop_below, diverge_above,
-        loss_dtype, dtype, fastmath,
+        loss_dtype, dtype, fastmath, model: dict | None = None,
     ):  # fmt: skip
         from numba import cuda
 
-        from runner.kernel.cuda import THREADS, make_kernel
+        from runner.kernel.cuda import THREADS, Model, make_kernel
 
         check_mode(dtype, fastmath, None, output, update)
+        m = {**FAMILY, **(model or {})}
         f = np.dtype(dtype)
         R = len(alpha)
         n, ni = X.shape
-        nh, no = Wz.shape[0], Wz.shape[1]
-        kernel = make_kernel(
-            n, ni, nh, no, output == "sigmoid", update == "sequential", dtype, bool(fastmath)
-        )
+        bias = bool(m["bias"])
+        nh, no = Wz.shape[0] - bias, Wz.shape[1]
+        c_h, c_o = family.scales(m["scaling"], m["activation"], ni, nh)
+        s_o, s_h = family.fold(
+            per_run(alpha if m["alpha_output"] is None else m["alpha_output"], R, "alpha_output"),
+            per_run(alpha if m["alpha_hidden"] is None else m["alpha_hidden"], R, "alpha_hidden"),
+            family.step_factor(m["step"], n, no), c_h, c_o, dtype,
+        )  # fmt: skip
+        kernel = make_kernel(n, ni, nh, no, output == "sigmoid", update == "sequential", dtype,
+                             bool(fastmath), Model(m["activation"], bias, c_h, c_o))  # fmt: skip
         self.Wh, self.Wz = Wh, Wz
         self.stream = s = cuda.stream()
         # weights rounded once to dtype (float32 mode), as the CPU kernel rounds them
-        inputs = [np.ascontiguousarray(a, dtype=f) for a in (X, Y, Wh, Wz, alpha)]
-        dX, dY, dWh, dWz, dalpha = (cuda.to_device(a, stream=s) for a in inputs)
+        inputs = [np.ascontiguousarray(a, dtype=f) for a in (X, Y, Wh, Wz, s_o, s_h)]
+        dX, dY, dWh, dWz, ds_o, ds_h = (cuda.to_device(a, stream=s) for a in inputs)
         # every element of the outputs is written by the kernel: no copies in
         dloss = cuda.device_array((slots(epochs, every), R), np.dtype(loss_dtype), stream=s)
         dist = cuda.device_array((R, 3), np.int64, stream=s)
@@ -83,7 +91,7 @@ class Launch:
         if R:
             with _quiet_simulator():
                 kernel[-(-R // THREADS), THREADS, s](
-                    dX, dY, dWh, dWz, dalpha, dalpha, int(epochs), int(every),
+                    dX, dY, dWh, dWz, ds_o, ds_h, int(epochs), int(every),
                     -math.inf if stop_below is None else float(stop_below),
                     math.inf if diverge_above is None else float(diverge_above),
                     dloss, dist, dfst,
@@ -112,28 +120,14 @@ def _quiet_simulator() -> Iterator[None]:
         yield
 
 
-DEFAULT_MODEL = {"activation": "sigmoid", "bias": False, "scaling": "standard", "step": "notebook"}
-
-
-def check_default_model(alpha: object, **model: object) -> None:
-    """RunnerError unless ``model`` (run_batch's model keywords) is the default model: the
-    cuda kernel trains only that one (sigmoid, no bias, standard scaling, the notebook's
-    step, one alpha)."""
-    for key, value in model.items():
-        if key in ("alpha_hidden", "alpha_output"):
-            same = value is None or np.array_equal(
-                np.broadcast_to(np.asarray(value, dtype=np.float64), np.shape(alpha)), alpha
-            )
-        elif key in DEFAULT_MODEL:
-            same = value == DEFAULT_MODEL[key]
-        else:
-            raise TypeError(f"run_batch_cuda() got an unexpected keyword argument {key!r}")
-        if not same:
-            what = "per-layer learning rates" if key.startswith("alpha_") else f"{key} {value!r}"
-            raise RunnerError(
-                f"the cuda backend trains the default model only: {what} (use a CPU backend)",
-                key="--backend cuda",
-            )
+FAMILY = {
+    "activation": "sigmoid",
+    "bias": False,
+    "scaling": "standard",
+    "step": "notebook",
+    "alpha_hidden": None,
+    "alpha_output": None,
+}  # the notebook's model
 
 
 def run_batch_cuda(
@@ -164,15 +158,13 @@ def run_batch_cuda(
 
     The same signature and checks as ``run_batch``. Exact modes give the CPU kernel's
     bytes; ``tile`` is a CPU notion: checked, then ignored (a block holds
-    ``runner.kernel.cuda.THREADS`` runs). The model family's keywords (``activation``,
-    ``bias``, ...) are refused unless they name the default model.
+    ``runner.kernel.cuda.THREADS`` runs). Every model of the family, as ``run_batch``.
     """
     check_mode(dtype, fastmath, tile, output, update)
-    check_default_model(
-        alpha, activation=activation, bias=bias, scaling=scaling, step=step,
-        alpha_hidden=alpha_hidden, alpha_output=alpha_output,
-    )  # fmt: skip
+    check_family(activation, bias, scaling, step)
+    model = {"activation": activation, "bias": bias, "scaling": scaling, "step": step,
+             "alpha_hidden": alpha_hidden, "alpha_output": alpha_output}  # fmt: skip
     return Launch(
         X, Y, Wh, Wz, alpha, epochs, output, update, every, stop_below, diverge_above,
-        loss_dtype, dtype, fastmath,
+        loss_dtype, dtype, fastmath, model,
     ).result()  # fmt: skip

@@ -26,7 +26,7 @@ import numpy as np
 from runner.kernel import seeding
 from runner.results import claims as claiming
 from runner.results.durable import describe_os_error
-from runner.run.cuda import DEFAULT_MODEL, Launch, _simulator, check_default_model, device_count
+from runner.run.cuda import Launch, _simulator, device_count
 from runner.run.train import BatchResult, slots
 from runner.run.worker import (
     ChunkDone,
@@ -88,12 +88,6 @@ def dispatch(tasks: list[ChunkTask], writers: int) -> Iterator[ChunkDone]:
 
     n_dev = device_count()
     kerns = [kernel_keys(t) for t in tasks]
-    for t, k in zip(tasks, kerns, strict=True):  # before anything is launched
-        check_default_model(
-            t.columns["alpha"], **{m: k[m] for m in DEFAULT_MODEL},
-            alpha_hidden=rate_of(t.columns, "alpha_hidden"),
-            alpha_output=rate_of(t.columns, "alpha_output"),
-        )  # fmt: skip
     target = launch_runs(None if _simulator() else cuda.gpus[0])  # device 0 speaks for all
     groups = plan_launches(tasks, kerns, target)
     work: queue.Queue[Group] = queue.Queue()
@@ -157,11 +151,15 @@ def _start(g: Group, room: threading.Semaphore):
     try:
         t = g.tasks[0]
         k = g.kern
-        Wh, Wz, alpha = _inputs(g.tasks, t.X.shape[1], int(k["hidden"]), t.Y.shape[1])
+        bias = bool(k.get("bias", False))
+        Wh, Wz, alpha = _inputs(g.tasks, t.X.shape[1], int(k["hidden"]), t.Y.shape[1], bias)
+        model = {m: k[m] for m in ("activation", "scaling", "step") if m in k}
+        for key in ("alpha_hidden", "alpha_output"):
+            model[key] = np.concatenate([rate_of(task.columns, key) for task in g.tasks])
         launch = Launch(
             t.X, t.Y, Wh, Wz, alpha, int(k["epochs"]), k["output"], k["update"], t.every,
             k["stop_below"], k["diverge_above"], np.dtype(t.loss_dtype),
-            k.get("dtype", "float64"), bool(k.get("fastmath", False)),
+            k.get("dtype", "float64"), bool(k.get("fastmath", False)), {**model, "bias": bias},
         )  # fmt: skip
     except BaseException:
         for c in claims:
@@ -170,7 +168,7 @@ def _start(g: Group, room: threading.Semaphore):
     return g, launch, [claims, room], t0
 
 
-def _inputs(tasks: list[ChunkTask], inputs: int, hidden: int, outputs: int):
+def _inputs(tasks: list[ChunkTask], inputs: int, hidden: int, outputs: int, bias: bool):
     """Initial Wh, Wz (runner.kernel.seeding: train.init_weights' bits, compiled) and alpha of
     the tasks' runs, in order."""
     seeds, lo, hi, alpha = [], [], [], []
@@ -180,9 +178,8 @@ def _inputs(tasks: list[ChunkTask], inputs: int, hidden: int, outputs: int):
         alpha.append(np.asarray(cols["alpha"], dtype=np.float64))
         lo.append(np.asarray(cols["init_lo"], dtype=np.float64))
         hi.append(np.asarray(cols["init_hi"], dtype=np.float64))
-    Wh, Wz = seeding.init_weights(
-        np.concatenate(seeds), inputs, hidden, outputs, np.concatenate(lo), np.concatenate(hi)
-    )
+    Wh, Wz = seeding.init_weights(np.concatenate(seeds), inputs, hidden, outputs,
+                                  np.concatenate(lo), np.concatenate(hi), bias)  # fmt: skip
     return Wh, Wz, np.concatenate(alpha)
 
 

@@ -131,8 +131,8 @@ def run_batch(
     Xb = np.hstack([X, np.ones((n, 1))]) if bias else X
     c_h, c_o = family.scales(scaling, activation, ni, nh)
     s_o, s_h = family.fold(
-        _per_run(alpha if alpha_output is None else alpha_output, R, "alpha_output"),
-        _per_run(alpha if alpha_hidden is None else alpha_hidden, R, "alpha_hidden"),
+        per_run(alpha if alpha_output is None else alpha_output, R, "alpha_output"),
+        per_run(alpha if alpha_hidden is None else alpha_hidden, R, "alpha_hidden"),
         family.step_factor(step, n, no), c_h, c_o, dtype,
     )  # fmt: skip
     kernels.train_batch(
@@ -148,7 +148,7 @@ def run_batch(
     return BatchResult(loss, istats, fstats, Wh, Wz)
 
 
-def _per_run(value: object, R: int, key: str) -> np.ndarray:
+def per_run(value: object, R: int, key: str) -> np.ndarray:
     """A learning rate, scalar or one per run, as R float64 values."""
     a = np.asarray(value, dtype=np.float64)
     if a.ndim > 1 or (a.ndim == 1 and len(a) != R):
