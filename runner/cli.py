@@ -247,7 +247,9 @@ def _sigterm_stops() -> Iterator[None]:
         yield
         return
     interrupts.clear()
-    old = {s: signal.signal(s, interrupts.handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    # an ignored SIGINT (a background job of a script) stays ignored, as Python leaves it
+    sigs = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) != signal.SIG_IGN]
+    old = {s: signal.signal(s, interrupts.handler) for s in sigs}
     try:
         yield
     finally:

@@ -128,3 +128,12 @@ def assert_same_results(got: Path, want: Path) -> None:
     for a, b in zip(read_results(got), read_results(want), strict=True):
         assert len(a) > 0
         pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def at_a_terminal() -> None:
+    """Popen's preexec_fn: SIGINT as a shell's foreground job has it. A background job of a
+    non-interactive shell (a CI runner's, say) inherits SIGINT ignored, and Python and
+    runner keep it ignored."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

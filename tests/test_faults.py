@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import need_service
-from helpers import assert_same_results, env, runner_cmd, sweep_cmd, write_spec
+from helpers import assert_same_results, at_a_terminal, env, runner_cmd, sweep_cmd, write_spec
 from hooks.runner_faults import FAULT_POINTS
 
 from runner.results import claims, store
@@ -96,9 +96,8 @@ def test_sigint_sigterm_stop_cleanly_with_resume_hint(tmp_path, sig):
     slow = ["--jobs", "1", "--set", "train.epochs=60000"]  # about 0.1 s a chunk
     out = tmp_path / "out"
     cmd = sweep_cmd(spec, out, *slow)
-    proc = subprocess.Popen(
-        cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=at_a_terminal)  # fmt: skip
     runs_dir = out / "small" / "runs"
     deadline = time.monotonic() + 300  # a cold Numba cache compiles first
     while time.monotonic() < deadline and not (runs_dir.is_dir() and any(runs_dir.iterdir())):
@@ -271,10 +270,34 @@ def test_a_ctrl_c_dropped_in_a_finaliser_still_stops_the_sweep(tmp_path, capsys,
     dropped = []
     monkeypatch.setattr(worker, "write_results", write_then_signal)
     monkeypatch.setattr(sys, "unraisablehook", lambda u: dropped.append(u.exc_type))
-    rc = main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--jobs", "1",
-               "--backend", "sequential", "--quiet"])  # fmt: skip
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal
+    try:
+        rc = main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--jobs", "1",
+                   "--backend", "sequential", "--quiet"])  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, before)
     err = capsys.readouterr().err
     assert dropped == [KeyboardInterrupt]
     assert rc == 130, err
     assert err.strip().endswith("run the same command to resume")
     assert len(calls) == 1 and not interrupts.seen()
+
+
+def test_an_ignored_sigint_stays_ignored(tmp_path):
+    """A background job of a script inherits SIGINT ignored (so that a Ctrl-C in the
+    terminal stops the script, not its jobs); Python keeps it so, and so does runner."""
+    spec = write_spec(tmp_path, every=100, chunk_runs=3)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        sweep_cmd(spec, out, "--jobs", "1", "--set", "train.epochs=60000"), env=env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not any((out / "small" / "runs").glob("*.parquet")):
+        time.sleep(0.01)
+    assert proc.poll() is None  # still training: the signal lands mid-sweep
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "interrupted" not in err
