@@ -351,7 +351,7 @@ def test_a_small_sweep_skips_the_calibration_and_pilot_runner_plan_does_not(tmp_
     assert calls == [] and not calibrate.cache_file().exists()  # no calibration either
     budget.plan_cost(spec, tmp_path / "a", jobs=1)
     assert len(calls) == 1
-    big = load_spec(SPEC, ["grid.seed={start=0,stop=100000}"])
+    big = load_spec(SPEC, ["grid.seed={start=0,stop=100000}", "record.every=1000"])  # hours
     budget.before_sweep(big, tmp_path / "b", fresh=False, jobs=1, backend="threading",
                         shard=None, max_memory=None, quiet=True)  # fmt: skip
     assert len(calls) == 2
