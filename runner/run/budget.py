@@ -107,24 +107,21 @@ def _small(c: Cost, m: cost.Measured, folder: Path, budget: int | None) -> bool:
     writing = c.loss_rows * calibrate.WRITE_NS_PER_ROW * 1e-9 / c.workers
     roomy = budget is None or 2 * c.peak_bytes < budget
     fast = c.seconds - m.startup_s + writing < SMALL_SECONDS
-    return fast and roomy and 4 * c.disk_bytes < _free(folder)
+    return fast and roomy and 4 * c.disk_bytes < _free(folder)[1]
 
 
-def _free(folder: Path) -> int:
-    """Free bytes on the disk that holds (or will hold) ``folder``."""
+def _free(folder: Path) -> tuple[Path, int]:
+    """The nearest existing folder at or above ``folder``, and its disk's free bytes."""
     where = folder
     while not where.exists() and where != where.parent:
         where = where.parent
-    return shutil.disk_usage(where).free
+    return where, shutil.disk_usage(where).free
 
 
 def check_disk(c: Cost, folder: Path) -> None:
     """Exit 2 (RunnerError) when the results' disk has less free room than the estimate;
     warn when it has less than twice."""
-    where = folder
-    while not where.exists() and where != where.parent:
-        where = where.parent
-    free = _free(folder)
+    where, free = _free(folder)
     need = c.disk_bytes
     if free < need:
         raise RunnerError(

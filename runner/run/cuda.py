@@ -16,8 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from runner.errors import RunnerError
-from runner.kernel import family
-from runner.run.train import BatchResult, check_family, check_mode, per_run, slots
+from runner.run.train import BatchResult, check_family, check_mode, model_numbers, slots
 
 
 def device_count() -> int:
@@ -70,12 +69,16 @@ class Launch:
         n, ni = X.shape
         bias = bool(m["bias"])
         nh, no = Wz.shape[0] - bias, Wz.shape[1]
-        c_h, c_o = family.scales(m["scaling"], m["activation"], ni, nh)
-        s_o, s_h = family.fold(
-            per_run(alpha if m["alpha_output"] is None else m["alpha_output"], R, "alpha_output"),
-            per_run(alpha if m["alpha_hidden"] is None else m["alpha_hidden"], R, "alpha_hidden"),
-            family.step_factor(m["step"], n, no), c_h, c_o, dtype,
-        )  # fmt: skip
+        c_h, c_o, s_o, s_h = model_numbers(
+            alpha,
+            (n, ni, nh, no),
+            m["activation"],
+            m["scaling"],
+            m["step"],
+            m["alpha_hidden"],
+            m["alpha_output"],
+            dtype,
+        )
         kernel = make_kernel(n, ni, nh, no, output == "sigmoid", update == "sequential", dtype,
                              bool(fastmath), Model(m["activation"], bias, c_h, c_o))  # fmt: skip
         self.Wh, self.Wz = Wh, Wz

@@ -129,12 +129,8 @@ def run_batch(
     wh = Wh if Wh.dtype == f else np.ascontiguousarray(Wh, dtype=f)
     wz = Wz if Wz.dtype == f else np.ascontiguousarray(Wz, dtype=f)
     Xb = np.hstack([X, np.ones((n, 1))]) if bias else X
-    c_h, c_o = family.scales(scaling, activation, ni, nh)
-    s_o, s_h = family.fold(
-        per_run(alpha if alpha_output is None else alpha_output, R, "alpha_output"),
-        per_run(alpha if alpha_hidden is None else alpha_hidden, R, "alpha_hidden"),
-        family.step_factor(step, n, no), c_h, c_o, dtype,
-    )  # fmt: skip
+    c_h, c_o, s_o, s_h = model_numbers(alpha, (n, ni, nh, no), activation, scaling, step,
+                                       alpha_hidden, alpha_output, dtype)  # fmt: skip
     kernels.train_batch(
         np.ascontiguousarray(Xb, dtype=f), np.ascontiguousarray(Y, dtype=f), wh, wz, s_o, s_h,
         c_h, c_o, int(epochs), output == "sigmoid", update == "sequential", int(every),
@@ -146,6 +142,21 @@ def run_batch(
         Wh[...] = wh
         Wz[...] = wz
     return BatchResult(loss, istats, fstats, Wh, Wz)
+
+
+def model_numbers(alpha, shape: tuple[int, int, int, int], activation: str, scaling: str,
+                  step: str, alpha_hidden, alpha_output, dtype: str):  # fmt: skip
+    """(c_h, c_o, s_o, s_h) of a kernel call (runner.kernel.family): the scalings and each
+    layer's folded rate per run; shape is (samples, inputs, hidden, outputs), bias aside."""
+    n, ni, nh, no = shape
+    R = len(alpha)
+    c_h, c_o = family.scales(scaling, activation, ni, nh)
+    s_o, s_h = family.fold(
+        per_run(alpha if alpha_output is None else alpha_output, R, "alpha_output"),
+        per_run(alpha if alpha_hidden is None else alpha_hidden, R, "alpha_hidden"),
+        family.step_factor(step, n, no), c_h, c_o, dtype,
+    )  # fmt: skip
+    return c_h, c_o, s_o, s_h
 
 
 def per_run(value: object, R: int, key: str) -> np.ndarray:
