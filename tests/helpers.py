@@ -3,11 +3,13 @@ fresh interpreter, and the one exact comparison of two results folders."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import textwrap
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -130,10 +132,20 @@ def assert_same_results(got: Path, want: Path) -> None:
         pd.testing.assert_frame_equal(a, b, check_exact=True)
 
 
-def at_a_terminal() -> None:
-    """Popen's preexec_fn: SIGINT as a shell's foreground job has it. A background job of a
-    non-interactive shell (a CI runner's, say) inherits SIGINT ignored, and Python and
-    runner keep it ignored."""
+@contextlib.contextmanager
+def sigint_for_children(ignored: bool = False) -> Iterator[None]:
+    """Start processes inside this block with SIGINT as a terminal's foreground job has it
+    (or, ignored=True, as a script's background job has it: ignored).
+
+    A background job of a non-interactive shell (a CI runner's, say) inherits SIGINT
+    ignored, and Python and runner keep it ignored. A handled signal is reset to the
+    default at exec, an ignored one stays ignored: so the test process sets its own
+    disposition while it starts the child. (Not a preexec_fn: that makes subprocess fork,
+    and a fork after JAX has started its threads warns, an error under pytest.)"""
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN if ignored else signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import need_service
-from helpers import assert_same_results, at_a_terminal, env, runner_cmd, sweep_cmd, write_spec
+from helpers import assert_same_results, env, runner_cmd, sigint_for_children, sweep_cmd, write_spec
 from hooks.runner_faults import FAULT_POINTS
 
 from runner.results import claims, store
@@ -96,8 +96,9 @@ def test_sigint_sigterm_stop_cleanly_with_resume_hint(tmp_path, sig):
     slow = ["--jobs", "1", "--set", "train.epochs=60000"]  # about 0.1 s a chunk
     out = tmp_path / "out"
     cmd = sweep_cmd(spec, out, *slow)
-    proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=at_a_terminal)  # fmt: skip
+    with sigint_for_children():
+        proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)  # fmt: skip
     runs_dir = out / "small" / "runs"
     deadline = time.monotonic() + 300  # a cold Numba cache compiles first
     while time.monotonic() < deadline and not (runs_dir.is_dir() and any(runs_dir.iterdir())):
@@ -288,11 +289,11 @@ def test_an_ignored_sigint_stays_ignored(tmp_path):
     terminal stops the script, not its jobs); Python keeps it so, and so does runner."""
     spec = write_spec(tmp_path, every=100, chunk_runs=3)
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        sweep_cmd(spec, out, "--jobs", "1", "--set", "train.epochs=60000"), env=env(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-    )  # fmt: skip
+    with sigint_for_children(ignored=True):
+        proc = subprocess.Popen(
+            sweep_cmd(spec, out, "--jobs", "1", "--set", "train.epochs=60000"), env=env(),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not any((out / "small" / "runs").glob("*.parquet")):
         time.sleep(0.01)

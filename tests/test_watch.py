@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from helpers import NAME, SMALL, SPEC, at_a_terminal, env, run_sweep, sets, sweep_cmd
+from helpers import NAME, SMALL, SPEC, env, run_sweep, sets, sigint_for_children, sweep_cmd
 
 from runner.cli import main
 from runner.results.status import status, watch
@@ -93,8 +93,9 @@ def test_ctrl_c_ends_watch_quietly(tmp_path):
     # incomplete: the view never ends
     folder = run_sweep(SPEC, tmp_path, *sets(SMALL), "--shard", "0/2")
     cmd = [sys.executable, "-m", "runner", "status", str(folder), "--watch", "--interval", "0.1"]
-    proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=at_a_terminal)  # fmt: skip
+    with sigint_for_children():
+        proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)  # fmt: skip
     try:
         first = proc.stdout.readline()
         assert "chunks 6/12" in first, first
