@@ -60,9 +60,11 @@ def make_results(root: Path, seeds: int, epochs: int) -> Path:
         istats[:, kernels.EPOCHS_RUN] = last
         istats[:, kernels.MIN_EPOCH] = last
         istats[:, kernels.STATUS] = np.where(diverged, kernels.DIVERGED, kernels.RAN_ALL)
-        fstats = np.zeros((n, 2))
+        fstats = np.zeros((n, kernels.FSTATS))
         fstats[:, kernels.FINAL_LOSS] = loss[last - 1, np.arange(n)]
         fstats[:, kernels.MIN_LOSS] = loss.min(0)
+        fstats[:, kernels.FIRST_LOSS] = loss[0]
+        fstats[:, kernels.TAIL_MEAN] = fstats[:, kernels.FINAL_LOSS]
         all_cols = store.param_columns(p)
         axis_cols = {k: all_cols[k] for k in store.axis_columns(spec.axis_names)}
         losses = store.losses_table(ids, axis_cols, loss, istats, fstats, 1)

@@ -84,8 +84,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(
         f"done: {report.runs_trained} runs trained now ({report.diverged} diverged), "
         f"{report.runs_before} already there, in {report.seconds:.1f} s, "
-        f"{report.rows:,} loss rows, {rate(report.rows, report.seconds, 'rows')} -> {report.out}"
-    )
+        + (f"{report.rows:,} loss rows, {rate(report.rows, report.seconds, 'rows')}"
+           if report.rows else f"{rate(report.runs_trained, report.seconds, 'runs')}")
+        + f" -> {report.out}"
+    )  # fmt: skip
     return 0
 
 

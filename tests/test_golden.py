@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -39,12 +40,31 @@ def golden(tmp_path) -> Path:
     return folder
 
 
+STATS = ["first_loss", "tail_mean"]  # runs columns the second round did not keep
+
+
 def test_todays_code_writes_the_golden_files(tmp_path):
+    """The same losses files; the same runs files but for two new columns, which hold the
+    runs' first loss (the losses files hold it rounded to float32) and the mean of their
+    last 20 losses (runner.kernel.reference checks its value: tests/test_kernel.py)."""
     report = runner.sweep(SPEC, out=tmp_path, jobs=1, progress=False, quiet=True)
     assert report.runs_trained == 144
     assert files(tmp_path / "v2") == files(GOLDEN / "v2")
     for name in files(GOLDEN / "v2"):
-        assert_same_file(tmp_path / "v2" / name, GOLDEN / "v2" / name)
+        if name.startswith("losses/"):
+            assert_same_file(tmp_path / "v2" / name, GOLDEN / "v2" / name)
+            continue
+        new, old = pq.read_table(tmp_path / "v2" / name), pq.read_table(GOLDEN / "v2" / name)
+        assert new.drop_columns(STATS).equals(old), name
+        assert new.schema.metadata == old.schema.metadata, name
+    res = runner.load(tmp_path / "v2")
+    losses = res.losses().sort_values(["run_id", "epoch"])
+    first = losses.groupby("run_id")["loss"].first()
+    assert (res.runs.set_index("run_id")["first_loss"].astype("float32") == first).all()
+    assert res.spec["record"] == {"every": 3, "loss_dtype": "float32", "tail": 20}
+    ok = res.runs[~res.runs["diverged"]]  # (every = 3: the tail's losses are not all kept)
+    assert (ok["min_loss"] <= ok["tail_mean"]).all() and np.isfinite(ok["tail_mean"]).all()
+    assert (ok["tail_mean"] < ok["first_loss"]).mean() > 0.5
 
 
 def test_the_golden_folder_loads_and_is_complete(golden):

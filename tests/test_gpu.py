@@ -263,7 +263,8 @@ def _ptx(dtype: str, fastmath: bool, model: str = "notebook") -> str:
 
     f = t.float64 if dtype == "float64" else t.float32
     sig = (f[:, ::1], f[:, ::1], f[:, :, ::1], f[:, :, ::1], f[::1], f[::1], t.int64, t.int64,
-           t.float64, t.float64, t.float32[:, ::1], t.int64[:, ::1], f[:, ::1])  # fmt: skip
+           t.int64, t.float64, t.float64, t.float32[:, ::1], t.int64[:, ::1],
+           t.float64[:, ::1])  # fmt: skip
     kernel = make_kernel(4, 2, 4, 1, True, True, dtype, fastmath, Model(*MODELS[model]))
     try:
         ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0), fastmath=fastmath)

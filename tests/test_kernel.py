@@ -97,10 +97,11 @@ def test_diverge_above_and_stop_below():
     output=st.sampled_from(["linear", "sigmoid"]),
     update=st.sampled_from(["sequential", "simultaneous"]),
     data_seed=st.integers(0, 2**32 - 1),
-    every=st.integers(1, 7),
+    every=st.integers(0, 7),
+    tail=st.integers(1, 60),
 )
 def test_random_shapes_and_mixed_alpha_batches(
-    samples, inputs, hidden, outputs, runs, output, update, data_seed, every
+    samples, inputs, hidden, outputs, runs, output, update, data_seed, every, tail
 ):
     rng = np.random.default_rng(data_seed)
     X = rng.normal(size=(samples, inputs))
@@ -109,15 +110,19 @@ def test_random_shapes_and_mixed_alpha_batches(
     seeds = rng.integers(0, 2**31, size=runs)
     epochs = 40
     Wh, Wz = init_weights(seeds, inputs, hidden, outputs, (-1.0, 1.0))
-    out = run_batch(X, Y, Wh, Wz, alphas, epochs, output, update, every=every)
+    out = run_batch(X, Y, Wh, Wz, alphas, epochs, output, update, every=every, tail=tail)
+    assert out.loss.shape[0] == (0 if every == 0 else kernels.slot_of(epochs, every) + 1)
     for r in range(runs):
         wh0, wz0 = reference.init_weights(int(seeds[r]), inputs, hidden, outputs, (-1.0, 1.0))
         ref = reference.train_reference(X, Y, wh0, wz0, alphas[r], epochs, output, update)
         n = int(out.istats[r, kernels.EPOCHS_RUN])
         assert n == len(ref.loss)
-        rec = [e for e in range(1, n + 1) if e == 1 or e % every == 0]
-        got = out.loss[[kernels.slot_of(e, every) for e in rec], r]
-        np.testing.assert_array_equal(got, ref.loss[np.array(rec) - 1])
+        if every:
+            rec = [e for e in range(1, n + 1) if e == 1 or e % every == 0]
+            got = out.loss[[kernels.slot_of(e, every) for e in rec], r]
+            np.testing.assert_array_equal(got, ref.loss[np.array(rec) - 1])
+        stats = [ref.first_loss(), ref.tail_mean(epochs, tail)]
+        np.testing.assert_array_equal(out.fstats[r, [kernels.FIRST_LOSS, kernels.TAIL_MEAN]], stats)
         assert out.fstats[r, kernels.FINAL_LOSS] == ref.loss[-1] or not np.isfinite(ref.loss[-1])
         if ref.diverged_epoch is None:
             np.testing.assert_array_equal(out.Wh[:, :, r], ref.Wh)

@@ -2,6 +2,7 @@
 runner plot --map, the map in the report, the colours, bad axis names."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,12 +34,16 @@ def alpha_init(tmp_path_factory):
 
 
 def pandas_map(folder, x, y):
-    """The map computed plainly: runs and epoch-1 losses from the Parquet files, log10 of
-    final / first (+inf if diverged), median per (y, x), pivoted."""
+    """The map computed plainly from the Parquet files: log10 of tail_mean / first_loss
+    (+inf if diverged), or, in a folder without those columns (written before runner kept
+    them), of final / epoch-1 loss; the median per (y, x), pivoted."""
     runs = pd.read_parquet(folder / "runs")
-    losses = pd.read_parquet(folder / "losses")
-    first = losses[losses["epoch"] == 1].set_index("run_id")["loss"].astype("float64")
-    ratio = runs["final_loss"].to_numpy() / first.loc[runs["run_id"]].to_numpy()
+    if "tail_mean" in runs:
+        ratio = runs["tail_mean"].to_numpy() / runs["first_loss"].to_numpy()
+    else:
+        losses = pd.read_parquet(folder / "losses")
+        first = losses[losses["epoch"] == 1].set_index("run_id")["loss"].astype("float64")
+        ratio = runs["final_loss"].to_numpy() / first.loc[runs["run_id"]].to_numpy()
     runs["v"] = np.where(runs["diverged"], np.inf, np.log10(ratio))
     return runs.pivot_table(index=y, columns=x, values="v", aggfunc="median", dropna=False)
 
@@ -54,6 +59,17 @@ def test_a_map_is_the_median_of_the_log_ratio_per_point(alpha_init):
     np.testing.assert_array_equal(m.diverged, np.isposinf(want.to_numpy()))
     assert (m.runs == 3).all()
     assert m.converged.any() and m.diverged.any()  # the fixture crosses the boundary
+    assert m.label == "log10(tail_mean / first_loss)"
+
+
+def test_a_map_of_a_folder_written_before_the_tail_columns(tmp_path):
+    """tests/golden/v2 (the second round's files): the ratio is final / epoch-1 loss."""
+    import shutil
+
+    shutil.copytree(Path(__file__).parent / "golden" / "v2", tmp_path / "v2")
+    m = runner.load(tmp_path / "v2").map("alpha", "hidden")
+    want = pandas_map(tmp_path / "v2", "alpha", "hidden")
+    np.testing.assert_array_equal(m.array, want.to_numpy())
     assert m.label == "log10(final_loss / loss at epoch 1)"
 
 
@@ -158,8 +174,8 @@ def test_plot_map_writes_only_the_map(alpha_init, tmp_path, capsys):
     ax = fig.axes[0]
     assert ax.get_xlabel() == "alpha (log scale)" and ax.get_ylabel() == "init_hi (log scale)"
     bars = [a.get_ylabel() for a in fig.axes[1:]]
-    assert any(b.startswith("not converged: log10(final_loss") for b in bars)
-    assert any(b.startswith("converged: log10(final_loss") for b in bars)
+    assert any(b.startswith("not converged: log10(tail_mean") for b in bars)
+    assert any(b.startswith("converged: log10(tail_mean") for b in bars)
     ticks = [t.get_text() for t in ax.get_yticklabels()]
     assert ticks == ["0.25", "0.5", "1", "2", "4"]  # the one number format
     assert CONVERGED.N == OTHER.N == 256
@@ -190,7 +206,7 @@ def test_the_report_shows_a_map_with_two_numeric_axes(alpha_init, one_axis_resul
 
 
 def test_a_map_needs_the_loss_at_epoch_1_or_the_new_columns(seed_results, tmp_path):
-    runs = runner.load(seed_results).runs  # no first_loss, no tail_mean
+    runs = runner.load(seed_results).runs.drop(columns=["first_loss", "tail_mean"])
     folder = tmp_path / "syn"
     write_synthetic(seed_results, folder, runs)
     with pytest.raises(RunnerError, match=r"chunk-000000.parquet: unreadable Parquet file"):

@@ -60,7 +60,7 @@ def make_map(X, Y, Wh, Wz, steps: int, tail: int):
 
 
 def grid(lo: float, hi: float, num: int) -> np.ndarray:
-    return np.logspace(np.log10(lo), np.log10(hi), num)
+    return np.geomspace(lo, hi, num)  # as a spec's {start, stop, num, log = true}
 
 
 def main() -> None:

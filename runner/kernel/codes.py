@@ -17,8 +17,10 @@ TILE = 64
 
 # istats columns
 EPOCHS_RUN, MIN_EPOCH, STATUS = 0, 1, 2
-# fstats columns
-FINAL_LOSS, MIN_LOSS = 0, 1
+# fstats columns: tail_mean is the mean loss of the run's epochs among the last ``tail``
+# of its planned epochs (summed in float64 in epoch order), its final loss if none ran
+FINAL_LOSS, MIN_LOSS, FIRST_LOSS, TAIL_MEAN = 0, 1, 2, 3
+FSTATS = 4  # fstats columns
 # STATUS values
 RAN_ALL, DIVERGED, CONVERGED = 0, 1, 2
 

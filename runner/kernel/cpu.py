@@ -31,10 +31,13 @@ from runner.kernel.codes import (  # noqa: F401  (re-exported: the kernel's numb
     DIVERGED,
     EPOCHS_RUN,
     FINAL_LOSS,
+    FIRST_LOSS,
+    FSTATS,
     MIN_EPOCH,
     MIN_LOSS,
     RAN_ALL,
     STATUS,
+    TAIL_MEAN,
     TILE,
 )
 from runner.kernel.exp import sigmoid4, sigmoid4_cheap
@@ -80,6 +83,9 @@ class Scratch(NamedTuple):
     min_epoch: np.ndarray  # (T,) int64
     last: np.ndarray  # (T,) int64
     status: np.ndarray  # (T,) int64
+    first_loss: np.ndarray  # (T,) float64
+    tail_sum: np.ndarray  # (T,) float64, the losses of the tail's epochs
+    tail_n: np.ndarray  # (T,) int64, the tail's epochs run
 
 
 class FastScratch(Scratch):
@@ -103,6 +109,7 @@ def scratch(
         np.empty((ni, nh * T), f), np.empty(T, f), np.empty(T, f),
         np.empty(T, f), np.empty(T, f8), np.empty(T, f8),
         np.empty(T, i8), np.empty(T, i8), np.empty(T, i8),
+        np.empty(T, f8), np.empty(T, f8), np.empty(T, i8),
     )  # fmt: skip
 
 
@@ -115,8 +122,8 @@ _hidden_delta = hidden_delta  # with act4's derivative (``_delta``)
 
 
 def _train(
-    X, Y, Wh, Wz, s_o, s_h, c_h, c_o, epochs, every, stop_below, diverge_above, loss_out,
-    istats, fstats, w,
+    X, Y, Wh, Wz, s_o, s_h, c_h, c_o, epochs, every, tail, stop_below, diverge_above,
+    loss_out, istats, fstats, w,
 ):  # fmt: skip
     """Train R runs in place, tile by tile, in the scratch ``w`` of one tile of T lanes.
 
@@ -176,7 +183,8 @@ def _train(
                             sq[t] += e * e
                             dz[s, o, t] = e * a[t]
                             dzh[s, o, t] = e * ah[t]
-            n_active -= _losses(Wh, Wz, epoch, every, diverge_above, loss_out, r0, nt, w)
+            n_active -= _losses(Wh, Wz, epoch, every, epoch > epochs - tail, diverge_above,
+                                loss_out, r0, nt, w)  # fmt: skip
             if SEQUENTIAL:  # dA from the updated Wz
                 update_wz(w)
                 _hidden_delta(w.h, dzh, w.wz, w.dh)
@@ -203,6 +211,9 @@ def _start(Wh, Wz, s_o, s_h, r0, nt, w):
         a[t] = s_o[r0 + t] if wt else zero
         w.ah[t] = s_h[r0 + t] if wt else zero
         w.min_loss[t] = np.inf
+        w.first_loss[t] = np.nan
+        w.tail_sum[t] = 0.0
+        w.tail_n[t] = 0
         w.last_loss[t] = np.nan
         w.min_epoch[t] = 0
         w.last[t] = 0
@@ -222,13 +233,13 @@ def _start(Wh, Wz, s_o, s_h, r0, nt, w):
 
 
 @njit(inline="always", **JIT)
-def _losses(Wh, Wz, epoch, every, diverge_above, loss_out, r0, nt, w):
-    """The epoch's losses: recorded, best and last kept; a diverged run stops before its
-    update. Returns how many runs stopped."""
+def _losses(Wh, Wz, epoch, every, in_tail, diverge_above, loss_out, r0, nt, w):
+    """The epoch's losses: recorded, first, best and last kept, summed in the tail
+    (``in_tail``: the epoch is one of the tail's); a diverged run stops before its update.
+    Returns how many runs stopped."""
     a, act, sq, status = w.a, w.act, w.sq, w.status
     min_loss, last_loss, min_epoch, last = w.min_loss, w.last_loss, w.min_epoch, w.last
     size = a.dtype.type(w.dz.shape[0] * w.dz.shape[1])
-    row = slot_of(epoch, every)
     n_stop = 0
     for t in range(a.shape[0]):
         on = act[t]
@@ -236,13 +247,18 @@ def _losses(Wh, Wz, epoch, every, diverge_above, loss_out, r0, nt, w):
         sq[t] = loss
         last[t] = epoch if on else last[t]
         last_loss[t] = loss if on else last_loss[t]
+        w.first_loss[t] = loss if on and epoch == 1 else w.first_loss[t]
+        counted = on and in_tail
+        w.tail_sum[t] += loss if counted else 0.0
+        w.tail_n[t] += counted
         better = on and loss < min_loss[t]
         min_loss[t] = loss if better else min_loss[t]
         min_epoch[t] = epoch if better else min_epoch[t]
         bad = on and not (math.isfinite(loss) and loss <= diverge_above)
         status[t] = DIVERGED if bad else status[t]
         n_stop += bad
-    if epoch == 1 or epoch % every == 0:
+    if every > 0 and (epoch == 1 or epoch % every == 0):
+        row = slot_of(epoch, every)
         for t in range(nt):
             if act[t]:
                 loss_out[row, r0 + t] = sq[t]
@@ -276,6 +292,9 @@ def _finish(Wh, Wz, istats, fstats, r0, nt, w):
         istats[r0 + t, STATUS] = w.status[t]
         fstats[r0 + t, FINAL_LOSS] = w.last_loss[t]
         fstats[r0 + t, MIN_LOSS] = w.min_loss[t]
+        fstats[r0 + t, FIRST_LOSS] = w.first_loss[t]
+        n = w.tail_n[t]
+        fstats[r0 + t, TAIL_MEAN] = w.tail_sum[t] / n if n > 0 else w.last_loss[t]
 
 
 @njit(inline="always", **JIT)
@@ -355,7 +374,7 @@ def cache_stats() -> dict[str, int]:
 
 def train_batch(
     X, Y, Wh, Wz, s_o, s_h, c_h, c_o, epochs, sigmoid_out, sequential, every,
-    stop_below, diverge_above, loss_out, istats, fstats, w, activation="sigmoid",
+    stop_below, diverge_above, loss_out, istats, fstats, w, activation="sigmoid", tail=1,
 ):  # fmt: skip
     """Train R runs in place, tile by tile, in the scratch ``w`` of one tile.
 
@@ -365,11 +384,13 @@ def train_batch(
     training dtype (that of w). With a bias, X's last column is ones and w was made with
     ``bias``. Writes the loss of each recorded epoch to ``loss_out[slot, r]``, and per
     run ``istats[r] = (epochs_run, min_epoch, status)`` and
-    ``fstats[r] = (final_loss, min_loss)``. Final weights are left in Wh, Wz.
+    ``fstats[r] = (final_loss, min_loss, first_loss, tail_mean)``, the mean over the run's
+    epochs among the last ``tail`` planned (runner.kernel.codes). ``every = 0`` records
+    no losses. Final weights are left in Wh, Wz.
     A ``FastScratch`` w trains in fastmath.
     """
     fn = kernel(sigmoid_out, sequential, isinstance(w, FastScratch), activation)
     f = w.a.dtype.type
     c_h, c_o = f(c_h), f(c_o)
-    fn(X, Y, Wh, Wz, s_o, s_h, c_h, c_o, epochs, every, stop_below, diverge_above, loss_out,
-       istats, fstats, w)  # fmt: skip
+    fn(X, Y, Wh, Wz, s_o, s_h, c_h, c_o, epochs, every, tail, stop_below, diverge_above,
+       loss_out, istats, fstats, w)  # fmt: skip

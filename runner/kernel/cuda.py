@@ -30,10 +30,12 @@ from runner.kernel.codes import (  # the CPU kernel's column and status numbers
     DIVERGED,
     EPOCHS_RUN,
     FINAL_LOSS,
+    FIRST_LOSS,
     MIN_EPOCH,
     MIN_LOSS,
     RAN_ALL,
     STATUS,
+    TAIL_MEAN,
 )  # fmt: skip
 from runner.kernel.numba_ext import cuda_simulator
 
@@ -415,7 +417,7 @@ def make_kernel(
 ):  # fmt: skip
     """The kernel for one shape, mode and model (all compile-time constants).
 
-    ``kernel[blocks, THREADS](X, Y, Wh, Wz, so, sh, epochs, every, stop_below,
+    ``kernel[blocks, THREADS](X, Y, Wh, Wz, so, sh, epochs, every, tail, stop_below,
     diverge_above, loss_out, istats, fstats)``: arrays as ``cpu.train_batch`` takes
     them (runs last; with a bias, Wh and Wz have one more row), X, Y, Wh, Wz in
     ``dtype``, and per run the output and hidden layers' step factors ``so``, ``sh``
@@ -430,8 +432,9 @@ def make_kernel(
 
     @cuda.jit(fastmath=fastmath)
     def kernel(
-        X, Y, Wh, Wz, so, sh, epochs, every, stop_below, diverge_above, loss_out, istats, fstats
-    ):
+        X, Y, Wh, Wz, so, sh, epochs, every, tail, stop_below, diverge_above, loss_out, istats,
+        fstats,
+    ):  # fmt: skip
         r = cuda.grid(1)
         if r >= so.shape[0]:
             return
@@ -450,12 +453,18 @@ def make_kernel(
         a_o, a_h = so[r], sh[r]
         min_loss, last_loss = f(np.inf), f(np.nan)
         min_epoch, last, status = 0, 0, RAN_ALL
+        first_loss, tail_sum, tail_n = math.nan, 0.0, 0
         for epoch in range(1, epochs + 1):
             loss = forward(X, Y, wh, wz, h, dzo, dzh, a_o, a_h)
             last, last_loss = epoch, loss
+            if epoch == 1:
+                first_loss = float64(loss)
+            if epoch > epochs - tail:  # float64, in epoch order, as on the CPU
+                tail_sum += float64(loss)
+                tail_n += 1
             if loss < min_loss:
                 min_loss, min_epoch = loss, epoch
-            if epoch == 1 or epoch % every == 0:
+            if every > 0 and (epoch == 1 or epoch % every == 0):
                 loss_out[epoch - 1 if every == 1 else epoch // every, r] = loss
             if not (math.isfinite(loss) and loss <= diverge_above):
                 status = DIVERGED  # recorded, then stop before this epoch's update
@@ -464,7 +473,7 @@ def make_kernel(
             if loss < stop_below:
                 status = CONVERGED  # the epoch's update is kept
                 break
-        nxt = last if every == 1 else last // every + 1
+        nxt = last if every <= 1 else last // every + 1
         for row in range(nxt, loss_out.shape[0]):  # slots after the run stopped
             loss_out[row, r] = math.nan
         for k in range(NI):
@@ -475,5 +484,7 @@ def make_kernel(
                 Wz[j, o, r] = wz[j, o]
         istats[r, EPOCHS_RUN], istats[r, MIN_EPOCH], istats[r, STATUS] = last, min_epoch, status
         fstats[r, FINAL_LOSS], fstats[r, MIN_LOSS] = last_loss, min_loss
+        fstats[r, FIRST_LOSS] = first_loss
+        fstats[r, TAIL_MEAN] = tail_sum / tail_n if tail_n > 0 else float64(last_loss)
 
     return kernel

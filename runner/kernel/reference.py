@@ -208,6 +208,20 @@ class ReferenceResult:
     diverged_epoch: int | None
     converged_epoch: int | None
 
+    def first_loss(self) -> float:
+        """The loss of epoch 1."""
+        return float(self.loss[0])
+
+    def tail_mean(self, epochs: int, tail: int) -> float:
+        """The mean loss over the run's epochs among the last ``tail`` of ``epochs``
+        planned, summed in float64 in epoch order; the final loss if none ran."""
+        total, n = 0.0, 0
+        for epoch, loss in enumerate(self.loss, start=1):
+            if epoch > epochs - tail:
+                total += float(loss)
+                n += 1
+        return total / n if n else float(self.loss[-1])
+
 
 def with_ones(M: np.ndarray, bias: bool) -> np.ndarray:
     """M with a last column of ones when there is a bias."""

@@ -34,7 +34,9 @@ from runner.plan.params import BY_NAME, COLUMN_DTYPE, COLUMNS, NUMPY, OWNER, PER
 
 
 def slots(epochs: int, every: int) -> int:
-    """Number of recorded epochs: epoch 1 and every multiple of ``every``."""
+    """Number of recorded epochs: epoch 1 and every multiple of ``every`` (none if 0)."""
+    if every == 0:
+        return 0
     return epochs if every == 1 else epochs // every + 1
 
 

@@ -132,7 +132,7 @@ def duration(s: float) -> str:
 def rows_at_most(epochs: int, every: int) -> int:
     """Loss rows of one run that trains every epoch: the recorded epochs, and its last
     epoch when that is off the record grid."""
-    return slots(epochs, every) + (1 if every > 1 else 0)
+    return slots(epochs, every) + (1 if every > 1 else 0) if every else 0
 
 
 @dataclass

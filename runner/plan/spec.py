@@ -31,7 +31,8 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 TRAIN_DEFAULTS: dict[str, Any] = dict(P.DEFAULTS)
 TOP_KEYS = ("name", "data", "train", "grid", "sample", "record", "sweep")
 DATA_KEYS = ("builtin", "path", "random", "features", "targets", "standardize")
-RECORD_KEYS = ("every", "loss_dtype")
+RECORD_KEYS = ("every", "loss_dtype", "tail")
+TAIL = 20  # [record] tail: the epochs of the runs table's tail_mean
 SWEEP_KEYS = ("chunk_runs",)
 MAX_RUNS = 1_000_000  # larger grids need an explicit yes
 CHUNK_ROWS = 1 << 21  # automatic chunks hold about this many loss rows
@@ -55,13 +56,17 @@ class Spec:
     data: dict[str, Any]
     train: dict[str, Any]
     grid: dict[str, Any]  # axis -> list of values, or a range dict for integer axes
-    every: int
+    every: int  # 0: no losses recorded
     loss_dtype: str
     X: np.ndarray = field(repr=False)
     Y: np.ndarray = field(repr=False)
     layer: Layer = field(repr=False)  # the runs it plans, cut into chunks of chunk_runs
     sample: dict[str, Any] | None = None  # [sample] as resolved, with its points' digest
     chunk_runs_spec: int = 0  # as given (0: automatic)
+    # the runs' first_loss and tail_mean over their last ``tail`` epochs; None: not kept
+    # (a sweep begun before runner kept them, runner.results.growth.open_sweep)
+    tail: int | None = TAIL
+    tail_given: bool = False  # [record] names tail
 
     @property
     def chunk_runs(self) -> int:
@@ -102,12 +107,19 @@ class Spec:
             "train": named(self.train),
             "grid": self.grid,
             "axis_order": self.axis_names,
-            "record": {"every": self.every, "loss_dtype": self.loss_dtype},
+            "record": self.record(),
             "sweep": {"chunk_runs": self.chunk_runs_spec},
             "chunk_runs": self.chunk_runs,
         }
         if self.sample is not None:
             out["sample"] = self.sample
+        return out
+
+    def record(self) -> dict[str, Any]:
+        """[record] as sweep.json holds it (tail only where kept: older folders lack it)."""
+        out: dict[str, Any] = {"every": self.every, "loss_dtype": self.loss_dtype}
+        if self.tail is not None:
+            out["tail"] = self.tail
         return out
 
     @property
@@ -143,6 +155,8 @@ def _values(layer: Layer, train: dict[str, Any], key: str) -> set:
 
 def recorded_per_run(layer: Layer, train: dict[str, Any], every: int) -> int:
     """Loss rows of a run that trains every epoch, at the most epochs of the layer."""
+    if every == 0:
+        return 0
     return max(slots(int(e), every) + 1 for e in _values(layer, train, "epochs"))
 
 
@@ -259,8 +273,12 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
     record = raw.get("record", {})
     _check_keys(record, RECORD_KEYS, "record.", fail)
     every = record.get("every", 1)
-    if not P.is_int(every) or every < 1 or every > P.INT32_MAX:
-        fail("record.every", f"must be an integer >= 1, got {every!r}")
+    if not P.is_int(every) or every < 0 or every > P.INT32_MAX:
+        fail("record.every", f"must be an integer >= 1 (or 0: no losses, only the runs table), "
+             f"got {every!r}")  # fmt: skip
+    tail = record.get("tail", TAIL)
+    if not P.is_int(tail) or tail < 1 or tail > P.INT32_MAX:
+        fail("record.tail", f"must be an integer >= 1 (epochs), got {tail!r}")
     loss_dtype = record.get("loss_dtype", "float32")
     if loss_dtype not in ("float32", "float64"):
         fail("record.loss_dtype", f"must be 'float32' or 'float64', got {loss_dtype!r}")
@@ -279,7 +297,8 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
     )
     return Spec(name=name, file=where, data=data_spec, train=train, grid=grid, every=int(every),
                 loss_dtype=loss_dtype, X=X, Y=Y, layer=replace(layer, chunk_runs=effective),
-                sample=sample, chunk_runs_spec=int(chunk_runs))  # fmt: skip
+                sample=sample, chunk_runs_spec=int(chunk_runs), tail=int(tail),
+                tail_given="tail" in record)  # fmt: skip
 
 
 def plan_layer(train: dict[str, Any], grid_raw: dict[str, Any], sample_raw: dict | None, fail

@@ -248,6 +248,10 @@ class Results:
             run_epochs or self.spec["grid"].get("epochs") or [self.spec["train"]["epochs"]]
         )
         every = int(self.spec["record"]["every"])
+        if every == 0:
+            raise RunnerError("keeps no per-epoch losses ([record] every = 0): no curves to "
+                              "draw; the runs table has each run's statistics",
+                              file=str(self.folder))  # fmt: skip
         top = max(grid_epochs)
         if top // every + 1 <= max_points:
             picks = np.arange(every, top + 1, every)

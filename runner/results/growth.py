@@ -101,13 +101,24 @@ def plan_of(folder: Path, files: list[dict[str, Any]], extra: Spec | None = None
     return Plan(layers)
 
 
+def adopt(spec: Spec, first: dict[str, Any]) -> None:
+    """A sweep begun before runner kept the runs' first_loss and tail_mean (its [record]
+    has no tail) goes on without them, unless the spec names ``[record] tail``: so its
+    runs files keep one schema, and the spec its hash."""
+    if "tail" not in first.get("record", {}) and not spec.tail_given:
+        spec.tail = None
+
+
 def open_sweep(folder: Path, spec: Spec, fresh: bool = False, write: bool = True) -> Plan:
-    """Create the sweep, resume it, or grow it by the runs of ``spec`` it lacks.
+    """Create the sweep, resume it, or grow it by the runs of ``spec`` it lacks (which
+    adopts the sweep's older record settings, ``adopt``).
 
     Returns the plan of every layer. With ``write=False`` only checks (nothing written).
     """
     if not fresh and (folder / store.META).is_file():
-        check_growable(folder, store.read_json(folder / store.META)["spec"], spec)
+        first = store.read_json(folder / store.META)["spec"]
+        adopt(spec, first)
+        check_growable(folder, first, spec)
     if not write:
         if not (folder / store.META).is_file() or fresh:
             return Plan([layer_of(spec.resolved(), spec.file)])

@@ -332,7 +332,9 @@ def figures(res: Results) -> dict[str, Figure]:
     """All figures by name (see FIGURES); heatmaps only when the grid has an axis, the
     map only when it has two numeric axes that vary."""
     layout = Layout.of(res)
-    out = {"curves": curves_figure(res, layout)}
+    out = {}
+    if int(res.spec["record"]["every"]) != 0:  # else no losses were kept
+        out["curves"] = curves_figure(res, layout)
     if layout.colour is not None:
         out["final_loss"] = heatmap_figure(res, "final_loss", layout)
         out["divergence"] = heatmap_figure(res, "divergence", layout)

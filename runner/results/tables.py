@@ -83,9 +83,12 @@ def losses_table(
 ) -> pa.Table:
     """Tidy rows (run_id, axes..., epoch, loss) in run, then epoch, order.
 
-    Kept: epoch 1, every multiple of ``every``, and each run's last epoch.
+    Kept: epoch 1, every multiple of ``every``, and each run's last epoch; none if
+    ``every`` is 0.
     """
     R = len(run_ids)
+    if every == 0:
+        R, run_ids, loss, istats = 0, run_ids[:0], loss[:, :0], istats[:0]
     S = loss.shape[0]
     rec = np.arange(S, dtype=np.int64) * every if every > 1 else np.arange(1, S + 1)
     if every > 1:
@@ -130,8 +133,14 @@ NULLABLE_INT32 = {
 
 
 def runs_table(
-    run_ids: np.ndarray, param_cols: dict[str, pa.Array], istats: np.ndarray, fstats: np.ndarray
+    run_ids: np.ndarray,
+    param_cols: dict[str, pa.Array],
+    istats: np.ndarray,
+    fstats: np.ndarray,
+    tail: bool = True,
 ) -> pa.Table:
+    """One row per run: its parameters, then its statistics (``tail``: with first_loss and
+    tail_mean, which sweeps begun before runner kept them lack)."""
     status = istats[:, kernels.STATUS]
     run = istats[:, kernels.EPOCHS_RUN]
     diverged = status == kernels.DIVERGED
@@ -142,6 +151,9 @@ def runs_table(
     cols["final_loss"] = arrow(fstats[:, kernels.FINAL_LOSS])
     cols["min_loss"] = arrow(fstats[:, kernels.MIN_LOSS])
     cols["min_loss_epoch"] = arrow(istats[:, kernels.MIN_EPOCH].astype(np.int32))
+    if tail:
+        cols["first_loss"] = arrow(fstats[:, kernels.FIRST_LOSS])
+        cols["tail_mean"] = arrow(fstats[:, kernels.TAIL_MEAN])
     cols["diverged"] = arrow(diverged)
     cols["diverged_epoch"] = arrow(run.astype(np.int32), mask=~diverged)
     cols["converged_epoch"] = arrow(run.astype(np.int32), mask=~converged)

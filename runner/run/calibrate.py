@@ -266,17 +266,19 @@ def _pilot(spec: Spec, m: Measured, tile: int, runs: int) -> None:
         res = run_batch(spec.X, spec.Y, Wh, Wz, sub["alpha"].copy(), epochs, call["output"],
                         call["update"], spec.every, call["stop_below"], call["diverge_above"],
                         np.dtype(spec.loss_dtype).type, dtype=call["dtype"],
-                        fastmath=call["fastmath"], tile=tile, **model_keys(call, sub))  # fmt: skip
+                        fastmath=call["fastmath"], tile=tile, tail=spec.tail or 1,
+                        **model_keys(call, sub))  # fmt: skip
         ids, t0 = np.arange(len(idx)), time.perf_counter()
         params = store.param_columns(sub, spec.model_params)
         axes = {k: params[k] for k in store.axis_columns(spec.axis_names)}
         table = store.losses_table(ids, axes, res.loss, res.istats, res.fstats, spec.every)
         tables.append(table)
-        runs_tables.append(store.runs_table(ids, params, res.istats, res.fstats))
+        runs_tables.append(store.runs_table(ids, params, res.istats, res.fstats,
+                                            spec.tail is not None))  # fmt: skip
         building += time.perf_counter() - t0
         full = len(idx) * rows_at_most(call["epochs"], spec.every)
         whole = epochs == call["epochs"]  # else: a cut pilot says nothing of stopping early
-        if whole:
+        if whole or spec.every == 0:
             byte_tables.append(table)
         else:  # its runs' curves, continued to full length: their files' bytes
             loss, istats = _continued(res.loss, res.istats, epochs, call["epochs"], spec.every)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from runner.errors import RunnerError
+from runner.kernel.codes import FSTATS
 from runner.run.train import BatchResult, check_family, check_mode, model_numbers, slots
 
 
@@ -56,7 +57,7 @@ class Launch:
 
     def __init__(
         self, X, Y, Wh, Wz, alpha, epochs, output, update, every, stop_below, diverge_above,
-        loss_dtype, dtype, fastmath, model: dict | None = None,
+        loss_dtype, dtype, fastmath, model: dict | None = None, tail: int = 20,
     ):  # fmt: skip
         from numba import cuda
 
@@ -89,12 +90,12 @@ class Launch:
         # every element of the outputs is written by the kernel: no copies in
         dloss = cuda.device_array((slots(epochs, every), R), np.dtype(loss_dtype), stream=s)
         dist = cuda.device_array((R, 3), np.int64, stream=s)
-        dfst = cuda.device_array((R, 2), f, stream=s)
+        dfst = cuda.device_array((R, FSTATS), np.float64, stream=s)
         self.out = (dloss, dist, dfst, dWh, dWz)
         if R:
             with _quiet_simulator():
                 kernel[-(-R // THREADS), THREADS, s](
-                    dX, dY, dWh, dWz, ds_o, ds_h, int(epochs), int(every),
+                    dX, dY, dWh, dWz, ds_o, ds_h, int(epochs), int(every), int(tail),
                     -math.inf if stop_below is None else float(stop_below),
                     math.inf if diverge_above is None else float(diverge_above),
                     dloss, dist, dfst,
@@ -107,7 +108,6 @@ class Launch:
         self.out = ()  # device memory back to the pool
         self.Wh[...] = wh
         self.Wz[...] = wz
-        fstats = fstats.astype(np.float64)  # float32 values widen exactly
         return BatchResult(loss, istats, fstats, self.Wh, self.Wz)
 
 
@@ -156,6 +156,7 @@ def run_batch_cuda(
     step: str = "notebook",
     alpha_hidden: float | np.ndarray | None = None,
     alpha_output: float | np.ndarray | None = None,
+    tail: int = 20,
 ) -> BatchResult:
     """``train.run_batch`` on the current CUDA device (Wh, Wz are updated in place).
 
@@ -169,5 +170,5 @@ def run_batch_cuda(
              "alpha_hidden": alpha_hidden, "alpha_output": alpha_output}  # fmt: skip
     return Launch(
         X, Y, Wh, Wz, alpha, epochs, output, update, every, stop_below, diverge_above,
-        loss_dtype, dtype, fastmath, model,
+        loss_dtype, dtype, fastmath, model, tail,
     ).result()  # fmt: skip

@@ -38,7 +38,7 @@ class BatchResult:
 
     loss: np.ndarray  # (slots, R), recorded epochs only
     istats: np.ndarray  # (R, 3) epochs_run, min_epoch, status
-    fstats: np.ndarray  # (R, 2) final_loss, min_loss
+    fstats: np.ndarray  # (R, 4) final_loss, min_loss, first_loss, tail_mean
     Wh: np.ndarray  # (inputs [+1], hidden, R)
     Wz: np.ndarray  # (hidden [+1], outputs, R)
 
@@ -99,6 +99,7 @@ def run_batch(
     step: str = "notebook",
     alpha_hidden: float | np.ndarray | None = None,
     alpha_output: float | np.ndarray | None = None,
+    tail: int = 20,
 ) -> BatchResult:
     """Train a batch of runs of one shape in one kernel call (Wh, Wz are updated in place).
 
@@ -112,7 +113,8 @@ def run_batch(
     The model (docs/numerics.md): ``activation`` of the hidden units, ``bias`` (Wh and
     Wz then have a last row: (inputs + 1, hidden, R), (hidden + 1, outputs, R)),
     ``scaling``, ``step``, and each layer's learning rate, a scalar or one per run
-    (None: ``alpha``).
+    (None: ``alpha``). ``every = 0`` records no losses; ``tail``: the epochs of fstats'
+    tail mean (runner.kernel.codes).
     """
     check_mode(dtype, fastmath, tile, output, update)
     check_family(activation, bias, scaling, step)
@@ -125,7 +127,7 @@ def run_batch(
     T = tiles.choose_tile(n, ni + bias, nh, no, dtype) if tile is None else int(tile)
     loss = np.full((slots(epochs, every), R), np.nan, dtype=loss_dtype)
     istats = np.zeros((R, 3), dtype=np.int64)
-    fstats = np.zeros((R, 2))
+    fstats = np.zeros((R, kernels.FSTATS))
     wh = Wh if Wh.dtype == f else np.ascontiguousarray(Wh, dtype=f)
     wz = Wz if Wz.dtype == f else np.ascontiguousarray(Wz, dtype=f)
     Xb = np.hstack([X, np.ones((n, 1))]) if bias else X
@@ -137,6 +139,7 @@ def run_batch(
         -math.inf if stop_below is None else float(stop_below),
         math.inf if diverge_above is None else float(diverge_above), loss, istats, fstats,
         kernels.scratch(n, ni + bias, nh, no, T, f, bool(fastmath), bool(bias)), activation,
+        int(tail),
     )  # fmt: skip
     if wh is not Wh:
         Wh[...] = wh

@@ -38,6 +38,7 @@ class ChunkTask:
     loss_dtype: str
     tile: int | None = None  # runs per kernel tile (the memory budget's); None: the kernel's
     model_params: tuple[str, ...] = ()  # the model family's columns in the tables (params.MODEL)
+    tail: int | None = None  # epochs of the runs' tail_mean; None: no first_loss, tail_mean
 
 
 @dataclass
@@ -66,6 +67,7 @@ def tasks_for(spec: Spec, out: Path, chunks: list[int], plan: Plan | None = None
             spec.every,
             spec.loss_dtype,
             model_params=tuple(spec.model_params),
+            tail=spec.tail,
         )
 
 
@@ -118,6 +120,7 @@ def _train_and_write(task: ChunkTask) -> ChunkDone:
         dtype=kern["dtype"],
         fastmath=kern["fastmath"],
         tile=task.tile,
+        tail=task.tail or 1,
         **model_keys(kern, cols),
     )
     return write_results(task, res, t0)
@@ -147,7 +150,7 @@ def write_results(task: ChunkTask, res: BatchResult, t0: float) -> ChunkDone:
     all_cols = tables.param_columns(cols, task.model_params)
     axis_cols = {k: all_cols[k] for k in tables.axis_columns(task.axis_names)}
     losses = tables.losses_table(run_ids, axis_cols, res.loss, res.istats, res.fstats, task.every)
-    runs = tables.runs_table(run_ids, all_cols, res.istats, res.fstats)
+    runs = tables.runs_table(run_ids, all_cols, res.istats, res.fstats, task.tail is not None)
     store.write_chunk(Path(task.out), task.index, losses, runs)
     diverged = int(np.count_nonzero(res.istats[:, codes.STATUS] == codes.DIVERGED))
     return ChunkDone(task.index, n, diverged, losses.num_rows, time.perf_counter() - t0)
