@@ -123,7 +123,7 @@ _hidden_delta = hidden_delta  # with act4's derivative (``_delta``)
 
 def _train(
     X, Y, Wh, Wz, s_o, s_h, c_h, c_o, epochs, every, tail, stop_below, diverge_above,
-    loss_out, istats, fstats, w,
+    diverge_factor, loss_out, istats, fstats, w,
 ):  # fmt: skip
     """Train R runs in place, tile by tile, in the scratch ``w`` of one tile of T lanes.
 
@@ -184,7 +184,7 @@ def _train(
                             dz[s, o, t] = e * a[t]
                             dzh[s, o, t] = e * ah[t]
             n_active -= _losses(Wh, Wz, epoch, every, epoch > epochs - tail, diverge_above,
-                                loss_out, r0, nt, w)  # fmt: skip
+                                diverge_factor, loss_out, r0, nt, w)  # fmt: skip
             if SEQUENTIAL:  # dA from the updated Wz
                 update_wz(w)
                 _hidden_delta(w.h, dzh, w.wz, w.dh)
@@ -233,14 +233,16 @@ def _start(Wh, Wz, s_o, s_h, r0, nt, w):
 
 
 @njit(inline="always", **JIT)
-def _losses(Wh, Wz, epoch, every, in_tail, diverge_above, loss_out, r0, nt, w):
+def _losses(Wh, Wz, epoch, every, in_tail, diverge_above, diverge_factor, loss_out, r0, nt, w):
     """The epoch's losses: recorded, first, best and last kept, summed in the tail
-    (``in_tail``: the epoch is one of the tail's); a diverged run stops before its update.
-    Returns how many runs stopped."""
+    (``in_tail``: the epoch is one of the tail's); a diverged run (a loss not finite, above
+    diverge_above or above diverge_factor x its first loss, in float64) stops before its
+    update. Returns how many runs stopped."""
     a, act, sq, status = w.a, w.act, w.sq, w.status
     min_loss, last_loss, min_epoch, last = w.min_loss, w.last_loss, w.min_epoch, w.last
     size = a.dtype.type(w.dz.shape[0] * w.dz.shape[1])
     n_stop = 0
+    no_factor = diverge_factor == np.inf  # (inf x a first loss of 0 is NaN)
     for t in range(a.shape[0]):
         on = act[t]
         loss = sq[t] / size
@@ -254,7 +256,8 @@ def _losses(Wh, Wz, epoch, every, in_tail, diverge_above, loss_out, r0, nt, w):
         better = on and loss < min_loss[t]
         min_loss[t] = loss if better else min_loss[t]
         min_epoch[t] = epoch if better else min_epoch[t]
-        bad = on and not (math.isfinite(loss) and loss <= diverge_above)
+        bad = on and not (math.isfinite(loss) and loss <= diverge_above
+                          and (loss <= diverge_factor * w.first_loss[t] or no_factor))  # fmt: skip
         status[t] = DIVERGED if bad else status[t]
         n_stop += bad
     if every > 0 and (epoch == 1 or epoch % every == 0):
@@ -375,6 +378,7 @@ def cache_stats() -> dict[str, int]:
 def train_batch(
     X, Y, Wh, Wz, s_o, s_h, c_h, c_o, epochs, sigmoid_out, sequential, every,
     stop_below, diverge_above, loss_out, istats, fstats, w, activation="sigmoid", tail=1,
+    diverge_factor=math.inf,
 ):  # fmt: skip
     """Train R runs in place, tile by tile, in the scratch ``w`` of one tile.
 
@@ -393,4 +397,4 @@ def train_batch(
     f = w.a.dtype.type
     c_h, c_o = f(c_h), f(c_o)
     fn(X, Y, Wh, Wz, s_o, s_h, c_h, c_o, epochs, every, tail, stop_below, diverge_above,
-       loss_out, istats, fstats, w)  # fmt: skip
+       float(diverge_factor), loss_out, istats, fstats, w)  # fmt: skip

@@ -418,7 +418,7 @@ def make_kernel(
     """The kernel for one shape, mode and model (all compile-time constants).
 
     ``kernel[blocks, THREADS](X, Y, Wh, Wz, so, sh, epochs, every, tail, stop_below,
-    diverge_above, loss_out, istats, fstats)``: arrays as ``cpu.train_batch`` takes
+    diverge_above, diverge_factor, loss_out, istats, fstats)``: arrays as ``cpu.train_batch`` takes
     them (runs last; with a bias, Wh and Wz have one more row), X, Y, Wh, Wz in
     ``dtype``, and per run the output and hidden layers' step factors ``so``, ``sh``
     (runner.kernel.reference: alpha times the step's and scales' factors; both alpha for
@@ -432,8 +432,8 @@ def make_kernel(
 
     @cuda.jit(fastmath=fastmath)
     def kernel(
-        X, Y, Wh, Wz, so, sh, epochs, every, tail, stop_below, diverge_above, loss_out, istats,
-        fstats,
+        X, Y, Wh, Wz, so, sh, epochs, every, tail, stop_below, diverge_above, diverge_factor,
+        loss_out, istats, fstats,
     ):  # fmt: skip
         r = cuda.grid(1)
         if r >= so.shape[0]:
@@ -466,7 +466,8 @@ def make_kernel(
                 min_loss, min_epoch = loss, epoch
             if every > 0 and (epoch == 1 or epoch % every == 0):
                 loss_out[epoch - 1 if every == 1 else epoch // every, r] = loss
-            if not (math.isfinite(loss) and loss <= diverge_above):
+            past = diverge_factor != math.inf and not float64(loss) <= diverge_factor * first_loss
+            if not (math.isfinite(loss) and loss <= diverge_above) or past:
                 status = DIVERGED  # recorded, then stop before this epoch's update
                 break
             update(X, wh, wz, h, dh, dzo, dzh)

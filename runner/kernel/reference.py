@@ -6,6 +6,7 @@ fixes and why.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -241,6 +242,7 @@ def train_reference(
     diverge_above: float | None = None,
     dtype: str = "float64",
     *,
+    diverge_factor: float = math.inf,
     activation: str = "sigmoid",
     bias: bool = False,
     scaling: str = "standard",
@@ -288,7 +290,10 @@ def train_reference(
             E = Y - Z  # how much we missed
             loss = mean(E**2)
             losses.append(loss)
-            if not np.isfinite(loss) or (diverge_above is not None and loss > diverge_above):
+            # past diverge_factor x the first loss (in float64; inf: no such rule)
+            limit = diverge_factor * float(losses[0])
+            past = diverge_factor != math.inf and not float(loss) <= limit
+            if not np.isfinite(loss) or (diverge_above is not None and loss > diverge_above) or past:
                 diverged = epoch  # recorded, then stop before this epoch's update
                 break
             dZo, dZh = E * s_o, E * s_h  # delta Z of each layer's step

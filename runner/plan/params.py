@@ -69,6 +69,12 @@ def _optional_positive(v: Any) -> float | None:
     return None if v is None else _positive(v)
 
 
+def _factor(v: Any) -> float:
+    if not is_num(v) or math.isnan(v) or v < 1:
+        raise Invalid(f"must be a number >= 1 (or inf: only a non-finite loss diverges), got {v!r}")
+    return float(v)
+
+
 def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
     def check(v: Any) -> str:
         if not isinstance(v, str) or v not in choices:
@@ -139,6 +145,9 @@ PARAMS: tuple[Param, ...] = (
     Param("hidden", 4, True, (("hidden", "int32"),), _integer(1, INT32_MAX)),
     Param("stop_below", None, True, (("stop_below", "float64"),), _optional_positive),
     Param("diverge_above", None, True, (("diverge_above", "float64"),), _optional_positive),
+    # a run diverged once its loss passes diverge_factor x its first loss; the default
+    # here is the rule of sweeps written before it (inf), a new spec's is DIVERGE_FACTOR
+    Param("diverge_factor", math.inf, True, (("diverge_factor", "float64"),), _factor),
     Param("dtype", "float64", True, (("dtype", "category"),), _choice(DTYPES), DTYPES),
     Param("fastmath", False, True, (("fastmath", "bool"),), _boolean),
     Param(
@@ -164,7 +173,10 @@ PARAMS: tuple[Param, ...] = (
 # their default, and the tables hold their columns only where a sweep names them (a
 # value in [train] other than the default, a [grid] axis, a [sample] key): a sweep of the
 # notebook's model keeps its bytes.
-MODEL: tuple[str, ...] = ("activation", "bias", "scaling", "step", "alpha_hidden", "alpha_output")
+MODEL: tuple[str, ...] = (
+    "diverge_factor", "activation", "bias", "scaling", "step", "alpha_hidden", "alpha_output"
+)  # fmt: skip
+DIVERGE_FACTOR = 1e6  # a new spec's diverge_factor, unless it names one
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
 NAMES: tuple[str, ...] = tuple(BY_NAME)
 DEFAULTS: dict[str, Any] = {p.name: p.default for p in PARAMS}

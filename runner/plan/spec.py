@@ -67,6 +67,7 @@ class Spec:
     # (a sweep begun before runner kept them, runner.results.growth.open_sweep)
     tail: int | None = TAIL
     tail_given: bool = False  # [record] names tail
+    named: frozenset[str] = frozenset()  # the keys [train], [grid] and [sample] name
 
     @property
     def chunk_runs(self) -> int:
@@ -258,7 +259,7 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
 
     data_spec, X, Y = _load_data(raw.get("data", {}), where, base, fail)
 
-    train = dict(TRAIN_DEFAULTS)
+    train = dict(TRAIN_DEFAULTS, diverge_factor=P.DIVERGE_FACTOR)  # a new spec's rule
     for key, value in raw.get("train", {}).items():
         if key not in TRAIN_DEFAULTS:
             fail(f"train.{key}", P.suggest(key, P.NAMES))
@@ -298,7 +299,9 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
     return Spec(name=name, file=where, data=data_spec, train=train, grid=grid, every=int(every),
                 loss_dtype=loss_dtype, X=X, Y=Y, layer=replace(layer, chunk_runs=effective),
                 sample=sample, chunk_runs_spec=int(chunk_runs), tail=int(tail),
-                tail_given="tail" in record)  # fmt: skip
+                tail_given="tail" in record,
+                named=frozenset(raw.get("train", {})) | frozenset(raw.get("grid", {}))
+                | frozenset(raw.get("sample") or {}))  # fmt: skip
 
 
 def plan_layer(train: dict[str, Any], grid_raw: dict[str, Any], sample_raw: dict | None, fail

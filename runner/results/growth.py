@@ -18,11 +18,13 @@ import json
 import socket
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from runner.errors import RunnerError
 from runner.plan.chunks import Plan, stack
+from runner.plan import params as P
 from runner.plan.spec import Spec, layer_of
 from runner.results import store
 
@@ -102,11 +104,15 @@ def plan_of(folder: Path, files: list[dict[str, Any]], extra: Spec | None = None
 
 
 def adopt(spec: Spec, first: dict[str, Any]) -> None:
-    """A sweep begun before runner kept the runs' first_loss and tail_mean (its [record]
-    has no tail) goes on without them, unless the spec names ``[record] tail``: so its
-    runs files keep one schema, and the spec its hash."""
+    """A spec resuming or growing a sweep begun by an older runner keeps that sweep's
+    rules where the spec does not name the newer keys, so that its files keep one schema
+    and the spec its hash: without ``record.tail`` in sweep.json, no first_loss and
+    tail_mean; without ``train.diverge_factor``, only a non-finite loss diverges."""
     if "tail" not in first.get("record", {}) and not spec.tail_given:
         spec.tail = None
+    if "diverge_factor" not in first["train"] and "diverge_factor" not in spec.named:
+        spec.train["diverge_factor"] = P.DEFAULTS["diverge_factor"]
+        spec.layer = replace(layer_of(spec.resolved(), spec.file), chunk_runs=spec.chunk_runs)
 
 
 def open_sweep(folder: Path, spec: Spec, fresh: bool = False, write: bool = True) -> Plan:

@@ -267,6 +267,7 @@ def _pilot(spec: Spec, m: Measured, tile: int, runs: int) -> None:
                         call["update"], spec.every, call["stop_below"], call["diverge_above"],
                         np.dtype(spec.loss_dtype).type, dtype=call["dtype"],
                         fastmath=call["fastmath"], tile=tile, tail=spec.tail or 1,
+                        diverge_factor=call["diverge_factor"],
                         **model_keys(call, sub))  # fmt: skip
         ids, t0 = np.arange(len(idx)), time.perf_counter()
         params = store.param_columns(sub, spec.model_params)

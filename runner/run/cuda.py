@@ -58,6 +58,7 @@ class Launch:
     def __init__(
         self, X, Y, Wh, Wz, alpha, epochs, output, update, every, stop_below, diverge_above,
         loss_dtype, dtype, fastmath, model: dict | None = None, tail: int = 20,
+        diverge_factor: float = math.inf,
     ):  # fmt: skip
         from numba import cuda
 
@@ -98,7 +99,7 @@ class Launch:
                     dX, dY, dWh, dWz, ds_o, ds_h, int(epochs), int(every), int(tail),
                     -math.inf if stop_below is None else float(stop_below),
                     math.inf if diverge_above is None else float(diverge_above),
-                    dloss, dist, dfst,
+                    float(diverge_factor), dloss, dist, dfst,
                 )  # fmt: skip
 
     def result(self) -> BatchResult:
@@ -157,6 +158,7 @@ def run_batch_cuda(
     alpha_hidden: float | np.ndarray | None = None,
     alpha_output: float | np.ndarray | None = None,
     tail: int = 20,
+    diverge_factor: float = math.inf,
 ) -> BatchResult:
     """``train.run_batch`` on the current CUDA device (Wh, Wz are updated in place).
 
@@ -170,5 +172,5 @@ def run_batch_cuda(
              "alpha_hidden": alpha_hidden, "alpha_output": alpha_output}  # fmt: skip
     return Launch(
         X, Y, Wh, Wz, alpha, epochs, output, update, every, stop_below, diverge_above,
-        loss_dtype, dtype, fastmath, model, tail,
+        loss_dtype, dtype, fastmath, model, tail, diverge_factor,
     ).result()  # fmt: skip

@@ -160,7 +160,7 @@ def _start(g: Group, room: threading.Semaphore):
             t.X, t.Y, Wh, Wz, alpha, int(k["epochs"]), k["output"], k["update"], t.every,
             k["stop_below"], k["diverge_above"], np.dtype(t.loss_dtype),
             k.get("dtype", "float64"), bool(k.get("fastmath", False)), {**model, "bias": bias},
-            t.tail or 1,
+            t.tail or 1, k["diverge_factor"],
         )  # fmt: skip
     except BaseException:
         for c in claims:

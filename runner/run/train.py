@@ -100,6 +100,7 @@ def run_batch(
     alpha_hidden: float | np.ndarray | None = None,
     alpha_output: float | np.ndarray | None = None,
     tail: int = 20,
+    diverge_factor: float = math.inf,
 ) -> BatchResult:
     """Train a batch of runs of one shape in one kernel call (Wh, Wz are updated in place).
 
@@ -114,7 +115,8 @@ def run_batch(
     Wz then have a last row: (inputs + 1, hidden, R), (hidden + 1, outputs, R)),
     ``scaling``, ``step``, and each layer's learning rate, a scalar or one per run
     (None: ``alpha``). ``every = 0`` records no losses; ``tail``: the epochs of fstats'
-    tail mean (runner.kernel.codes).
+    tail mean (runner.kernel.codes). A run diverges when its loss is not finite, above
+    ``diverge_above``, or above ``diverge_factor`` times its first loss.
     """
     check_mode(dtype, fastmath, tile, output, update)
     check_family(activation, bias, scaling, step)
@@ -139,7 +141,7 @@ def run_batch(
         -math.inf if stop_below is None else float(stop_below),
         math.inf if diverge_above is None else float(diverge_above), loss, istats, fstats,
         kernels.scratch(n, ni + bias, nh, no, T, f, bool(fastmath), bool(bias)), activation,
-        int(tail),
+        int(tail), float(diverge_factor),
     )  # fmt: skip
     if wh is not Wh:
         Wh[...] = wh
@@ -228,6 +230,7 @@ def train(
     init: Sequence[float] = (0.0, 1.0),
     stop_below: float | None = None,
     diverge_above: float | None = None,
+    diverge_factor: float = P.DIVERGE_FACTOR,
     dtype: str = "float64",
     fastmath: bool = False,
     activation: str = "sigmoid",
@@ -240,6 +243,8 @@ def train(
     """Train one two-layer network on full-batch data (docs/numerics.md): ``activation``
     (sigmoid, tanh, relu, identity), ``bias``, ``scaling`` (standard, mean-field),
     ``step`` (notebook, gradient), each layer's learning rate (``alpha`` unless given).
+    A run diverges (and stops) when its loss is not finite, above ``diverge_above``, or
+    above ``diverge_factor`` times its first loss (``math.inf``: no such rule).
 
     ``dtype`` ("float64" or "float32") and ``fastmath`` choose the precision mode
     (docs/precision.md); the loss is returned as float64 in every mode.
@@ -260,6 +265,7 @@ def train(
         init=init,
         stop_below=stop_below,
         diverge_above=diverge_above,
+        diverge_factor=diverge_factor,
         dtype=dtype,
         fastmath=fastmath,
         activation=activation,
@@ -282,6 +288,7 @@ def train(
         stop_below, diverge_above, dtype=p["dtype"], fastmath=p["fastmath"], tile=tile,
         activation=activation, bias=bias, scaling=scaling, step=step,
         alpha_hidden=p["alpha_hidden"], alpha_output=p["alpha_output"],
+        diverge_factor=p["diverge_factor"],
     )  # fmt: skip
     n = int(out.istats[0, kernels.EPOCHS_RUN])
     status = int(out.istats[0, kernels.STATUS])

@@ -121,6 +121,7 @@ def _train_and_write(task: ChunkTask) -> ChunkDone:
         fastmath=kern["fastmath"],
         tile=task.tile,
         tail=task.tail or 1,
+        diverge_factor=kern["diverge_factor"],
         **model_keys(kern, cols),
     )
     return write_results(task, res, t0)
