@@ -23,6 +23,7 @@ import numpy as np
 
 from runner.errors import RunnerError
 from runner.plan import data as datasets
+from runner.plan import inits
 from runner.plan import params as P
 from runner.plan.chunks import TILE, Factor, Layer, make_layer, slots
 from runner.plan.sample import build_sample
@@ -62,6 +63,7 @@ class Spec:
     layer: Layer = field(repr=False)  # the runs it plans, cut into chunks of chunk_runs
     sample: dict[str, Any] | None = None  # [sample] as resolved, with its points' digest
     chunk_runs_spec: int = 0  # as given (0: automatic)
+    init_weights: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)  # a file's
 
     @property
     def chunk_runs(self) -> int:
@@ -253,6 +255,7 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
         train[key] = P.check(key, value, fail=lambda m, k=key: fail(f"train.{k}", m))
 
     grid, sample, layer = plan_layer(train, raw.get("grid", {}), raw.get("sample"), fail)
+    weights = inits.resolve(train, lambda k: _values(layer, train, k), X, Y, base, fail)
     if data_spec.get("standardize"):
         X, Y = standardize(data_spec, X, Y, layer)
 
@@ -279,7 +282,7 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
     )
     return Spec(name=name, file=where, data=data_spec, train=train, grid=grid, every=int(every),
                 loss_dtype=loss_dtype, X=X, Y=Y, layer=replace(layer, chunk_runs=effective),
-                sample=sample, chunk_runs_spec=int(chunk_runs))  # fmt: skip
+                sample=sample, chunk_runs_spec=int(chunk_runs), init_weights=weights)  # fmt: skip
 
 
 def plan_layer(train: dict[str, Any], grid_raw: dict[str, Any], sample_raw: dict | None, fail
@@ -288,11 +291,12 @@ def plan_layer(train: dict[str, Any], grid_raw: dict[str, Any], sample_raw: dict
 
     ``fail(key, msg)`` raises. The layer's ``chunk_runs`` is left for the caller.
     """
-    grid: dict[str, Any] = {}
-    factors: dict[str, Factor] = {}
+    grid, factors = inits.grid_axes(grid_raw, train, _axis, fail)  # init and its numbers
     for key, value in grid_raw.items():
+        if key in grid:
+            continue
         if key not in TRAIN_DEFAULTS:
-            fail(f"grid.{key}", P.suggest(key, P.NAMES))
+            fail(f"grid.{key}", P.suggest(key, (*P.NAMES, *P.HALVES)))
         grid[key], factors[key] = _axis(key, value, lambda m, k=key: fail(f"grid.{k}", m))
     sample, points = None, None
     if sample_raw is not None:
@@ -338,6 +342,8 @@ def auto_chunk_runs(rows_per_run: int, weight_bytes_per_run: int = 0) -> int:
 
 def _factor(key: str, values: list[Any]) -> Factor:
     """Normalised values of parameter ``key`` -> its columns (plan dtypes)."""
+    if key in P.HALVES:
+        return {key: np.array(values, dtype=np.float64)}
     p = P.BY_NAME[key]
     rows = [p.to_row(v) for v in values]
     return {
@@ -347,6 +353,8 @@ def _factor(key: str, values: list[Any]) -> Factor:
 
 
 def _kind(key: str) -> str:
+    if key in P.HALVES:
+        return "float64"
     return P.BY_NAME[key].columns[0][1] if len(P.BY_NAME[key].columns) == 1 else "pair"
 
 
