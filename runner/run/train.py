@@ -115,18 +115,21 @@ def start_weights(
     return Wh, Wz
 
 
-def file_weights(path: str, inputs: int, hidden: int, outputs: int, bias: bool
-                 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Wh, Wz of an .npz file, checked against the network's shape; RunnerError."""
-    where = Path(path)
+def one_run_weights(init, seed: int, inputs: int, hidden: int, outputs: int, bias: bool
+                    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``runner.train``'s initial weights (one run): drawn from its seed, or an .npz file's
+    (``{"path": ...}``), checked against the network's shape; RunnerError."""
+    if P.init_kind(init) != "path":
+        return init_weights([seed], inputs, hidden, outputs, init, bias)
+    where = Path(init["path"])
     if not where.is_file():
         raise RunnerError(f"init file not found ({where})", key="init")
     try:
         Wh, Wz, _ = inits.read_weights(where)
-        inits.check_shapes(path, Wh, Wz, inputs, outputs, {hidden}, {bias})
+        inits.check_shapes(init["path"], Wh, Wz, inputs, outputs, {hidden}, {bias})
     except RunnerError as exc:
         raise RunnerError(exc.reason, key="init") from None
-    return Wh, Wz
+    return Wh[:, :, None], Wz[:, :, None]
 
 
 def run_batch(
@@ -328,10 +331,7 @@ def train(
 
     ni, no = Xa.shape[1], Ya.shape[1]
     tile = train_tile(Xa.shape[0], ni + bias, hidden, no, p["dtype"], epochs)
-    if P.init_kind(init) == "path":
-        Wh, Wz = (w[:, :, None] for w in file_weights(init["path"], ni, hidden, no, bias))
-    else:
-        Wh, Wz = init_weights([seed], ni, hidden, no, init, bias)
+    Wh, Wz = one_run_weights(init, seed, ni, hidden, no, bias)
     out = run_batch(
         Xa, Ya, Wh, Wz, np.array([alpha], dtype=np.float64), epochs, output, update, 1,
         stop_below, diverge_above, dtype=p["dtype"], fastmath=p["fastmath"], tile=tile,
