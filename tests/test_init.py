@@ -13,6 +13,7 @@ import runner
 from runner.cli import main
 from runner.errors import RunnerError
 from runner.kernel import reference as ref
+from runner.kernel import seeding
 from runner.plan.spec import load_spec, spec_from_dict
 from runner.results import store
 from runner.run.train import COMPILED_SEEDING, init_weights, start_weights
@@ -34,6 +35,22 @@ def test_normal_init_is_numpys_draw_wh_then_wz(runs, bias):
         assert np.array_equal(Wz[:, :, r], rng.normal(0.25, 1.5, (HID + bias, OUT)))
         want = ref.init_normal(int(seed), D, HID, OUT, 0.25, 1.5, bias)
         assert np.array_equal(Wh[:, :, r], want[0]) and np.array_equal(Wz[:, :, r], want[1])
+
+
+def test_many_runs_draw_from_compiled_states_as_numpy_would():
+    """seeding.normal_weights: each run's PCG64 state from the compiled SeedSequence, then
+    NumPy's normal; seeds of one to four 32-bit words, per-run mean and std."""
+    seeds = np.array([0, 1, 2**32 - 1, 2**32, 2**40 + 5, 2**63 - 1, *range(40, 80)])
+    mean, std = np.linspace(-1, 1, len(seeds)), np.geomspace(0.1, 10, len(seeds))
+    Wh, Wz = seeding.normal_weights(seeds, D, HID, OUT, mean, std, True)
+    for r, seed in enumerate(seeds):
+        rng = np.random.default_rng(int(seed))
+        assert np.array_equal(Wh[:, :, r], rng.normal(mean[r], std[r], (D + 1, HID)))
+        assert np.array_equal(Wz[:, :, r], rng.normal(mean[r], std[r], (HID + 1, OUT)))
+    nan = np.full(len(seeds), np.nan)
+    cols = {"seed": seeds, "init_lo": nan, "init_hi": nan, "init_mean": mean, "init_std": std}
+    got = start_weights(cols, D, HID, OUT, True)
+    assert np.array_equal(got[0], Wh) and np.array_equal(got[1], Wz)
 
 
 def test_a_chunk_draws_each_runs_own_numbers():
@@ -206,7 +223,7 @@ def test_a_file_of_the_wrong_shape_exits_2_and_writes_nothing(tmp_path, capsys, 
 @pytest.mark.parametrize(
     ("train", "grid", "message"),
     [
-        ({}, {"init": [{"normal": [0.0, 1.0]}]}, r"grid.init: an init table .* belongs in \[train\]"),
+        ({}, {"init": [{"normal": [0.0, 1.0]}]}, r"grid.init: an init .* in \[train\]"),
         ({}, {"init": [[0.0, 1.0], {"path": "w0.npz"}]}, "grid.init: an init table"),
         ({"init": {"normal": [0.0, 1.0]}}, {"init": [[0.0, 1.0]]},
          r"grid.init: lists \[lo, hi\] pairs, but train.init is {normal = \[mean, std\]}"),

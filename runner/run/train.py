@@ -46,7 +46,8 @@ class BatchResult:
 
 
 # Batches of more runs than this seed compiled (runner.kernel.seeding, the same bytes as
-# NumPy); fewer, in NumPy itself: cheaper than loading (or compiling) the seeding kernel.
+# NumPy; a normal init's draws by NumPy from compiled states); fewer, in NumPy itself:
+# cheaper than loading (or compiling) the seeding kernel.
 COMPILED_SEEDING = 32
 
 
@@ -69,8 +70,9 @@ def init_weights(
     normal = isinstance(init, dict)
     a, b = init["normal"] if normal else init
     R = len(seeds)
-    if R > COMPILED_SEEDING and not normal:
-        return seeding.init_weights(seeds, inputs, hidden, outputs, a, b, bias)
+    if R > COMPILED_SEEDING:
+        fill = seeding.normal_weights if normal else seeding.init_weights
+        return fill(seeds, inputs, hidden, outputs, a, b, bias)
     Wh = np.empty((inputs + bias, hidden, R))
     Wz = np.empty((hidden + bias, outputs, R))
     for r, seed in enumerate(seeds):
@@ -106,6 +108,8 @@ def start_weights(
     if not R or ((a == a[0]).all() and (b == b[0]).all()):
         first = form(float(a[0]), float(b[0])) if R else (0.0, 1.0)
         return init_weights(seeds, inputs, hidden, outputs, first, bias)
+    if normal and R > COMPILED_SEEDING:
+        return seeding.normal_weights(seeds, inputs, hidden, outputs, a, b, bias)
     Wh = np.empty((inputs + bias, hidden, R))
     Wz = np.empty((hidden + bias, outputs, R))
     for r in range(R):
