@@ -16,6 +16,7 @@ from runner.kernel import reference as ref
 from runner.kernel import seeding
 from runner.plan.spec import load_spec, spec_from_dict
 from runner.results import store
+from runner.results.report import report_html
 from runner.run.train import COMPILED_SEEDING, init_weights, start_weights
 from tests.helpers import assert_same_results
 
@@ -118,6 +119,10 @@ def test_a_normal_sweep_is_train_and_the_reference_run_by_run(tmp_path):
         assert run["final_loss"] == want.loss[-1]
     meta = json.loads((folder / store.META).read_text())
     assert meta["spec"]["train"]["init"] == {"normal": [0.1, 0.5]}
+    # read back by the grid's columns of init: summaries, a map, the report
+    assert list(res.summary().columns[:3]) == ["init_mean", "init_std", "alpha"]
+    assert res.map("alpha", "init_std").array.shape == (2, 2)
+    assert 'id="fig-map"' in report_html(res)
 
 
 def test_a_resumed_normal_sweep_equals_one_shot(tmp_path):
@@ -274,3 +279,46 @@ def test_a_spec_file_finds_its_init_file_beside_it(tmp_path):
     np.savez(tmp_path / "sub" / "w0.npz", Wh=Wh, Wz=Wz)
     spec = load_spec(write(tmp_path / "sub", PATH_SPEC.format(hidden=3, extra="")))
     assert np.array_equal(spec.init_weights[0], Wh) and np.array_equal(spec.init_weights[1], Wz)
+
+
+SIM_SPEC = """
+name = "{name}"
+[data]
+builtin = "seed"
+[train]
+epochs = 12
+hidden = 3
+bias = true
+activation = "tanh"
+init = {init}
+[grid]
+alpha = [0.05, 0.3]
+seed = [0, 1, 2]
+{extra}
+[sweep]
+chunk_runs = 4
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "init", "extra"),
+    [("normal", "{normal = [0.0, 0.5]}", "init_std = [0.5, 2.0]"),
+     ("file", '{path = "w0.npz"}', "")],
+)  # fmt: skip
+def test_the_cuda_backend_starts_from_the_same_weights(tmp_path, name, init, extra):
+    """--backend cuda (numba-cuda's simulator): a normal init and a file's give the CPU's
+    bytes (runner.run.cuda_sweep draws them as the CPU worker does)."""
+    import os
+    import subprocess
+
+    from tests.helpers import ROOT, sweep_cmd
+
+    Wh, Wz = ref.init_normal(3, 2, 3, 1, 0.0, 1.0, True)
+    np.savez(tmp_path / "w0.npz", Wh=Wh, Wz=Wz)
+    spec = write(tmp_path, SIM_SPEC.format(name=name, init=init, extra=extra))
+    runner.sweep(spec, out=tmp_path / "cpu", jobs=1, progress=False, quiet=True)
+    sim = dict(os.environ, PYTHONPATH=str(ROOT), NUMBA_ENABLE_CUDASIM="1")
+    r = subprocess.run(sweep_cmd(spec, tmp_path / "gpu", "--backend", "cuda"),
+                       capture_output=True, text=True, env=sim, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert_same_results(tmp_path / "gpu" / name, tmp_path / "cpu" / name)
