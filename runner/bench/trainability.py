@@ -64,7 +64,8 @@ def run(grid: int = 64, steps: int = 500, log: Callable[[str], None] | None = No
         args = [a for s in sets for a in ("--set", s)]
         times = []
         for i in range(2):
-            say(f"runner sweep, {grid} x {grid} points, {steps} steps ({'first' if i == 0 else 'warm'})")
+            which = "first" if i == 0 else "warm"
+            say(f"runner sweep, {grid} x {grid} points, {steps} steps ({which})")
             out = Path(tmp) / f"runner{i}"
             times.append(_timed([sys.executable, "-m", "runner", "sweep", str(SPEC), "--out",
                                  str(out), "--quiet", *args]))  # fmt: skip

@@ -293,7 +293,8 @@ def train_reference(
             # past diverge_factor x the first loss (in float64; inf: no such rule)
             limit = diverge_factor * float(losses[0])
             past = diverge_factor != math.inf and not float(loss) <= limit
-            if not np.isfinite(loss) or (diverge_above is not None and loss > diverge_above) or past:
+            above = diverge_above is not None and loss > diverge_above
+            if not np.isfinite(loss) or above or past:
                 diverged = epoch  # recorded, then stop before this epoch's update
                 break
             dZo, dZh = E * s_o, E * s_h  # delta Z of each layer's step

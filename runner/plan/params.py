@@ -101,6 +101,53 @@ def _pair(v: Any) -> list[float]:
     return [lo, hi]
 
 
+def _finite(v: Any) -> float:
+    if not is_num(v) or not math.isfinite(v):
+        raise Invalid(f"must be a finite number, got {v!r}")
+    return float(v)
+
+
+def _init(v: Any) -> Any:
+    """``[lo, hi]`` (uniform), ``{normal = [mean, std]}`` or ``{path = "w0.npz"}`` (with the
+    file's ``sha256`` once the spec has read it)."""
+    if not isinstance(v, dict):
+        return _pair(v)
+    if set(v) == {"normal"}:
+        pair = v["normal"].tolist() if isinstance(v["normal"], np.ndarray) else v["normal"]
+        if not isinstance(pair, list | tuple) or len(pair) != 2 or not all(map(is_num, pair)):
+            raise Invalid(f"normal needs [mean, std] of two numbers, got {v['normal']!r}")
+        mean, std = float(pair[0]), float(pair[1])
+        if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+            raise Invalid(f"normal needs a finite mean and a finite std > 0, got {pair!r}")
+        return {"normal": [mean, std]}
+    if "path" in v and set(v) <= {"path", "sha256"}:
+        if not isinstance(v["path"], str) or not v["path"]:
+            raise Invalid(f"path must be a file path string, got {v['path']!r}")
+        if not isinstance(v.get("sha256", ""), str):
+            raise Invalid(f"sha256 must be a string, got {v['sha256']!r}")
+        return dict(v)
+    raise Invalid("must be [lo, hi], {normal = [mean, std]} or {path = \"file.npz\"}, "
+                  f"got {v!r}")  # fmt: skip
+
+
+def init_kind(v: Any) -> str:
+    """Which of the three forms a normalised ``init`` is."""
+    if isinstance(v, dict):
+        return "normal" if "normal" in v else "path"
+    return "uniform"
+
+
+def init_row(v: Any) -> tuple[float, float, float, float]:
+    """A normalised ``init`` -> (init_lo, init_hi, init_mean, init_std): NaN where the
+    form has no such number (a file's weights have none)."""
+    kind = init_kind(v)
+    if kind == "normal":
+        return (math.nan, math.nan, *v["normal"])
+    if kind == "path":
+        return (math.nan,) * 4
+    return (v[0], v[1], math.nan, math.nan)
+
+
 @dataclass(frozen=True)
 class Param:
     """One run parameter (a row of the table)."""
@@ -115,7 +162,7 @@ class Param:
     def to_row(self, value: Any) -> tuple:
         """A normalised value -> its column values (plan dtypes)."""
         if self.name == "init":
-            return (value[0], value[1])
+            return init_row(value)
         kind = self.columns[0][1]
         if kind == "category":
             return (self.choices.index(value),)
@@ -126,7 +173,10 @@ class Param:
     def from_row(self, row: tuple) -> Any:
         """Column values -> the normalised value (inverse of ``to_row``)."""
         if self.name == "init":
-            return [float(row[0]), float(row[1])]
+            lo, hi, mean, std = map(float, row)
+            if not math.isnan(lo):
+                return [lo, hi]
+            return {"path": None} if math.isnan(mean) else {"normal": [mean, std]}
         kind, v = self.columns[0][1], row[0]
         if kind == "category":
             return self.choices[int(v)]
@@ -137,6 +187,8 @@ class Param:
         return int(v)
 
 
+# init's columns: a form's numbers, NaN for the others' (init_row)
+INIT_COLUMNS = tuple((c, "float64") for c in ("init_lo", "init_hi", "init_mean", "init_std"))
 PARAMS: tuple[Param, ...] = (
     # per kernel call, in the order that makes blocks of one shape contiguous
     Param("epochs", 10000, True, (("epochs", "int32"),), _integer(1, INT32_MAX)),
@@ -162,7 +214,7 @@ PARAMS: tuple[Param, ...] = (
     Param("scaling", "standard", True, (("scaling", "category"),), _choice(SCALINGS), SCALINGS),
     Param("step", "notebook", True, (("step", "category"),), _choice(STEPS), STEPS),
     # per run
-    Param("init", [0.0, 1.0], False, (("init_lo", "float64"), ("init_hi", "float64")), _pair),
+    Param("init", [0.0, 1.0], False, INIT_COLUMNS, _init),
     Param("alpha", 0.1, False, (("alpha", "float64"),), _positive),
     Param("alpha_hidden", None, False, (("alpha_hidden", "float64"),), _optional_positive),
     Param("alpha_output", None, False, (("alpha_output", "float64"),), _optional_positive),
@@ -193,14 +245,11 @@ NUMPY = {
 }
 
 
-def _finite(v: Any) -> float:
-    if not is_num(v) or not math.isfinite(v):
-        raise Invalid(f"must be a finite number, got {v!r}")
-    return float(v)
-
-
-# The halves of ``init``, which a [sample] may draw alone.
-HALVES = {"init_lo": _finite, "init_hi": _finite}
+# The numbers of ``init``, which a [grid] or a [sample] may vary alone, and the form each
+# belongs to.
+HALVES = {"init_lo": _finite, "init_hi": _finite, "init_mean": _finite, "init_std": _positive}
+HALF_KIND = {"init_lo": "uniform", "init_hi": "uniform", "init_mean": "normal",
+             "init_std": "normal"}  # fmt: skip
 
 
 def check(
@@ -225,7 +274,8 @@ def check(
 
 
 def columns_of(names: list[str] | tuple[str, ...]) -> list[str]:
-    """Table columns of parameters, in table order (``init`` is ``init_lo``, ``init_hi``).
+    """Table columns of parameters, in table order (``init`` is ``init_lo``, ``init_hi``,
+    ``init_mean``, ``init_std``: a table holds those of its sweep's form).
 
     A name that is no parameter stays as it is (at the end), for the caller to refuse.
     """

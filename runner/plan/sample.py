@@ -25,13 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from runner.plan import inits
 from runner.plan import params as P
 from runner.plan.chunks import Factor
 
 METHODS = ("sobol", "random")
 DISTRIBUTIONS = ("uniform", "loguniform", "choice")
 MAX_POINTS = 10_000_000
-PAIR = {"init_lo": 0, "init_hi": 1}  # the halves of ``init`` that may be sampled alone
+PAIR = P.HALVES  # the numbers of ``init`` that may be sampled alone (its form's, runner.plan.inits)
 
 
 def _keys() -> tuple[str, ...]:
@@ -57,13 +58,16 @@ def build_sample(raw: dict, train: dict[str, Any], grid: dict[str, Any], fail
         if key not in _keys():
             fail(f"sample.{key}", P.suggest(key, (*_keys(), "points", "method", "seed")))
         where = f"sample.{key}"
+        at = lambda m, w=where: fail(w, m)  # noqa: E731
         owner = "init" if key in PAIR else key
         for other in (owner, *PAIR) if owner == "init" else (owner,):
             if other in grid:
                 fail(where, f"is also a [grid] axis (grid.{other}): sample it or grid it, not both")
-        if (key == "init" and any(k in raw for k in PAIR)) or (key == "init_lo" and "init" in raw):
-            fail(where, "give either init or its halves init_lo / init_hi, not both")
-        dists[key] = _distribution(key, value, where, lambda m, w=where: fail(w, m))
+        if key in PAIR:
+            inits.check_half(key, train, raw, at)
+        dists[key] = _distribution(key, value, where, at)
+        if key == "init":
+            inits.check_listed(key, dists[key][1], train, at)
     if not dists:
         fail("sample", "names no key to sample, e.g. alpha = { loguniform = [1e-4, 1.0] }")
     _check_init(dists, train, fail)
@@ -111,10 +115,10 @@ def _distribution(key: str, value: Any, where: str, fail) -> tuple[str, list]:
 
 def _check_init(dists: dict[str, tuple[str, list]], train: dict[str, Any], fail) -> None:
     """Every point must have init_lo < init_hi: the ranges may not overlap."""
-    if not any(k in dists for k in PAIR):
+    if not any(k in dists for k in ("init_lo", "init_hi")):
         return
     span = {}
-    for key, half in PAIR.items():
+    for half, key in enumerate(("init_lo", "init_hi")):
         if key in dists:
             _, args = dists[key]
             span[key] = (min(args), max(args))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,11 +22,12 @@ import numpy as np
 
 from runner.errors import RunnerError
 from runner.plan import data as datasets
+from runner.plan import inits
 from runner.plan import params as P
 from runner.plan.chunks import TILE, Factor, Layer, make_layer, slots
+from runner.plan.overrides import NAME_RE, apply_overrides
 from runner.plan.sample import build_sample
 
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 TRAIN_DEFAULTS: dict[str, Any] = dict(P.DEFAULTS)
 TOP_KEYS = ("name", "data", "train", "grid", "sample", "record", "sweep")
 DATA_KEYS = ("builtin", "path", "random", "features", "targets", "standardize")
@@ -68,6 +68,7 @@ class Spec:
     tail: int | None = TAIL
     tail_given: bool = False  # [record] names tail
     named: frozenset[str] = frozenset()  # the keys [train], [grid] and [sample] name
+    init_weights: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)  # a file's
 
     @property
     def chunk_runs(self) -> int:
@@ -167,39 +168,6 @@ def weight_bytes_per_run(layer: Layer, train: dict[str, Any], ends: int) -> int:
     return 8 * max(int(v) for v in _values(layer, train, "hidden")) * ends
 
 
-def parse_override(text: str, where: str) -> tuple[list[str], Any]:
-    """``KEY=VALUE`` -> (key path, value). VALUE is TOML, or comma-separated TOML, or a string."""
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key or not all(NAME_RE.fullmatch(p) for p in key.split(".")):
-        raise RunnerError(f"--set expects KEY=VALUE, got {text!r}", file=where, key="--set")
-    raw = raw.strip()
-
-    def one(s: str) -> Any:
-        try:
-            return tomllib.loads(f"v = {s}")["v"]
-        except tomllib.TOMLDecodeError:
-            return s
-
-    value = one(raw)
-    if isinstance(value, str) and "," in raw and not raw.startswith(("'", '"')):
-        value = [one(p.strip()) for p in raw.split(",")]
-    return key.split("."), value
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str], where: str) -> None:
-    for text in overrides:
-        path, value = parse_override(text, where)
-        node = raw
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise RunnerError(f"{part!r} is not a table", file=where, key=".".join(path))
-        if path[0] == "grid" and len(path) == 2 and not isinstance(value, list | dict):
-            value = [value]
-        node[path[-1]] = value
-
-
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> Spec:
     """Read, override, validate and expand a spec; raise RunnerError on any problem."""
     path = Path(path)
@@ -268,6 +236,7 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
         train[key] = P.check(key, value, fail=lambda m, k=key: fail(f"train.{k}", m))
 
     grid, sample, layer = plan_layer(train, raw.get("grid", {}), raw.get("sample"), fail)
+    weights = inits.resolve(train, lambda k: _values(layer, train, k), X, Y, base, fail)
     if data_spec.get("standardize"):
         X, Y = standardize(data_spec, X, Y, layer)
 
@@ -301,7 +270,7 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
                 sample=sample, chunk_runs_spec=int(chunk_runs), tail=int(tail),
                 tail_given="tail" in record,
                 named=frozenset(raw.get("train", {})) | frozenset(raw.get("grid", {}))
-                | frozenset(raw.get("sample") or {}))  # fmt: skip
+                | frozenset(raw.get("sample") or {}), init_weights=weights)  # fmt: skip
 
 
 def plan_layer(train: dict[str, Any], grid_raw: dict[str, Any], sample_raw: dict | None, fail
@@ -310,11 +279,12 @@ def plan_layer(train: dict[str, Any], grid_raw: dict[str, Any], sample_raw: dict
 
     ``fail(key, msg)`` raises. The layer's ``chunk_runs`` is left for the caller.
     """
-    grid: dict[str, Any] = {}
-    factors: dict[str, Factor] = {}
+    grid, factors = inits.grid_axes(grid_raw, train, _axis, fail)  # init and its numbers
     for key, value in grid_raw.items():
+        if key in grid:
+            continue
         if key not in TRAIN_DEFAULTS:
-            fail(f"grid.{key}", P.suggest(key, P.NAMES))
+            fail(f"grid.{key}", P.suggest(key, (*P.NAMES, *P.HALVES)))
         grid[key], factors[key] = _axis(key, value, lambda m, k=key: fail(f"grid.{k}", m))
     sample, points = None, None
     if sample_raw is not None:
@@ -360,6 +330,8 @@ def auto_chunk_runs(rows_per_run: int, weight_bytes_per_run: int = 0) -> int:
 
 def _factor(key: str, values: list[Any]) -> Factor:
     """Normalised values of parameter ``key`` -> its columns (plan dtypes)."""
+    if key in P.HALVES:
+        return {key: np.array(values, dtype=np.float64)}
     p = P.BY_NAME[key]
     rows = [p.to_row(v) for v in values]
     return {
@@ -369,6 +341,8 @@ def _factor(key: str, values: list[Any]) -> Factor:
 
 
 def _kind(key: str) -> str:
+    if key in P.HALVES:
+        return "float64"
     return P.BY_NAME[key].columns[0][1] if len(P.BY_NAME[key].columns) == 1 else "pair"
 
 

@@ -107,11 +107,16 @@ class Results:
         """The axes that name a grid point: every grid axis but ``seed``."""
         return [a for a in self.axes if a != "seed"]
 
+    def _axis_columns(self, axes: list[str]) -> list[str]:
+        """Columns of ``axes``; of ``init``, those of the sweep's form (the runs table's)."""
+        init = {c for c, _ in params.INIT_COLUMNS} - set(self.runs.columns)
+        return [c for c in axis_columns(axes) if c not in init]
+
     def axis_size(self, axis: str) -> int:
         """Number of distinct values of an axis among the finished runs (1 if not an axis)."""
         if axis not in self.axes:
             return 1
-        return len(self.runs[axis_columns([axis])].drop_duplicates())
+        return len(self.runs[self._axis_columns([axis])].drop_duplicates())
 
     # ----- tables -----
     def _files(self, sub: str) -> list[Path]:
@@ -164,11 +169,11 @@ class Results:
         """Validated columns for ``by`` (default: the grid axes other than seed)."""
         names = _names(by)
         if names is None:
-            return axis_columns(self.point_axes)
+            return self._axis_columns(self.point_axes)
         valid = [c for c in params.COLUMNS if c in self.runs.columns]
         out: list[str] = []
         for n in names:
-            cols = axis_columns([n])
+            cols = self._axis_columns([n])
             for c in cols:
                 if c not in valid:
                     raise RunnerError(
@@ -298,7 +303,7 @@ class Results:
         share = stats["diverged"].groupby(point_of.loc[stats.index].to_numpy()).mean()
         curves.insert(2, "diverged_share", share.loc[curves["point"]].to_numpy())
         # the grid point's axis values, from its first run
-        cols = axis_columns(self.point_axes)
+        cols = self._axis_columns(self.point_axes)
         values = first.loc[curves["point"].to_numpy()]
         for c in reversed(cols):
             curves.insert(0, c, values[c].to_numpy())
@@ -307,7 +312,7 @@ class Results:
     def _points(self) -> tuple[pd.Series, pd.DataFrame]:
         """Each run's grid point (numbered in run_id order) and each point's axis values."""
         runs = self.runs
-        cols = axis_columns(self.point_axes)
+        cols = self._axis_columns(self.point_axes)
         if not cols:
             point = pd.Series(np.zeros(len(runs), np.int64), index=runs["run_id"])
             return point, pd.DataFrame(index=[0])

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import RunnerError
-from runner.plan.chunks import Plan, stack
 from runner.plan import params as P
+from runner.plan.chunks import Plan, stack
 from runner.plan.spec import Spec, layer_of
 from runner.results import store
 

@@ -61,7 +61,8 @@ def _sort_key(v: Any) -> tuple:
 def labels(df: pd.DataFrame, axis: str) -> tuple[pd.Series, list[str]]:
     """Each row's label on ``axis`` and the labels in value order (numbers ascending)."""
     if axis == "init":
-        raw = pd.Series(list(zip(df["init_lo"], df["init_hi"], strict=True)), index=df.index)
+        pair = ("init_lo", "init_hi") if "init_lo" in df else ("init_mean", "init_std")
+        raw = pd.Series(list(zip(df[pair[0]], df[pair[1]], strict=True)), index=df.index)
     else:
         raw = df[axis].astype(object)
     values = pd.unique(raw.to_numpy())

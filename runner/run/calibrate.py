@@ -241,8 +241,8 @@ def _sigint_deferred() -> Iterator[None]:
 
 def _pilot(spec: Spec, m: Measured, tile: int, runs: int) -> None:
     from runner.results import store
-    from runner.run.train import run_batch
-    from runner.run.worker import _weights, model_keys
+    from runner.run.train import run_batch, start_weights
+    from runner.run.worker import model_keys
 
     cols = spec.layer.columns(_sample(spec.layer, runs))
     per_call = [c for name in P.PER_CALL for c, _ in P.BY_NAME[name].columns]
@@ -262,7 +262,7 @@ def _pilot(spec: Spec, m: Measured, tile: int, runs: int) -> None:
             idx = idx[:tile]  # cut short: one tile of runs, for more of each one's curve
             sub = {c: v[idx] for c, v in cols.items()}
         epochs = int(min(call["epochs"], max(1, lane_epochs / _lanes(len(idx), tile))))
-        Wh, Wz = _weights(sub, ni, call["hidden"], no, call["bias"])
+        Wh, Wz = start_weights(sub, ni, call["hidden"], no, call["bias"], spec.init_weights)
         res = run_batch(spec.X, spec.Y, Wh, Wz, sub["alpha"].copy(), epochs, call["output"],
                         call["update"], spec.every, call["stop_below"], call["diverge_above"],
                         np.dtype(spec.loss_dtype).type, dtype=call["dtype"],
@@ -271,7 +271,7 @@ def _pilot(spec: Spec, m: Measured, tile: int, runs: int) -> None:
                         **model_keys(call, sub))  # fmt: skip
         ids, t0 = np.arange(len(idx)), time.perf_counter()
         params = store.param_columns(sub, spec.model_params)
-        axes = {k: params[k] for k in store.axis_columns(spec.axis_names)}
+        axes = {k: params[k] for k in store.axis_columns(spec.axis_names) if k in params}
         table = store.losses_table(ids, axes, res.loss, res.istats, res.fstats, spec.every)
         tables.append(table)
         runs_tables.append(store.runs_table(ids, params, res.istats, res.fstats,

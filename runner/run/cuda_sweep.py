@@ -27,7 +27,7 @@ from runner.kernel import seeding
 from runner.results import claims as claiming
 from runner.results.durable import describe_os_error
 from runner.run.cuda import Launch, _simulator, device_count
-from runner.run.train import BatchResult, slots
+from runner.run.train import BatchResult, slots, start_weights
 from runner.run.worker import (
     ChunkDone,
     ChunkFailed,
@@ -171,7 +171,12 @@ def _start(g: Group, room: threading.Semaphore):
 
 def _inputs(tasks: list[ChunkTask], inputs: int, hidden: int, outputs: int, bias: bool):
     """Initial Wh, Wz (runner.kernel.seeding: train.init_weights' bits, compiled) and alpha of
-    the tasks' runs, in order."""
+    the tasks' runs, in order; a normal init or a file's: each task's (train.start_weights)."""
+    if np.isnan(tasks[0].columns["init_lo"][0]):
+        shape = (inputs, hidden, outputs, bias)
+        ws = [start_weights(t.columns, *shape, t.init_weights) for t in tasks]
+        alpha = np.concatenate([np.asarray(t.columns["alpha"], dtype=np.float64) for t in tasks])
+        return np.concatenate([w[0] for w in ws], 2), np.concatenate([w[1] for w in ws], 2), alpha
     seeds, lo, hi, alpha = [], [], [], []
     for t in tasks:
         cols = t.columns

@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from runner.errors import RunnerError
 from runner.kernel import cpu as kernels
 from runner.kernel import family, seeding, tiles
+from runner.plan import inits
 from runner.plan import params as P
 from runner.plan.chunks import slots
 from runner.plan.data import check_data
@@ -44,7 +46,8 @@ class BatchResult:
 
 
 # Batches of more runs than this seed compiled (runner.kernel.seeding, the same bytes as
-# NumPy); fewer, in NumPy itself: cheaper than loading (or compiling) the seeding kernel.
+# NumPy; a normal init's draws by NumPy from compiled states); fewer, in NumPy itself:
+# cheaper than loading (or compiling) the seeding kernel.
 COMPILED_SEEDING = 32
 
 
@@ -53,27 +56,84 @@ def init_weights(
     inputs: int,
     hidden: int,
     outputs: int,
-    init: tuple[float, float] = (0.0, 1.0),
+    init: Sequence[float] | dict = (0.0, 1.0),
     bias: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Initial weights of a batch, runs last: ``Wh[i, h, r]``, ``Wz[h, o, r]``.
 
     Run r's weights come from ``numpy.random.default_rng(seeds[r])``: Wh first,
-    then Wz, uniform on ``[lo, hi)``; the same seed gives the same weights anywhere.
-    A bias adds a last row to each, drawn with the rest: Wh (inputs + 1, hidden),
-    then Wz (hidden + 1, outputs).
+    then Wz, uniform on ``[lo, hi)`` for ``init = [lo, hi]``, or
+    ``rng.normal(mean, std, shape)`` for ``init = {"normal": [mean, std]}``; the same
+    seed gives the same weights anywhere. A bias adds a last row to each, drawn with
+    the rest: Wh (inputs + 1, hidden), then Wz (hidden + 1, outputs).
     """
-    lo, hi = init
+    normal = isinstance(init, dict)
+    a, b = init["normal"] if normal else init
     R = len(seeds)
     if R > COMPILED_SEEDING:
-        return seeding.init_weights(seeds, inputs, hidden, outputs, lo, hi, bias)
+        fill = seeding.normal_weights if normal else seeding.init_weights
+        return fill(seeds, inputs, hidden, outputs, a, b, bias)
     Wh = np.empty((inputs + bias, hidden, R))
     Wz = np.empty((hidden + bias, outputs, R))
     for r, seed in enumerate(seeds):
         rng = np.random.default_rng(int(seed))
-        Wh[:, :, r] = rng.uniform(lo, hi, size=(inputs + bias, hidden))
-        Wz[:, :, r] = rng.uniform(lo, hi, size=(hidden + bias, outputs))
+        draw = rng.normal if normal else rng.uniform
+        Wh[:, :, r] = draw(a, b, size=(inputs + bias, hidden))
+        Wz[:, :, r] = draw(a, b, size=(hidden + bias, outputs))
     return Wh, Wz
+
+
+def start_weights(
+    cols: dict[str, np.ndarray],
+    inputs: int,
+    hidden: int,
+    outputs: int,
+    bias: bool = False,
+    weights: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Initial weights of a chunk's runs (plan columns): each from its seed and its init
+    numbers (``init_weights``), or, where a run has none (``init = {path = ...}``), a copy
+    of ``weights``, the file's."""
+    seeds = cols["seed"]
+    R = len(seeds)
+    if R and np.isnan(cols["init_lo"][0]) and np.isnan(cols["init_mean"][0]):
+        if weights is None:
+            raise RunnerError("the runs start from a file's weights, but none were given",
+                              key="init")  # fmt: skip
+        Wh, Wz = weights
+        return (np.repeat(Wh[:, :, None], R, axis=2), np.repeat(Wz[:, :, None], R, axis=2))
+    normal = R and not np.isnan(cols["init_mean"][0])
+    a, b = (cols["init_mean"], cols["init_std"]) if normal else (cols["init_lo"], cols["init_hi"])
+    form = (lambda x, y: {"normal": [x, y]}) if normal else (lambda x, y: (x, y))
+    if not R or ((a == a[0]).all() and (b == b[0]).all()):
+        first = form(float(a[0]), float(b[0])) if R else (0.0, 1.0)
+        return init_weights(seeds, inputs, hidden, outputs, first, bias)
+    if normal and R > COMPILED_SEEDING:
+        return seeding.normal_weights(seeds, inputs, hidden, outputs, a, b, bias)
+    Wh = np.empty((inputs + bias, hidden, R))
+    Wz = np.empty((hidden + bias, outputs, R))
+    for r in range(R):
+        wh, wz = init_weights([seeds[r]], inputs, hidden, outputs, form(float(a[r]), float(b[r])),
+                              bias)  # fmt: skip
+        Wh[:, :, r], Wz[:, :, r] = wh[:, :, 0], wz[:, :, 0]
+    return Wh, Wz
+
+
+def one_run_weights(init, seed: int, inputs: int, hidden: int, outputs: int, bias: bool
+                    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``runner.train``'s initial weights (one run): drawn from its seed, or an .npz file's
+    (``{"path": ...}``), checked against the network's shape; RunnerError."""
+    if P.init_kind(init) != "path":
+        return init_weights([seed], inputs, hidden, outputs, init, bias)
+    where = Path(init["path"])
+    if not where.is_file():
+        raise RunnerError(f"init file not found ({where})", key="init")
+    try:
+        Wh, Wz, _ = inits.read_weights(where)
+        inits.check_shapes(init["path"], Wh, Wz, inputs, outputs, {hidden}, {bias})
+    except RunnerError as exc:
+        raise RunnerError(exc.reason, key="init") from None
+    return Wh[:, :, None], Wz[:, :, None]
 
 
 def run_batch(
@@ -227,7 +287,7 @@ def train(
     epochs: int = 10000,
     output: str = "linear",
     update: str = "sequential",
-    init: Sequence[float] = (0.0, 1.0),
+    init: Sequence[float] | dict = (0.0, 1.0),
     stop_below: float | None = None,
     diverge_above: float | None = None,
     diverge_factor: float = P.DIVERGE_FACTOR,
@@ -245,6 +305,8 @@ def train(
     ``step`` (notebook, gradient), each layer's learning rate (``alpha`` unless given).
     A run diverges (and stops) when its loss is not finite, above ``diverge_above``, or
     above ``diverge_factor`` times its first loss (``math.inf``: no such rule).
+    ``init``: ``(lo, hi)`` uniform, ``{"normal": [mean, std]}``, or ``{"path": "w0.npz"}``
+    (arrays Wh and Wz, the path from the current folder), as a spec's ``[train] init``.
 
     ``dtype`` ("float64" or "float32") and ``fastmath`` choose the precision mode
     (docs/precision.md); the loss is returned as float64 in every mode.
@@ -282,7 +344,7 @@ def train(
 
     ni, no = Xa.shape[1], Ya.shape[1]
     tile = train_tile(Xa.shape[0], ni + bias, hidden, no, p["dtype"], epochs)
-    Wh, Wz = init_weights([seed], ni, hidden, no, (init[0], init[1]), bias)
+    Wh, Wz = one_run_weights(init, seed, ni, hidden, no, bias)
     out = run_batch(
         Xa, Ya, Wh, Wz, np.array([alpha], dtype=np.float64), epochs, output, update, 1,
         stop_below, diverge_above, dtype=p["dtype"], fastmath=p["fastmath"], tile=tile,

@@ -39,6 +39,7 @@ class ChunkTask:
     tile: int | None = None  # runs per kernel tile (the memory budget's); None: the kernel's
     model_params: tuple[str, ...] = ()  # the model family's columns in the tables (params.MODEL)
     tail: int | None = None  # epochs of the runs' tail_mean; None: no first_loss, tail_mean
+    init_weights: tuple[np.ndarray, np.ndarray] | None = None  # init = {path = ...}: the file's
 
 
 @dataclass
@@ -68,6 +69,7 @@ def tasks_for(spec: Spec, out: Path, chunks: list[int], plan: Plan | None = None
             spec.loss_dtype,
             model_params=tuple(spec.model_params),
             tail=spec.tail,
+            init_weights=spec.init_weights,
         )
 
 
@@ -98,12 +100,13 @@ def run_chunk(task: ChunkTask) -> ChunkDone:
 
 
 def _train_and_write(task: ChunkTask) -> ChunkDone:
-    from runner.run.train import run_batch
+    from runner.run.train import run_batch, start_weights
 
     t0 = time.perf_counter()
     cols = task.columns
     kern = kernel_keys(task)
-    Wh, Wz = _weights(cols, task.X.shape[1], kern["hidden"], task.Y.shape[1], kern["bias"])
+    Wh, Wz = start_weights(cols, task.X.shape[1], kern["hidden"], task.Y.shape[1], kern["bias"],
+                           task.init_weights)  # fmt: skip
     res = run_batch(
         task.X,
         task.Y,
@@ -149,29 +152,12 @@ def write_results(task: ChunkTask, res: BatchResult, t0: float) -> ChunkDone:
     n = task.run_stop - task.run_start
     run_ids = np.arange(task.run_start, task.run_stop)
     all_cols = tables.param_columns(cols, task.model_params)
-    axis_cols = {k: all_cols[k] for k in tables.axis_columns(task.axis_names)}
+    axis_cols = {k: all_cols[k] for k in tables.axis_columns(task.axis_names) if k in all_cols}
     losses = tables.losses_table(run_ids, axis_cols, res.loss, res.istats, res.fstats, task.every)
     runs = tables.runs_table(run_ids, all_cols, res.istats, res.fstats, task.tail is not None)
     store.write_chunk(Path(task.out), task.index, losses, runs)
     diverged = int(np.count_nonzero(res.istats[:, codes.STATUS] == codes.DIVERGED))
     return ChunkDone(task.index, n, diverged, losses.num_rows, time.perf_counter() - t0)
-
-
-def _weights(cols: dict[str, np.ndarray], inputs: int, hidden: int, outputs: int,
-             bias: bool = False):  # fmt: skip
-    """Initial weights of the chunk's runs, each from its own seed and init range."""
-    from runner.run.train import init_weights
-
-    lo, hi, seeds = cols["init_lo"], cols["init_hi"], cols["seed"]
-    if len(lo) and (lo == lo[0]).all() and (hi == hi[0]).all():
-        return init_weights(seeds, inputs, hidden, outputs, (float(lo[0]), float(hi[0])), bias)
-    Wh = np.empty((inputs + bias, hidden, len(seeds)))
-    Wz = np.empty((hidden + bias, outputs, len(seeds)))
-    for r in range(len(seeds)):
-        init = (float(lo[r]), float(hi[r]))
-        wh, wz = init_weights([seeds[r]], inputs, hidden, outputs, init, bias)
-        Wh[:, :, r], Wz[:, :, r] = wh[:, :, 0], wz[:, :, 0]
-    return Wh, Wz
 
 
 def warm_up(
