@@ -141,6 +141,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         figures = compile_bench.run(log=log, sweep=not args.quick)
         print(json.dumps(figures, indent=2) if args.json else compile_bench.table(figures))
         return 0
+    if args.workload == "trainability":
+        from runner.bench import trainability
+
+        found = trainability.run(grid=16 if args.quick else 64, log=log)
+        print(json.dumps(found, indent=2) if args.json else trainability.table(found))
+        return 0
     if args.against:
         from runner.bench import against
 

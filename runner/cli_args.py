@@ -130,6 +130,11 @@ def _bench_parser(sub) -> None:
         "--compile", action="store_true",
         help="time to the first result: cold and warm Numba cache in fresh processes",
     )  # fmt: skip
+    b.add_argument(
+        "--workload", choices=["trainability"],
+        help="trainability: a learning-rate map of experiments/trainability.toml, runner "
+        "against JAX as whole processes (agreement and speed ratio)",
+    )  # fmt: skip
     b.add_argument("--json", action="store_true", help="print JSON instead of tables")
     b.add_argument(
         "--markdown", action="store_true", help="the README's block: machine, date, tables"

@@ -16,6 +16,7 @@ from runner.kernel import reference as ref
 from runner.kernel.cuda import THREADS, Model, make_kernel
 
 N, NI, NH, NO, R, EPOCHS = 5, 3, 3, 2, 3, 25
+FACTOR = 1e3  # diverge_factor
 A_O, A_H = np.array([0.05, 0.3, 0.02]), np.array([0.1, 0.01, 0.4])  # the third diverges often
 
 
@@ -42,11 +43,12 @@ def differing_runs(act, out, bias, scaling, step, update, dtype) -> list[int]:
     istats, fstats = np.empty((R, 3), np.int64), np.empty((R, 4))
     Whk, Wzk = Wh.astype(f), Wz.astype(f)
     kernel[1, THREADS](X.astype(f), Y.astype(f), Whk, Wzk, so, sh, EPOCHS, 1, 5, -np.inf, 1e30,
-                       loss, istats, fstats)  # fmt: skip
+                       FACTOR, loss, istats, fstats)  # fmt: skip
     bad = []
     for r in range(R):
         want = ref.train_reference(
             X, Y, Wh[:, :, r], Wz[:, :, r], 0.0, EPOCHS, out, update, None, 1e30, dtype,
+            diverge_factor=FACTOR,
             activation=act, bias=bias, scaling=scaling, step=step, alpha_hidden=A_H[r],
             alpha_output=A_O[r],
         )  # fmt: skip

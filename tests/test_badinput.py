@@ -61,6 +61,16 @@ SPECS = [
     ('name = "x"\n[grid]\nlr = [0.1]\n', [], "grid.lr: unknown key 'lr'"),
     ('name = "x"\n[record]\nevery = -1\n', [], "record.every: must be an integer >= 1"),
     ('name = "x"\n[record]\ntail = 0\n', [], "record.tail: must be an integer >= 1"),
+    (
+        'name = "x"\n[train]\ndiverge_factor = 0.5\n',
+        [],
+        "train.diverge_factor: must be a number >= 1",
+    ),
+    (
+        'name = "x"\n[grid]\ndiverge_factor = [10, nan]\n',
+        [],
+        "grid.diverge_factor: must be a number",
+    ),
     ('name = "x"\n[record]\nloss_dtype = "float16"\n', [], "record.loss_dtype"),
     ('name = "../evil"\n', [], "name: must match"),
     ('name = "a/b"\n', [], "name: must match"),

@@ -254,7 +254,7 @@ def test_a_default_sweep_has_no_family_columns_and_its_old_hash(tmp_path):
     spelled = {**plain, "train": {"epochs": 3, "activation": "sigmoid", "step": "notebook"}}
     a, b = spec_from_dict(plain), spec_from_dict(spelled)
     assert a.hash == b.hash and "activation" not in a.resolved()["train"]
-    assert a.model_params == []
+    assert a.model_params == ["diverge_factor"]  # a new spec's divergence rule, not the model
     runner.sweep(plain, out=tmp_path, jobs=1, progress=False, quiet=True)
     cols = set(runner.load(tmp_path / "p").runs.columns)
     assert not cols & {"activation", "bias", "scaling", "step", "alpha_hidden", "alpha_output"}

@@ -46,8 +46,10 @@ STATS = ["first_loss", "tail_mean"]  # runs columns the second round did not kee
 def test_todays_code_writes_the_golden_files(tmp_path):
     """The same losses files; the same runs files but for two new columns, which hold the
     runs' first loss (the losses files hold it rounded to float32) and the mean of their
-    last 20 losses (runner.kernel.reference checks its value: tests/test_kernel.py)."""
-    report = runner.sweep(SPEC, out=tmp_path, jobs=1, progress=False, quiet=True)
+    last 20 losses (runner.kernel.reference checks its value: tests/test_kernel.py).
+    With the divergence rule of the second round: only a non-finite loss diverges."""
+    report = runner.sweep(SPEC, out=tmp_path, jobs=1, progress=False, quiet=True,
+                          overrides=["train.diverge_factor=inf"])  # fmt: skip
     assert report.runs_trained == 144
     assert files(tmp_path / "v2") == files(GOLDEN / "v2")
     for name in files(GOLDEN / "v2"):
@@ -96,3 +98,7 @@ def test_the_golden_folder_grows(golden):
         assert (golden / name).read_bytes() == data, name
     res = runner.load(golden)
     assert sorted(res.runs["seed"].unique()) == list(range(16))
+    # the grown layer keeps the sweep's rules: no new columns, only non-finite diverges
+    grown = json.loads((golden / "grown" / "0001.json").read_text())["spec"]
+    assert "diverge_factor" not in grown["train"] and "tail" not in grown["record"]
+    assert "diverge_factor" not in res.runs and "tail_mean" not in res.runs

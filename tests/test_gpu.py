@@ -182,9 +182,9 @@ for output in ("linear", "sigmoid"):
     for update in ("sequential", "simultaneous"):
         Wh, Wz = init_weights(range(len(alpha)), 3, 5, 2, (-1.0, 1.0))
         args = (X, Y, Wh.copy(), Wz.copy(), alpha, 60, output, update, 4, 0.05, 50.0, np.float32)
-        a = run_batch(*args, **mode)
+        a = run_batch(*args, **mode, diverge_factor=30.0)
         args = (X, Y, Wh.copy(), Wz.copy(), *args[4:])
-        b = run_batch_cuda(*args, dtype=dtype)
+        b = run_batch_cuda(*args, dtype=dtype, diverge_factor=30.0)
         for name in ("loss", "istats", "fstats", "Wh", "Wz"):
             np.testing.assert_array_equal(getattr(b, name), getattr(a, name), err_msg=name)
         print(output, update, *np.bincount(a.istats[:, 2], minlength=3))
@@ -263,7 +263,7 @@ def _ptx(dtype: str, fastmath: bool, model: str = "notebook") -> str:
 
     f = t.float64 if dtype == "float64" else t.float32
     sig = (f[:, ::1], f[:, ::1], f[:, :, ::1], f[:, :, ::1], f[::1], f[::1], t.int64, t.int64,
-           t.int64, t.float64, t.float64, t.float32[:, ::1], t.int64[:, ::1],
+           t.int64, t.float64, t.float64, t.float64, t.float32[:, ::1], t.int64[:, ::1],
            t.float64[:, ::1])  # fmt: skip
     kernel = make_kernel(4, 2, 4, 1, True, True, dtype, fastmath, Model(*MODELS[model]))
     try:

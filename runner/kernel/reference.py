@@ -224,6 +224,14 @@ class ReferenceResult:
         return total / n if n else float(self.loss[-1])
 
 
+def diverges(loss, first, diverge_above: float | None, diverge_factor: float) -> bool:
+    """Not finite, above diverge_above, or above diverge_factor x the first loss (in
+    float64; inf: no such rule)."""
+    past = diverge_factor != math.inf and not float(loss) <= diverge_factor * float(first)
+    above = diverge_above is not None and loss > diverge_above
+    return bool(not np.isfinite(loss) or above or past)
+
+
 def with_ones(M: np.ndarray, bias: bool) -> np.ndarray:
     """M with a last column of ones when there is a bias."""
     return np.hstack([M, np.ones((M.shape[0], 1), M.dtype)]) if bias else M
@@ -290,11 +298,7 @@ def train_reference(
             E = Y - Z  # how much we missed
             loss = mean(E**2)
             losses.append(loss)
-            # past diverge_factor x the first loss (in float64; inf: no such rule)
-            limit = diverge_factor * float(losses[0])
-            past = diverge_factor != math.inf and not float(loss) <= limit
-            above = diverge_above is not None and loss > diverge_above
-            if not np.isfinite(loss) or above or past:
+            if diverges(loss, losses[0], diverge_above, diverge_factor):
                 diverged = epoch  # recorded, then stop before this epoch's update
                 break
             dZo, dZh = E * s_o, E * s_h  # delta Z of each layer's step

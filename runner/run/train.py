@@ -318,25 +318,12 @@ def train(
     """
     Xa, Ya = check_data(X, Y)
     p = check_params(
-        alpha=alpha,
-        hidden=hidden,
-        seed=seed,
-        epochs=epochs,
-        output=output,
-        update=update,
-        init=init,
-        stop_below=stop_below,
-        diverge_above=diverge_above,
-        diverge_factor=diverge_factor,
-        dtype=dtype,
-        fastmath=fastmath,
-        activation=activation,
-        bias=bias,
-        scaling=scaling,
-        step=step,
-        alpha_hidden=alpha_hidden,
+        alpha=alpha, hidden=hidden, seed=seed, epochs=epochs, output=output, update=update,
+        init=init, stop_below=stop_below, diverge_above=diverge_above,
+        diverge_factor=diverge_factor, dtype=dtype, fastmath=fastmath, activation=activation,
+        bias=bias, scaling=scaling, step=step, alpha_hidden=alpha_hidden,
         alpha_output=alpha_output,
-    )
+    )  # fmt: skip
     bias = p["bias"]
     alpha, hidden, seed, epochs = p["alpha"], p["hidden"], p["seed"], p["epochs"]
     init, stop_below, diverge_above = p["init"], p["stop_below"], p["diverge_above"]
