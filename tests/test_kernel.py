@@ -61,7 +61,7 @@ def test_reference_is_the_notebook_on_a_stable_run():
 
 def test_divergence_at_same_epoch_and_loss_stops_there():
     X, Y = builtin("seed")
-    res = runner.train(X, Y, alpha=0.2, epochs=10000)
+    res = runner.train(X, Y, alpha=0.2, epochs=10000, diverge_factor=math.inf)  # to overflow
     Wh, Wz = reference.init_weights(0, 2, 4, 1)
     ref = reference.train_reference(X, Y, Wh, Wz, 0.2, 10000)
     assert ref.diverged_epoch is not None

@@ -99,5 +99,6 @@ def test_precision_grid_trains_each_mode(tmp_path):
     exact32 = runs[(runs["dtype"] == "float32") & ~runs["fastmath"]]
     for row in exact32.itertuples():
         Wh, Wz = reference.init_weights(row.seed, 2, 4, 1)
-        ref = reference.train_reference(X, Y, Wh, Wz, row.alpha, 60, dtype="float32")
+        ref = reference.train_reference(X, Y, Wh, Wz, row.alpha, 60, dtype="float32",
+                                        diverge_factor=row.diverge_factor)  # fmt: skip
         assert row.final_loss == float(ref.loss[-1]) or not np.isfinite(ref.loss[-1])

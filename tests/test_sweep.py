@@ -94,7 +94,8 @@ def test_losses_equal_reference_run_by_run(sequential):
     Y = np.array([[0], [1], [2], [3]], float)
     for row in runs.itertuples():
         Wh, Wz = reference.init_weights(row.seed, 2, row.hidden, 1)
-        ref = reference.train_reference(X, Y, Wh, Wz, row.alpha, 300)
+        ref = reference.train_reference(X, Y, Wh, Wz, row.alpha, 300,
+                                        diverge_factor=row.diverge_factor)  # fmt: skip
         got = losses.loc[losses.run_id == row.run_id]
         assert got["epoch"].tolist() == list(range(1, len(ref.loss) + 1))
         with np.errstate(over="ignore"):
