@@ -104,9 +104,14 @@ def plan_of(folder: Path, files: list[dict[str, Any]], extra: Spec | None = None
 def adopt(spec: Spec, first: dict[str, Any]) -> None:
     """A sweep begun before runner kept the runs' first_loss and tail_mean (its [record]
     has no tail) goes on without them, unless the spec names ``[record] tail``: so its
-    runs files keep one schema, and the spec its hash."""
-    if "tail" not in first.get("record", {}) and not spec.tail_given:
+    runs files keep one schema, and the spec its hash. Likewise a sweep that stores no
+    weights (its [record] has no weights) goes on storing none, unless the spec names
+    ``[record] weights``."""
+    record = first.get("record", {})
+    if "tail" not in record and not spec.tail_given:
         spec.tail = None
+    if "weights" not in record and not spec.weights_given:
+        spec.weights = "none"
 
 
 def open_sweep(folder: Path, spec: Spec, fresh: bool = False, write: bool = True) -> Plan:
