@@ -53,7 +53,8 @@ def test_todays_code_writes_the_golden_files(tmp_path):
     new = files(tmp_path / "v2")
     assert [n for n in new if not n.startswith("weights/")] == files(GOLDEN / "v2")
     assert [n for n in new if n.startswith("weights/")] == [
-        n.replace("runs/", "weights/") for n in files(GOLDEN / "v2") if n.startswith("runs/")]
+        n.replace("runs/", "weights/") for n in files(GOLDEN / "v2") if n.startswith("runs/")
+    ]
     for name in files(GOLDEN / "v2"):
         if name.startswith("losses/"):
             assert_same_file(tmp_path / "v2" / name, GOLDEN / "v2" / name)

@@ -55,7 +55,8 @@ from runner.results.tables import (
 # (new code imports those from the module that owns them).
 __all__ = [
     "CLAIMS", "GROWN", "LOSSES", "LOSS_ENCODING", "META", "NULLABLE_INT32", "RUNS",
-    "RUN_OPTIONS", "WEIGHTS", "WEIGHT_OPTIONS", "add_layer", "arrow", "axis_columns", "categories", "check_chunk",
+    "RUN_OPTIONS", "WEIGHTS", "WEIGHT_OPTIONS", "add_layer", "arrow", "axis_columns",
+    "categories", "check_chunk",
     "chunk_name", "chunk_of", "claim", "clean_stale_tmp", "describe_os_error",
     "done_chunks", "fsync_dir", "git_commit", "layer_files", "loss_options", "losses_table",
     "new_meta", "orphaned_claims", "param_columns", "prepare", "read_json", "read_meta",
