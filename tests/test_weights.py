@@ -247,3 +247,19 @@ def test_a_sweep_killed_while_writing_weights_resumes(tmp_path, point):
     assert sorted(os.listdir(folder / "weights")) == sorted(os.listdir(base / "weights"))
     for f in os.listdir(base / "weights"):
         assert pq.read_table(folder / "weights" / f).equals(pq.read_table(base / "weights" / f))
+
+
+def test_a_grown_sweep_finds_each_runs_weights(tmp_path):
+    """Runs of a later layer (a grown sweep) are found in their chunks: every run's
+    stored weights are runner.train's for its alpha and seed."""
+    spec = spec_dict({})
+    sweep(spec, tmp_path)
+    sweep(spec, tmp_path, overrides=["grid.seed=[0, 1, 2, 3, 4]", "grid.alpha=[0.02, 0.3]"])
+    res = runner.load(tmp_path / "w")
+    s = spec_from_dict(spec)
+    assert len(res.runs) == 13 and len(res.meta["layers"]) == 2  # 0.1: kept
+    for row in res.runs.itertuples():
+        want = runner.train(s.X, s.Y, epochs=EPOCHS, hidden=3, init=[-0.5, 0.5],
+                            alpha=row.alpha, seed=row.seed)  # fmt: skip
+        Wh, Wz = res.weights(row.run_id)
+        assert np.array_equal(Wh, want.Wh) and np.array_equal(Wz, want.Wz), row.run_id
