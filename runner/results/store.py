@@ -56,12 +56,11 @@ from runner.results.tables import (
 __all__ = [
     "CLAIMS", "GROWN", "LOSSES", "LOSS_ENCODING", "META", "NULLABLE_INT32", "RUNS",
     "RUN_OPTIONS", "WEIGHTS", "WEIGHT_OPTIONS", "add_layer", "arrow", "axis_columns",
-    "categories", "check_chunk",
-    "chunk_name", "chunk_of", "claim", "clean_stale_tmp", "describe_os_error",
-    "done_chunks", "fsync_dir", "git_commit", "layer_files", "loss_options", "losses_table",
-    "new_meta", "orphaned_claims", "param_columns", "prepare", "read_json", "read_meta",
-    "release", "remove_chunk", "runs_table", "to_numpy", "versions", "weights_table",
-    "write_atomic", "write_chunk",
+    "categories", "check_chunk", "chunk_name", "chunk_of", "claim", "clean_stale_tmp",
+    "describe_os_error", "done_chunks", "fsync_dir", "git_commit", "layer_files",
+    "loss_options", "losses_table", "new_meta", "orphaned_claims", "param_columns", "prepare",
+    "read_json", "read_meta", "release", "remove_chunk", "runs_table", "to_numpy", "versions",
+    "weights_table", "write_atomic", "write_chunk",
 ]  # fmt: skip
 
 # Tuned by measurement on the seed sweep (ns per row to write, bytes per row):
