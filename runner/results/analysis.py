@@ -28,6 +28,7 @@ from runner.results.boundary import BoundaryDimension, boundary_dimension
 from runner.results.store import axis_columns
 
 if TYPE_CHECKING:
+    from runner.plan.chunks import Plan
     from runner.results.maps import Map
 
 __all__ = ["BoundaryDimension", "Results", "boundary_dimension", "load", "number"]
@@ -116,7 +117,7 @@ class Results:
 
     # ----- stored weights ([record] weights = "final") -----
     @cached_property
-    def _plan(self):
+    def _plan(self) -> Plan:
         return growth.plan_of(self.folder, store.layer_files(self.folder))
 
     def weights(self, run_id: int) -> tuple[np.ndarray, np.ndarray]:

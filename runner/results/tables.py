@@ -127,7 +127,7 @@ def weights_table(run_ids: np.ndarray, Wh: np.ndarray, Wz: np.ndarray) -> pa.Tab
     for name, W in (("Wh", Wh), ("Wz", Wz)):
         flat = np.ascontiguousarray(np.moveaxis(W, 2, 0), dtype=np.float64).reshape(-1)
         cols[name] = _lists(flat, W.shape[0] * W.shape[1], R)
-        cols[f"{name}_shape"] = _lists(np.tile(np.int32(W.shape[:2]), R), 2, R)
+        cols[f"{name}_shape"] = _lists(np.tile(np.array(W.shape[:2], np.int32), R), 2, R)
     return pa.table(cols)
 
 
