@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "experiments" / "seed-sweep.toml"
@@ -124,12 +125,19 @@ def read_results(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 def assert_same_results(got: Path, want: Path) -> None:
     """The same dataset bit for bit: the same chunk files in ``losses/`` and ``runs/``,
     no repeated (run_id, epoch) or run_id, and equal tables with equal dtypes and every
-    value exactly equal (NaN where NaN)."""
+    value exactly equal (NaN where NaN); the same ``weights/`` files, equal, where
+    either has them."""
     for part in KEYS:
         assert sorted(os.listdir(got / part)) == sorted(os.listdir(want / part)), part
     for a, b in zip(read_results(got), read_results(want), strict=True):
         assert len(a) > 0
         pd.testing.assert_frame_equal(a, b, check_exact=True)
+    weights = [sorted(os.listdir(f / "weights")) if (f / "weights").is_dir() else []
+               for f in (got, want)]  # fmt: skip
+    assert weights[0] == weights[1], "weights"
+    for name in weights[0]:
+        a, b = (pq.read_table(f / "weights" / name) for f in (got, want))
+        assert a.equals(b), f"weights/{name}"
 
 
 @contextlib.contextmanager

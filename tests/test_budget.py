@@ -56,7 +56,8 @@ def measured_sweep(spec: Path, out: Path, *args: str, **extra: str) -> tuple[int
 
 
 def disk(folder: Path) -> int:
-    return sum(p.stat().st_size for sub in ("losses", "runs") for p in (folder / sub).iterdir())
+    subs = [folder / sub for sub in ("losses", "runs", "weights") if (folder / sub).is_dir()]
+    return sum(p.stat().st_size for sub in subs for p in sub.iterdir())
 
 
 def wide_spec(folder: Path, name: str, inputs: int, hidden: int, samples: int, runs: int,

@@ -62,16 +62,17 @@ def test_a_sweep_syncs_every_chunk_and_its_folders(tmp_path, disk_log):
     spec = write_spec(tmp_path, chunk_runs=12)  # 36 runs in 4 chunks
     runner.sweep(spec, out=tmp_path / "out", jobs=1, quiet=True)
     folder = tmp_path / "out" / "small"
-    dirs = {(folder / d).stat().st_ino: d for d in ("", store.LOSSES, store.RUNS)}
+    dirs = {(folder / d).stat().st_ino: d for d in ("", store.LOSSES, store.WEIGHTS, store.RUNS)}
     synced = [dirs.get(e[1]) for e in disk_log if e[0] == "fsync"]
-    assert synced.count(store.LOSSES) == synced.count(store.RUNS) == 4
+    assert synced.count(store.LOSSES) == synced.count(store.WEIGHTS) == 4
+    assert synced.count(store.RUNS) == 4
     assert synced.count("") == 2  # the new folders, then sweep.json
     renamed = [
         os.path.basename(os.path.dirname(e[2]))
         for e in disk_log
         if e[0] == "replace" and e[2].startswith(str(folder))
     ]
-    assert renamed == [store.LOSSES, store.RUNS] * 4
+    assert renamed == [store.LOSSES, store.WEIGHTS, store.RUNS] * 4
 
 
 def test_quiet_sweep_prints_nothing(tmp_path, capfd):

@@ -46,12 +46,17 @@ STATS = ["first_loss", "tail_mean"]  # runs columns the second round did not kee
 def test_todays_code_writes_the_golden_files(tmp_path):
     """The same losses files; the same runs files but for two new columns, which hold the
     runs' first loss (the losses files hold it rounded to float32) and the mean of their
-    last 20 losses (runner.kernel.reference checks its value: tests/test_kernel.py).
-    With the divergence rule of the second round: only a non-finite loss diverges."""
+    last 20 losses (runner.kernel.reference checks its value: tests/test_kernel.py); and
+    now a weights file per chunk (tests/test_weights.py). With the divergence rule of the
+    second round: only a non-finite loss diverges."""
     report = runner.sweep(SPEC, out=tmp_path, jobs=1, progress=False, quiet=True,
                           overrides=["train.diverge_factor=inf"])  # fmt: skip
     assert report.runs_trained == 144
-    assert files(tmp_path / "v2") == files(GOLDEN / "v2")
+    new = files(tmp_path / "v2")
+    assert [n for n in new if not n.startswith("weights/")] == files(GOLDEN / "v2")
+    assert [n for n in new if n.startswith("weights/")] == [
+        n.replace("runs/", "weights/") for n in files(GOLDEN / "v2") if n.startswith("runs/")
+    ]
     for name in files(GOLDEN / "v2"):
         if name.startswith("losses/"):
             assert_same_file(tmp_path / "v2" / name, GOLDEN / "v2" / name)
@@ -63,7 +68,8 @@ def test_todays_code_writes_the_golden_files(tmp_path):
     losses = res.losses().sort_values(["run_id", "epoch"])
     first = losses.groupby("run_id")["loss"].first()
     assert (res.runs.set_index("run_id")["first_loss"].astype("float32") == first).all()
-    assert res.spec["record"] == {"every": 3, "loss_dtype": "float32", "tail": 20}
+    assert res.spec["record"] == {"every": 3, "loss_dtype": "float32", "tail": 20,
+                                  "weights": "final"}  # fmt: skip
     ok = res.runs[~res.runs["diverged"]]  # (every = 3: the tail's losses are not all kept)
     assert (ok["min_loss"] <= ok["tail_mean"]).all() and np.isfinite(ok["tail_mean"]).all()
     assert (ok["tail_mean"] < ok["first_loss"]).mean() > 0.5

@@ -5,8 +5,8 @@ measured on this machine come in as ``Measured`` (``runner.run.budget`` measures
 Memory of one worker, for its largest chunk: the kernel's working set of one tile
 (``runner.kernel.tiles.working_set_bytes``, kept beside the kernel), the chunk's own
 buffers (weights, recorded losses, statistics) and the writer's (the losses table and
-its temporaries). A budget may shrink only the tile: chunks depend on the spec alone,
-and every tile gives the same bytes.
+its temporaries; the weights table, where the sweep stores weights). A budget may shrink
+only the tile: chunks depend on the spec alone, and every tile gives the same bytes.
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ from runner.plan.spec import Spec
 # measured (seed sweep, 1.9M rows a chunk): the losses table's temporaries and Arrow's
 # pool, besides two copies of the loss
 WRITER_BYTES_PER_ROW = 33
+# a weights file (runner.results.tables.weights_table): a float64 barely compresses
+# (zstd: 8 B a value measured, +1.5 kB a file); its writer holds the flattened table and
+# the encoded column (two copies)
+WEIGHT_BYTES_PER_VALUE, WEIGHT_BYTES_PER_FILE, WEIGHT_WRITER_COPIES = 8, 1500, 2
 HOUR, BIG_DISK = 3600.0, 10 << 30  # past either, a sweep prints its plan's summary first
 FIT = 0.95  # tiles are narrowed until the estimate is within this share of the budget:
 # estimates of peak memory came within a few percent of the measured peak, either way
@@ -71,11 +75,12 @@ class Cost:
     tile: int  # the narrowest tile of the sweep's chunks
     budget: int | None = None
     budget_source: str = ""
+    weights_bytes: int = 0  # [record] weights = "final": the weights/ files
     tiles: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
 
     @property
     def disk_bytes(self) -> int:
-        return self.losses_bytes + self.runs_bytes
+        return self.losses_bytes + self.runs_bytes + self.weights_bytes
 
     @property
     def big(self) -> bool:
@@ -101,7 +106,8 @@ class Cost:
             f"  a worker    kernel tile of {self.tile} runs {size(self.kernel_bytes)}, chunk "
             f"buffers {size(self.buffer_bytes)}, writer {size(self.writer_bytes)}{budget}",
             f"disk          {size(self.disk_bytes)}: losses/ {size(self.losses_bytes)}, "
-            f"runs/ {size(self.runs_bytes)}",
+            f"runs/ {size(self.runs_bytes)}"
+            + (f", weights/ {size(self.weights_bytes)}" if self.weights_bytes else ""),
             f"time          about {duration(self.seconds)} ({self.rate_source})",
         ]
 
@@ -166,9 +172,19 @@ def buffer_bytes(R: int, shape: tuple[int, int, int], hidden: int, rows: int, lo
     return weights * 8 + copy + rows * R * np.dtype(loss_dtype).itemsize + R * 160
 
 
-def writer_bytes(R: int, rows: int, loss_dtype: str) -> int:
-    """The losses table of a chunk being built (run_id, axes, epoch, loss) and written."""
-    return R * rows * (2 * np.dtype(loss_dtype).itemsize + WRITER_BYTES_PER_ROW)
+def writer_bytes(R: int, rows: int, loss_dtype: str, weight_values: int = 0) -> int:
+    """The losses table of a chunk being built (run_id, axes, epoch, loss) and written;
+    and its weights table (``weight_values``: the chunk's, 0 where none are stored)."""
+    weights = weight_values * 8 * WEIGHT_WRITER_COPIES
+    return R * rows * (2 * np.dtype(loss_dtype).itemsize + WRITER_BYTES_PER_ROW) + weights
+
+
+def weight_values(spec: Spec, R: int, hidden: int, bias: bool = True) -> int:
+    """The values of R runs' stored weights (0 where the spec stores none)."""
+    if spec.weights == "none":
+        return 0
+    ni, no = spec.X.shape[1], spec.Y.shape[1]
+    return R * ((ni + bias) * hidden + (hidden + bias) * no)
 
 
 def kernel_bytes(shape: tuple[int, int, int], hidden: int, dtype: str, tile: int) -> int:
@@ -190,7 +206,7 @@ def fit_tiles(spec: Spec, ch: Chunks, share: int | None, base: int, budget: int 
         dtype = P.DTYPES[d]
         auto = tiles.choose_tile(shape[0], shape[1], h, shape[2], dtype, caches)
         own = buffer_bytes(R, shape, h, rows, spec.loss_dtype, dtype) + writer_bytes(
-            R, rows, spec.loss_dtype
+            R, rows, spec.loss_dtype, weight_values(spec, R, h)
         )
         fits = [t for t in tiles.TILES if t <= auto
                 and (share is None or own + kernel_bytes(shape, h, dtype, t) <= share)]  # fmt: skip
@@ -257,7 +273,7 @@ def estimate(spec: Spec, plan: Plan, m: Measured, *, jobs: int, per_process: boo
         tile = int(tile_of[np.flatnonzero(which == k)[0]])
         parts = (kernel_bytes(shape, h, dtype, tile),
                  buffer_bytes(R, shape, h, rows, spec.loss_dtype, dtype),
-                 writer_bytes(R, rows, spec.loss_dtype))  # fmt: skip
+                 writer_bytes(R, rows, spec.loss_dtype, weight_values(spec, R, h)))  # fmt: skip
         if sum(parts) > worst[0]:
             worst = (sum(parts), *parts)
     worker = worst[0] + (base if per_process else 0)
@@ -272,10 +288,21 @@ def estimate(spec: Spec, plan: Plan, m: Measured, *, jobs: int, per_process: boo
         losses_bytes=int(rows * m.row_fraction * m.loss_bytes_per_row
                          + n_files * m.loss_bytes_per_file),
         runs_bytes=int(ch.runs.sum() * m.run_bytes_per_run + n_files * m.run_bytes_per_file),
+        weights_bytes=weights_bytes(spec, plan, ch),
         seconds=seconds, rate_source=m.rate_source,
         tile=int(tile_of.min()) if len(tile_of) else tiles.TILES[-1],
         budget=budget, budget_source=budget_source, tiles=tile_of,
     )  # fmt: skip
+
+
+def weights_bytes(spec: Spec, plan: Plan, ch: Chunks) -> int:
+    """Bytes of these chunks' weights files (0 where the spec stores none)."""
+    if spec.weights == "none" or not len(ch.runs):
+        return 0
+    bias = plan.per_chunk("bias").astype(bool)[ch.index]
+    values = sum(weight_values(spec, int(R), int(h), bool(b))
+                 for R, h, b in zip(ch.runs, ch.hidden, bias, strict=True))  # fmt: skip
+    return int(values * WEIGHT_BYTES_PER_VALUE + len(ch.runs) * WEIGHT_BYTES_PER_FILE)
 
 
 def flops(spec: Spec, ch: Chunks) -> float:

@@ -26,13 +26,12 @@ from runner.plan import inits
 from runner.plan import params as P
 from runner.plan.chunks import TILE, Factor, Layer, make_layer, slots
 from runner.plan.overrides import NAME_RE, apply_overrides
+from runner.plan.record import TAIL, parse_record
 from runner.plan.sample import build_sample
 
 TRAIN_DEFAULTS: dict[str, Any] = dict(P.DEFAULTS)
 TOP_KEYS = ("name", "data", "train", "grid", "sample", "record", "sweep")
 DATA_KEYS = ("builtin", "path", "random", "features", "targets", "standardize")
-RECORD_KEYS = ("every", "loss_dtype", "tail")
-TAIL = 20  # [record] tail: the epochs of the runs table's tail_mean
 SWEEP_KEYS = ("chunk_runs",)
 MAX_RUNS = 1_000_000  # larger grids need an explicit yes
 CHUNK_ROWS = 1 << 21  # automatic chunks hold about this many loss rows
@@ -69,6 +68,9 @@ class Spec:
     tail_given: bool = False  # [record] names tail
     named: frozenset[str] = frozenset()  # the keys [train], [grid] and [sample] name
     init_weights: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)  # a file's
+    # [record] weights: "final" (a weights/ table) or "none" (also a sweep begun before)
+    weights: str = "none"
+    weights_given: bool = False  # [record] names weights
 
     @property
     def chunk_runs(self) -> int:
@@ -118,10 +120,13 @@ class Spec:
         return out
 
     def record(self) -> dict[str, Any]:
-        """[record] as sweep.json holds it (tail only where kept: older folders lack it)."""
+        """[record] as sweep.json holds it (tail only where kept, weights only where
+        stored: older folders lack them)."""
         out: dict[str, Any] = {"every": self.every, "loss_dtype": self.loss_dtype}
         if self.tail is not None:
             out["tail"] = self.tail
+        if self.weights != "none":
+            out["weights"] = self.weights
         return out
 
     @property
@@ -240,18 +245,7 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
     if data_spec.get("standardize"):
         X, Y = standardize(data_spec, X, Y, layer)
 
-    record = raw.get("record", {})
-    _check_keys(record, RECORD_KEYS, "record.", fail)
-    every = record.get("every", 1)
-    if not P.is_int(every) or every < 0 or every > P.INT32_MAX:
-        fail("record.every", f"must be an integer >= 1 (or 0: no losses, only the runs table), "
-             f"got {every!r}")  # fmt: skip
-    tail = record.get("tail", TAIL)
-    if not P.is_int(tail) or tail < 1 or tail > P.INT32_MAX:
-        fail("record.tail", f"must be an integer >= 1 (epochs), got {tail!r}")
-    loss_dtype = record.get("loss_dtype", "float32")
-    if loss_dtype not in ("float32", "float64"):
-        fail("record.loss_dtype", f"must be 'float32' or 'float64', got {loss_dtype!r}")
+    rec = parse_record(raw.get("record", {}), fail)
 
     sweep = raw.get("sweep", {})
     _check_keys(sweep, SWEEP_KEYS, "sweep.", fail)
@@ -262,13 +256,13 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
         )
 
     effective = int(chunk_runs) or auto_chunk_runs(
-        recorded_per_run(layer, train, int(every)),
+        recorded_per_run(layer, train, rec.every),
         weight_bytes_per_run(layer, train, X.shape[1] + Y.shape[1]),
     )
-    return Spec(name=name, file=where, data=data_spec, train=train, grid=grid, every=int(every),
-                loss_dtype=loss_dtype, X=X, Y=Y, layer=replace(layer, chunk_runs=effective),
-                sample=sample, chunk_runs_spec=int(chunk_runs), tail=int(tail),
-                tail_given="tail" in record,
+    return Spec(name=name, file=where, data=data_spec, train=train, grid=grid, every=rec.every,
+                loss_dtype=rec.loss_dtype, X=X, Y=Y, layer=replace(layer, chunk_runs=effective),
+                sample=sample, chunk_runs_spec=int(chunk_runs), tail=rec.tail,
+                tail_given=rec.tail_given, weights=rec.weights, weights_given=rec.weights_given,
                 named=frozenset(raw.get("train", {})) | frozenset(raw.get("grid", {}))
                 | frozenset(raw.get("sample") or {}), init_weights=weights)  # fmt: skip
 

@@ -22,11 +22,13 @@ import pyarrow.parquet as pq
 
 from runner.errors import RunnerError
 from runner.plan import params
-from runner.results import store
+from runner.results import growth, store
+from runner.results import weights as stored
 from runner.results.boundary import BoundaryDimension, boundary_dimension
 from runner.results.store import axis_columns
 
 if TYPE_CHECKING:
+    from runner.plan.chunks import Plan
     from runner.results.maps import Map
 
 __all__ = ["BoundaryDimension", "Results", "boundary_dimension", "load", "number"]
@@ -117,6 +119,25 @@ class Results:
         if axis not in self.axes:
             return 1
         return len(self.runs[self._axis_columns([axis])].drop_duplicates())
+
+    # ----- stored weights ([record] weights = "final") -----
+    @cached_property
+    def _plan(self) -> Plan:
+        return growth.plan_of(self.folder, store.layer_files(self.folder))
+
+    def weights(self, run_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """Run ``run_id``'s final weights (Wh, Wz), float64: shapes (inputs, hidden) and
+        (hidden, outputs), each with its bias row last where the run has a bias."""
+        return stored.read_weights(self.folder, self.spec, self._plan, run_id)
+
+    def predict(self, run_id: int, X: Any) -> np.ndarray:
+        """Run ``run_id``'s network's outputs (rows, outputs) on the raw rows ``X`` (rows,
+        inputs): ``[data] standardize`` applied to X and inverted on the outputs; the
+        forward pass is the kernel's, exactly, in the run's dtype (docs/results.md)."""
+        Wh, Wz = self.weights(run_id)
+        model = stored.run_model(self.folder, self.spec, self._plan, run_id)
+        return stored.predict(X, Wh, Wz, model, self.spec["data"].get("scaling"),
+                              str(self.folder))  # fmt: skip
 
     # ----- tables -----
     def _files(self, sub: str) -> list[Path]:

@@ -107,9 +107,13 @@ def adopt(spec: Spec, first: dict[str, Any]) -> None:
     """A spec resuming or growing a sweep begun by an older runner keeps that sweep's
     rules where the spec does not name the newer keys, so that its files keep one schema
     and the spec its hash: without ``record.tail`` in sweep.json, no first_loss and
-    tail_mean; without ``train.diverge_factor``, only a non-finite loss diverges."""
-    if "tail" not in first.get("record", {}) and not spec.tail_given:
+    tail_mean; without ``record.weights``, no weights table; without
+    ``train.diverge_factor``, only a non-finite loss diverges."""
+    record = first.get("record", {})
+    if "tail" not in record and not spec.tail_given:
         spec.tail = None
+    if "weights" not in record and not spec.weights_given:
+        spec.weights = "none"
     if "diverge_factor" not in first["train"] and "diverge_factor" not in spec.named:
         spec.train["diverge_factor"] = P.DEFAULTS["diverge_factor"]
         spec.layer = replace(layer_of(spec.resolved(), spec.file), chunk_runs=spec.chunk_runs)

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from runner.errors import RunnerError
 from runner.results.durable import fsync_dir, write_once
-from runner.results.layout import GROWN, LOSSES, META, RUNS
+from runner.results.layout import GROWN, LOSSES, META, RUNS, WEIGHTS
 
 
 def versions() -> dict[str, str]:
@@ -82,7 +82,8 @@ def prepare(out: Path, meta: dict[str, Any], fresh: bool) -> dict[str, Any]:
         shutil.rmtree(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for sub in (LOSSES, RUNS):
+        stored = "weights" in meta["spec"]["record"]  # [record] weights = "final"
+        for sub in (LOSSES, RUNS, WEIGHTS) if stored else (LOSSES, RUNS):
             (out / sub).mkdir(exist_ok=True)
         fsync_dir(out)  # the folders exist durably before any chunk is renamed into them
         probe = out / f".write-test.{socket.gethostname()}.{os.getpid()}.tmp"

@@ -95,7 +95,9 @@ def status(folder: str | Path) -> Status:
         if c not in needed:  # only values removed since: kept, not counted
             st.kept_runs += _rows(folder, c)
             continue
-        problem = store.check_chunk(folder, c, every=int(found["spec"]["record"]["every"]))
+        record = found["spec"]["record"]
+        problem = store.check_chunk(folder, c, every=int(record["every"]),
+                                    weights="weights" in record)  # fmt: skip
         if problem is not None:
             st.bad.append(problem)
             continue

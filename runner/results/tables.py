@@ -1,5 +1,6 @@
-"""Arrow tables of a trained chunk: its ``losses`` and ``runs`` tables, built from the
-kernel's output and the plan's columns without importing pandas (docs/results.md)."""
+"""Arrow tables of a trained chunk: its ``losses``, ``runs`` and ``weights`` tables, built
+from the kernel's output and the plan's columns without importing pandas
+(docs/results.md)."""
 
 from __future__ import annotations
 
@@ -118,6 +119,27 @@ def losses_table(
     cols["epoch"] = arrow(epochs)
     cols["loss"] = arrow(values)
     return pa.table(cols)
+
+
+def weights_table(run_ids: np.ndarray, Wh: np.ndarray, Wz: np.ndarray) -> pa.Table:
+    """One row per run: ``run_id``, then ``Wh`` and ``Wz`` (the kernel's, runs last:
+    (rows, columns, R)) each as a float64 list, one run's matrix flattened in C order,
+    and its shape as ``Wh_shape``, ``Wz_shape`` (list of two int32: rows, columns)."""
+    R = len(run_ids)
+    cols: dict[str, pa.Array] = {"run_id": arrow(run_ids.astype(np.int32))}
+    for name, W in (("Wh", Wh), ("Wz", Wz)):
+        flat = np.ascontiguousarray(np.moveaxis(W, 2, 0), dtype=np.float64).reshape(-1)
+        cols[name] = _lists(flat, W.shape[0] * W.shape[1], R)
+        cols[f"{name}_shape"] = _lists(np.tile(np.array(W.shape[:2], np.int32), R), 2, R)
+    return pa.table(cols)
+
+
+def _lists(values: np.ndarray, size: int, R: int) -> pa.Array:
+    """R lists of ``size`` consecutive values each (large lists past int32 offsets)."""
+    big = R * size > np.iinfo(np.int32).max
+    offsets = np.arange(R + 1, dtype=np.int64 if big else np.int32) * size
+    kind = pa.LargeListArray if big else pa.ListArray
+    return kind.from_arrays(arrow(offsets), arrow(values))
 
 
 # pandas metadata naming only the nullable epochs, so that pandas reads them back as Int32

@@ -172,7 +172,7 @@ def sweep(
                                      shard=shard_, max_memory=max_memory, quiet=quiet)  # fmt: skip
     plan = open_sweep(folder, spec, fresh)
     store.clean_stale_tmp(folder)
-    done = _done_chunks(folder, plan, spec.every)
+    done = _done_chunks(folder, plan, spec.every, spec.weights != "none")
     sizes = plan.chunk_sizes()
     # chunks holding runs of this spec (a chunk of values removed since is kept, not needed)
     mine = np.flatnonzero(plan.latest_runs() > 0).tolist()
@@ -200,13 +200,13 @@ def sweep(
     return report
 
 
-def _done_chunks(folder: Path, plan: Plan, every: int = 1) -> set[int]:
+def _done_chunks(folder: Path, plan: Plan, every: int = 1, weights: bool = False) -> set[int]:
     """The chunks of the plan whose files are whole; damaged ones are removed."""
     done = set()
     for c in store.done_chunks(folder):
         if c >= plan.n_chunks:
             continue
-        problem = store.check_chunk(folder, c, plan.chunk_range(c), every)
+        problem = store.check_chunk(folder, c, plan.chunk_range(c), every, weights)
         if problem is None:
             done.add(c)
         else:  # damaged (e.g. a crash on a filesystem without atomic rename): recompute

@@ -139,7 +139,10 @@ def chunk_needs(task) -> int:
     epochs, dtype = int(cols["epochs"][0]), P.DTYPES[int(cols["dtype"][0])]
     rows = cost.rows_at_most(epochs, task.every)
     tile = task.tile or tiles.choose_tile(shape[0], shape[1], h, shape[2], dtype)
-    return (cost.kernel_bytes(shape, h, dtype, tile) + cost.writer_bytes(R, rows, task.loss_dtype)
+    bias = bool(cols["bias"][0])
+    stored = R * ((shape[1] + bias) * h + (h + bias) * shape[2]) if task.weights else 0
+    return (cost.kernel_bytes(shape, h, dtype, tile)
+            + cost.writer_bytes(R, rows, task.loss_dtype, stored)
             + cost.buffer_bytes(R, shape, h, rows, task.loss_dtype, dtype))  # fmt: skip
 
 

@@ -40,6 +40,7 @@ class ChunkTask:
     model_params: tuple[str, ...] = ()  # the model family's columns in the tables (params.MODEL)
     tail: int | None = None  # epochs of the runs' tail_mean; None: no first_loss, tail_mean
     init_weights: tuple[np.ndarray, np.ndarray] | None = None  # init = {path = ...}: the file's
+    weights: bool = False  # store each run's final weights ([record] weights = "final")
 
 
 @dataclass
@@ -70,6 +71,7 @@ def tasks_for(spec: Spec, out: Path, chunks: list[int], plan: Plan | None = None
             model_params=tuple(spec.model_params),
             tail=spec.tail,
             init_weights=spec.init_weights,
+            weights=spec.weights != "none",
         )
 
 
@@ -147,7 +149,7 @@ def kernel_keys(task: ChunkTask) -> dict[str, Any]:
 
 
 def write_results(task: ChunkTask, res: BatchResult, t0: float) -> ChunkDone:
-    """Write a trained chunk's two files (runs last) and summarise it; t0: when it started."""
+    """Write a trained chunk's files (runs last) and summarise it; t0: when it started."""
     cols = task.columns
     n = task.run_stop - task.run_start
     run_ids = np.arange(task.run_start, task.run_stop)
@@ -155,7 +157,8 @@ def write_results(task: ChunkTask, res: BatchResult, t0: float) -> ChunkDone:
     axis_cols = {k: all_cols[k] for k in tables.axis_columns(task.axis_names) if k in all_cols}
     losses = tables.losses_table(run_ids, axis_cols, res.loss, res.istats, res.fstats, task.every)
     runs = tables.runs_table(run_ids, all_cols, res.istats, res.fstats, task.tail is not None)
-    store.write_chunk(Path(task.out), task.index, losses, runs)
+    weights = tables.weights_table(run_ids, res.Wh, res.Wz) if task.weights else None
+    store.write_chunk(Path(task.out), task.index, losses, runs, weights)
     diverged = int(np.count_nonzero(res.istats[:, codes.STATUS] == codes.DIVERGED))
     return ChunkDone(task.index, n, diverged, losses.num_rows, time.perf_counter() - t0)
 

@@ -9,7 +9,8 @@ a signal or a kill lands mid-chunk deterministically.
 The moments are runner's own steps, wrapped as their modules are imported:
 ``store.write_chunk`` (entered: "trained"), ``durable.write_tmp`` (returned: the bytes
 are durable under the temporary name, "losses-tmp" or "runs-tmp") and
-``durable.write_atomic`` (returned: the file is in place, "losses" or "runs").
+``durable.write_atomic`` (returned: the file is in place, "losses" or "runs"); a sweep
+that stores weights has "weights-tmp" and "weights" between them (not in FAULT_POINTS).
 """
 
 from __future__ import annotations
@@ -49,10 +50,10 @@ def hold() -> None:
 
 
 def _chunk_file(path) -> tuple[int, str] | None:
-    """(chunk, "losses" or "runs") of a chunk file or its temporary name."""
+    """(chunk, "losses", "weights" or "runs") of a chunk file or its temporary name."""
     found = CHUNK.search(os.path.basename(path))
     part = os.path.basename(os.path.dirname(path))
-    return (int(found.group(1)), part) if found and part in ("losses", "runs") else None
+    return (int(found.group(1)), part) if found and part in ("losses", "weights", "runs") else None
 
 
 def _after(func, suffix: str):
@@ -70,10 +71,10 @@ def patch_store(module) -> None:
     write_chunk = module.write_chunk
 
     @functools.wraps(write_chunk)
-    def wrapped(out, c, losses, runs):
+    def wrapped(out, c, losses, runs, weights=None):
         hold()
         fault(c, "trained")
-        write_chunk(out, c, losses, runs)
+        write_chunk(out, c, losses, runs, weights)
 
     module.write_chunk = wrapped
 
