@@ -241,3 +241,20 @@ def test_bench_against_a_commit_times_both_kernels_and_compares_their_losses():
     assert "| 4x2x4 float64 exact |" in against.table(result)
     with pytest.raises(RuntimeError, match="git worktree add no-such-rev"):
         against.run("no-such-rev", quick=True)
+
+
+@pytest.mark.slow
+def test_the_trainability_workload_agrees_with_jax_and_prints_the_ratio(capsys):
+    """`runner bench --workload trainability`: runner's map of experiments/trainability.toml
+    and JAX's, on the same grid, classify the points alike; the table says so."""
+    need_jax()
+    from runner.bench import trainability
+
+    found = trainability.run(grid=8, steps=80)
+    assert found["same_grid"] and found["points"] == 64
+    assert found["agreement"] >= trainability.AGREE
+    assert 0 < found["converged_runner"] < 1  # the window crosses the boundary
+    assert found["runner_s"] > 0 and found["jax_s"] > 0
+    assert found["ratio"] == found["jax_s"] / found["runner_s"]
+    text = trainability.table(found)
+    assert "speed ratio" in text and "target >= 3x" in text and "needs >= 95%: ok" in text
