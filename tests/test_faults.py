@@ -134,7 +134,9 @@ def test_two_identical_sweeps_at_once(tmp_path, baseline):
     assert_same_results(out / "small", base)
 
 
-@pytest.mark.parametrize("damage", ["truncate-losses", "truncate-runs", "garbage-runs"])
+@pytest.mark.parametrize("damage", [  # `make test` damages each table once
+    "truncate-losses", pytest.param("truncate-runs", marks=pytest.mark.slow), "garbage-runs",
+])  # fmt: skip
 def test_damaged_file_detected_by_status_and_recomputed(tmp_path, baseline, damage):
     spec, base = baseline
     out = tmp_path / "out"

@@ -209,6 +209,7 @@ def test_removed_values_are_kept_and_visible(tmp_path):
     assert back.runs_trained == 0
 
 
+@pytest.mark.slow  # 12 s; `make test` kills sweeps in test_faults and test_sweep
 def test_kill_during_growth_then_rerun_equals_uninterrupted(tmp_path):
     base = spec_file(tmp_path, "base.toml", epochs=20000)
     bigger = spec_file(tmp_path, "bigger.toml", epochs=20000, seeds=9)  # 24 new runs, 6 chunks
