@@ -61,16 +61,16 @@ def disk(folder: Path) -> int:
 
 
 def wide_spec(folder: Path, name: str, inputs: int, hidden: int, samples: int, runs: int,
-              epochs: int, chunk_runs: int = 0) -> Path:  # fmt: skip
+              epochs: int, chunk_runs: int = 0, weights: str = "final") -> Path:  # fmt: skip
     """A wide problem: ``samples`` x ``inputs`` random data, one hidden size, ``runs`` seeds,
     at a rate that trains (at 1e-3 the summed step diverges: float32 losses overflow to
-    inf, and a column of inf compresses to nothing)."""
+    inf, and a column of inf compresses to nothing); ``weights``: [record] weights."""
     rng = np.random.default_rng(1)
     X = rng.uniform(-1, 1, (samples, inputs))
     np.savez(folder / f"{name}.npz", X=X, Y=X[:, :1] * 0.5)
     text = (f'name = "{name}"\n[data]\npath = "{name}.npz"\n[train]\nhidden = {hidden}\n'
             f"epochs = {epochs}\n[grid]\nalpha = [1e-6]\nseed = {{ start = 0, stop = {runs} }}\n"
-            f"[sweep]\nchunk_runs = {chunk_runs}\n")  # fmt: skip
+            f'[record]\nweights = "{weights}"\n[sweep]\nchunk_runs = {chunk_runs}\n')  # fmt: skip
     return write_spec(folder, text, name=f"{name}.toml")
 
 
@@ -184,7 +184,9 @@ def test_max_memory_narrows_the_tile_keeps_the_bytes_and_the_peak(tmp_path):
     """Two workers of a wide problem: by default a tile of 16 runs needs more than 400M in
     all; under --max-memory 400M the tile narrows, the peak stays under it, and the bytes
     are those of the unconstrained sweep."""
-    spec = wide_spec(tmp_path, "narrow", 64, 2048, 128, 16, 5, chunk_runs=8)
+    # no stored weights: in CI's larger venv a worker's share of 400M is 47 MiB, and a chunk
+    # of 8 runs' weights (two copies in the writer) with the narrowest tile needs 49 MiB
+    spec = wide_spec(tmp_path, "narrow", 64, 2048, 128, 16, 5, chunk_runs=8, weights="none")
     free = plan_json(spec, tmp_path / "a", "--jobs", "2")["cost"]
     held = plan_json(spec, tmp_path / "b", "--jobs", "2", "--max-memory", "400M")["cost"]
     assert free["peak_bytes"] > 400 << 20 and free["tile"] == 16
