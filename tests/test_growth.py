@@ -218,8 +218,8 @@ def test_kill_during_growth_then_rerun_equals_uninterrupted(tmp_path):
     assert r.returncode == 0
     before = snapshot(out / "grow")
     # chunks 0-2 are the base's; the growth's chunk 5 kills the sweep as its losses land
-    hook = env(RUNNER_TEST_KILL="5:losses")
-    kill = subprocess.run(sweep_cmd(bigger, out, "--jobs", "1"), env=hook)
+    hook = env(RUNNER_TEST_KILL="5:losses")  # in its own session: the hook kills its group
+    kill = subprocess.run(sweep_cmd(bigger, out, "--jobs", "1"), env=hook, start_new_session=True)
     assert kill.returncode == -signal.SIGKILL
     runs_dir = out / "grow" / "runs"
     done = len([n for n in os.listdir(runs_dir) if n.endswith(".parquet")])
