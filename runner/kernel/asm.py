@@ -34,8 +34,8 @@ def tile_asm(
     fn(
         np.ones((n, ni), f), np.ones((n, no), f), np.zeros((ni, hidden, R), f),
         np.zeros((hidden, no, R), f), np.zeros(R, f), np.zeros(R, f), f.type(1), f.type(1),
-        1, 1, -np.inf, np.inf,
-        np.zeros((1, R)), np.zeros((R, 3), dtype=np.int64), np.zeros((R, 2)),
+        1, 1, 1, -np.inf, np.inf, np.inf,  # epochs, every, tail, stop, diverge above, factor
+        np.zeros((1, R)), np.zeros((R, 3), dtype=np.int64), np.zeros((R, cpu.FSTATS)),
         cpu.scratch(n, ni, hidden, no, TILE, f, fastmath),
     )  # fmt: skip
     return "\n".join(fn.inspect_asm().values())
