@@ -83,8 +83,8 @@ def test_every_0_shards_resume_and_grow_as_one_sweep(both, tmp_path):
         sweep(spec, out, shard=f"{i}/3")
     (out / "m" / "runs" / "chunk-000001.parquet").unlink()  # lost: resumed
     assert sweep(spec, out).chunks_run == 1
-    pd.testing.assert_frame_equal(read_results(out / "m")[1], read_results(whole)[1],
-                                  check_exact=True)  # fmt: skip
+    resumed, once = read_results(out / "m")[1], read_results(whole)[1]
+    pd.testing.assert_frame_equal(resumed, once, check_exact=True)
     grown = sweep(spec, out, "grid.seed=[0, 1, 2]")
     assert grown.runs_trained == 16
     once = tmp_path / "once"
