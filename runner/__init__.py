@@ -12,7 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Results", "RunnerError", "TrainResult", "__version__", "load", "sweep", "train"]
+__all__ = [
+    "BatchResult", "Results", "RunnerError", "TrainResult", "__version__", "load", "sweep",
+    "train", "train_many",
+]  # fmt: skip
 
 _HOME = {
     "Results": "runner.results.analysis",
@@ -21,13 +24,15 @@ _HOME = {
     "RunnerError": "runner.errors",
     "TrainResult": "runner.run.train",
     "train": "runner.run.train",
+    "train_many": "runner.run.train",
+    "BatchResult": "runner.run.train",
 }
 
 if TYPE_CHECKING:
     from runner.errors import RunnerError
     from runner.results.analysis import Results, load
     from runner.run.driver import sweep
-    from runner.run.train import TrainResult, train
+    from runner.run.train import BatchResult, TrainResult, train, train_many
 
 
 def __getattr__(name: str) -> Any:

@@ -31,12 +31,14 @@ def tile_asm(
     fn = njit(pipeline_class=NoAliasCompiler, **flags)(py)
     f = np.dtype(dtype)
     n, ni, no, R = 4, 2, 1, TILE
+    X, Y = np.ones((n, ni), f), np.ones((n, no), f)
+    Xv, Yv, val_out, vstats = cpu.no_held_out(X, Y)
     fn(
-        np.ones((n, ni), f), np.ones((n, no), f), np.zeros((ni, hidden, R), f),
-        np.zeros((hidden, no, R), f), np.zeros(R, f), np.zeros(R, f), f.type(1), f.type(1),
-        1, 1, 1, -np.inf, np.inf, np.inf,  # epochs, every, tail, stop, diverge above, factor
-        np.zeros((1, R)), np.zeros((R, 3), dtype=np.int64), np.zeros((R, cpu.FSTATS)),
-        cpu.scratch(n, ni, hidden, no, TILE, f, fastmath),
+        X, Y, Xv, Yv, np.zeros((ni, hidden, R), f), np.zeros((hidden, no, R), f),
+        np.zeros(R, f), np.zeros(R, f), f.type(1), f.type(1),
+        1, 1, 1, -np.inf, np.inf, np.inf, 0,  # epochs, every, tail, stop, diverge, patience
+        np.zeros((1, R)), val_out, np.zeros((R, 3), dtype=np.int64), np.zeros((R, cpu.FSTATS)),
+        vstats, cpu.scratch(n, ni, hidden, no, TILE, f, fastmath),
     )  # fmt: skip
     return "\n".join(fn.inspect_asm().values())
 

@@ -21,8 +21,12 @@ EPOCHS_RUN, MIN_EPOCH, STATUS = 0, 1, 2
 # of its planned epochs (summed in float64 in epoch order), its final loss if none ran
 FINAL_LOSS, MIN_LOSS, FIRST_LOSS, TAIL_MEAN = 0, 1, 2, 3
 FSTATS = 4  # fstats columns
-# STATUS values
-RAN_ALL, DIVERGED, CONVERGED = 0, 1, 2
+# vstats columns (runs with held-out rows): the held-out loss of the last epoch run, the
+# least, and the epoch of the least (0: none was finite)
+FINAL_VAL_LOSS, MIN_VAL_LOSS, MIN_VAL_EPOCH = 0, 1, 2
+VSTATS = 3  # vstats columns
+# STATUS values; STOPPED_EARLY: its held-out loss did not improve for ``patience`` epochs
+RAN_ALL, DIVERGED, CONVERGED, STOPPED_EARLY = 0, 1, 2, 3
 
 
 # exp(x) = 2**k * exp(r): k = rint(x / ln2), r = x - k*ln2 (Cody-Waite, fdlibm's split

@@ -31,14 +31,19 @@ from runner.kernel.codes import (  # noqa: F401  (re-exported: the kernel's numb
     DIVERGED,
     EPOCHS_RUN,
     FINAL_LOSS,
+    FINAL_VAL_LOSS,
     FIRST_LOSS,
     FSTATS,
     MIN_EPOCH,
     MIN_LOSS,
+    MIN_VAL_EPOCH,
+    MIN_VAL_LOSS,
     RAN_ALL,
     STATUS,
+    STOPPED_EARLY,
     TAIL_MEAN,
     TILE,
+    VSTATS,
 )
 from runner.kernel.exp import sigmoid4, sigmoid4_cheap
 from runner.kernel.numba_ext import (
@@ -86,6 +91,13 @@ class Scratch(NamedTuple):
     first_loss: np.ndarray  # (T,) float64
     tail_sum: np.ndarray  # (T,) float64, the losses of the tail's epochs
     tail_n: np.ndarray  # (T,) int64, the tail's epochs run
+    hv: np.ndarray  # (nb, T) one held-out row's hidden layer; the bias unit, if any, is 1
+    vsq: np.ndarray  # (T,) held-out sum of squared errors, then the epoch's held-out loss
+    vlast: np.ndarray  # (T,) float64, the last held-out loss
+    vmin: np.ndarray  # (T,) float64, the least held-out loss
+    vmin_epoch: np.ndarray  # (T,) int64, its epoch
+    bwh: np.ndarray  # (ni, hidden, T) the weights of the least held-out loss (patience),
+    bwz: np.ndarray  # (nb, outputs, T) else (0, 0, T)
 
 
 class FastScratch(Scratch):
@@ -96,12 +108,14 @@ class FastScratch(Scratch):
 
 def scratch(
     n: int, ni: int, nh: int, no: int, T: int, dtype=np.float64, fast: bool = False,
-    bias: bool = False,
+    bias: bool = False, best: bool = False,
 ) -> Scratch:  # fmt: skip
     """Scratch arrays of one tile of T lanes, training in ``dtype``; ``ni`` is the number
-    of X's columns (the ones column included), ``bias`` adds the constant hidden unit."""
+    of X's columns (the ones column included), ``bias`` adds the constant hidden unit,
+    ``best`` keeps the weights of each run's least held-out loss (``patience``)."""
     f, f8, i8 = np.dtype(dtype), np.float64, np.int64
     nb = nh + bool(bias)
+    kb = (ni, nh, nb, no) if best else (0, 0, 0, 0)
     return (FastScratch if fast else Scratch)(
         np.empty((ni, nh, T), f), np.empty((nb, no, T), f), np.empty(T, f), np.empty(T, f),
         np.empty(T, np.bool_), np.empty((n, nb, T), f), np.empty((n, nh, T), f),
@@ -110,6 +124,8 @@ def scratch(
         np.empty(T, f), np.empty(T, f8), np.empty(T, f8),
         np.empty(T, i8), np.empty(T, i8), np.empty(T, i8),
         np.empty(T, f8), np.empty(T, f8), np.empty(T, i8),
+        np.empty((nb, T), f), np.empty(T, f), np.empty(T, f8), np.empty(T, f8),
+        np.empty(T, i8), np.empty((kb[0], kb[1], T), f), np.empty((kb[2], kb[3], T), f),
     )  # fmt: skip
 
 
@@ -122,8 +138,8 @@ _hidden_delta = hidden_delta  # with act4's derivative (``_delta``)
 
 
 def _train(
-    X, Y, Wh, Wz, s_o, s_h, c_h, c_o, epochs, every, tail, stop_below, diverge_above,
-    diverge_factor, loss_out, istats, fstats, w,
+    X, Y, Xv, Yv, Wh, Wz, s_o, s_h, c_h, c_o, epochs, every, tail, stop_below,
+    diverge_above, diverge_factor, patience, loss_out, val_out, istats, fstats, vstats, w,
 ):  # fmt: skip
     """Train R runs in place, tile by tile, in the scratch ``w`` of one tile of T lanes.
 
@@ -131,7 +147,8 @@ def _train(
     once, ``u = j * T + t``) with no branch inside, so LLVM vectorises it. A run
     that stops hands its weights back to ``Wh``, ``Wz`` at once and its lane is
     reset to zero weights and zero steps, where it idles, so the updates need no
-    mask; padding lanes (``nt <= t < T``) idle from the start.
+    mask; padding lanes (``nt <= t < T``) idle from the start. Held-out rows (Xv, Yv; none
+    when empty) get the forward pass only, with the weights the epoch's loss is of.
     """
     a, ah, dz, dzh, accw, acc, zs, sq = w.a, w.ah, w.dz, w.dzh, w.accw, w.acc, w.zs, w.sq
     n, ni = X.shape
@@ -145,6 +162,9 @@ def _train(
     h2 = w.h.reshape(n * nb, T)  # h[s, j] = h2[s * nb + j]
     wz2 = w.wz.reshape(nb * no, T)  # wz[j, o] = wz2[j * no + o]
     zero, one = a.dtype.type(0), a.dtype.type(1)  # of the training dtype
+    nv = Xv.shape[0]
+    Xvf = Xv.reshape(nv * ni)
+    hvf = w.hv.reshape(nb * T)
     for r0 in range(0, R, T):
         nt = min(T, R - r0)
         _start(Wh, Wz, s_o, s_h, r0, nt, w)
@@ -183,8 +203,37 @@ def _train(
                             sq[t] += e * e
                             dz[s, o, t] = e * a[t]
                             dzh[s, o, t] = e * ah[t]
+            if nv > 0:  # the held-out rows: the same forward pass and error, no deltas
+                for t in range(T):
+                    w.vsq[t] = zero
+                for s in range(nv):
+                    sum_rows(accw, Xvf, s * ni, 1, whf, 0, 1, ni)  # Xv[s] @ Wh
+                    for u in range(q):
+                        hvf[u], hvf[q + u], hvf[2 * q + u], hvf[3 * q + u] = act4(
+                            accw[u] * c_h, accw[q + u] * c_h, accw[2 * q + u] * c_h,
+                            accw[3 * q + u] * c_h,
+                        )  # fmt: skip
+                    for o in range(no):
+                        sum_rows(acc, w.hv, 0, 1, wz2, o, no, nb)  # Hv[s] @ Wz[:, o]
+                        y = Yv[s, o]
+                        if SIGMOID_OUT:
+                            for t in range(T4):
+                                zs[t], zs[T4 + t], zs[2 * T4 + t], zs[3 * T4 + t] = sigmoid4(
+                                    acc[t] * c_o, acc[T4 + t] * c_o, acc[2 * T4 + t] * c_o,
+                                    acc[3 * T4 + t] * c_o,
+                                )  # fmt: skip
+                            for t in range(T):
+                                e = y - zs[t]
+                                w.vsq[t] += e * e
+                        else:
+                            for t in range(T):
+                                e = y - acc[t] * c_o
+                                w.vsq[t] += e * e
+                _val_losses(epoch, every, patience, val_out, nv, r0, nt, w)
             n_active -= _losses(Wh, Wz, epoch, every, epoch > epochs - tail, diverge_above,
                                 diverge_factor, loss_out, r0, nt, w)  # fmt: skip
+            if patience > 0:  # no better held-out loss for patience epochs: stop, best kept
+                n_active -= _out_of_patience(Wh, Wz, epoch, patience, r0, nt, w)
             if SEQUENTIAL:  # dA from the updated Wz
                 update_wz(w)
                 _hidden_delta(w.h, dzh, w.wz, w.dh)
@@ -195,6 +244,11 @@ def _train(
             if stop_below > -np.inf:  # convergence (the epoch's update is kept)
                 n_active -= _converged(Wh, Wz, stop_below, r0, nt, w)
         _finish(Wh, Wz, istats, fstats, r0, nt, w)
+        if nv > 0:
+            for t in range(nt):
+                vstats[r0 + t, FINAL_VAL_LOSS] = w.vlast[t]
+                vstats[r0 + t, MIN_VAL_LOSS] = w.vmin[t]
+                vstats[r0 + t, MIN_VAL_EPOCH] = w.vmin_epoch[t]
 
 
 @njit(inline="always", **JIT)
@@ -218,10 +272,16 @@ def _start(Wh, Wz, s_o, s_h, r0, nt, w):
         w.min_epoch[t] = 0
         w.last[t] = 0
         w.status[t] = RAN_ALL
+        w.vlast[t] = np.nan
+        w.vmin[t] = np.inf
+        w.vmin_epoch[t] = 0
     for s in range(w.h.shape[0]):
         for j in range(nh, nb):
             for t in range(T):
                 w.h[s, j, t] = one
+    for j in range(nh, nb):
+        for t in range(T):
+            w.hv[j, t] = one
     for k in range(ni):
         for j in range(nh):
             for t in range(T):
@@ -269,6 +329,66 @@ def _losses(Wh, Wz, epoch, every, in_tail, diverge_above, diverge_factor, loss_o
         for t in range(nt):
             if act[t] and status[t] == DIVERGED:
                 _retire(Wh, Wz, w, r0, t)
+    return n_stop
+
+
+@njit(inline="always", **JIT)
+def _val_losses(epoch, every, patience, val_out, nv, r0, nt, w):
+    """The epoch's held-out losses: recorded as the losses are, the last and the least kept
+    (with the weights, for ``patience``), for every run that trained this epoch."""
+    act, vsq, vmin = w.act, w.vsq, w.vmin
+    T = vsq.shape[0]
+    size = vsq.dtype.type(nv * w.wz.shape[1])
+    better_any = False
+    for t in range(T):
+        on = act[t]
+        loss = vsq[t] / size
+        vsq[t] = loss
+        w.vlast[t] = loss if on else w.vlast[t]
+        better = on and loss < vmin[t]
+        vmin[t] = loss if better else vmin[t]
+        w.vmin_epoch[t] = epoch if better else w.vmin_epoch[t]
+        better_any |= better
+    if every > 0 and (epoch == 1 or epoch % every == 0):
+        row = slot_of(epoch, every)
+        for t in range(nt):
+            if act[t]:
+                val_out[row, r0 + t] = vsq[t]
+    if patience > 0 and better_any:  # the weights of this epoch's loss: before its update
+        ni, nh, _ = w.wh.shape
+        nb, no = w.wz.shape[0], w.wz.shape[1]
+        for k in range(ni):
+            for j in range(nh):
+                for t in range(T):
+                    keep = w.vmin_epoch[t] == epoch and act[t]
+                    w.bwh[k, j, t] = w.wh[k, j, t] if keep else w.bwh[k, j, t]
+        for j in range(nb):
+            for o in range(no):
+                for t in range(T):
+                    keep = w.vmin_epoch[t] == epoch and act[t]
+                    w.bwz[j, o, t] = w.wz[j, o, t] if keep else w.bwz[j, o, t]
+
+
+@njit(inline="always", **JIT)
+def _out_of_patience(Wh, Wz, epoch, patience, r0, nt, w):
+    """Stop the runs whose held-out loss has not improved for ``patience`` epochs, with
+    the weights of their least one (their current ones if none was finite); returns how
+    many."""
+    n_stop = 0
+    ni, nh, _ = w.wh.shape
+    nb, no = w.wz.shape[0], w.wz.shape[1]
+    for t in range(nt):
+        if w.act[t] and epoch - w.vmin_epoch[t] >= patience:
+            if w.vmin_epoch[t] > 0:
+                for k in range(ni):
+                    for j in range(nh):
+                        w.wh[k, j, t] = w.bwh[k, j, t]
+                for j in range(nb):
+                    for o in range(no):
+                        w.wz[j, o, t] = w.bwz[j, o, t]
+            w.status[t] = STOPPED_EARLY
+            _retire(Wh, Wz, w, r0, t)
+            n_stop += 1
     return n_stop
 
 
@@ -378,7 +498,7 @@ def cache_stats() -> dict[str, int]:
 def train_batch(
     X, Y, Wh, Wz, s_o, s_h, c_h, c_o, epochs, sigmoid_out, sequential, every,
     stop_below, diverge_above, loss_out, istats, fstats, w, activation="sigmoid", tail=1,
-    diverge_factor=math.inf,
+    diverge_factor=math.inf, held_out=None, patience=0,
 ):  # fmt: skip
     """Train R runs in place, tile by tile, in the scratch ``w`` of one tile.
 
@@ -392,9 +512,29 @@ def train_batch(
     epochs among the last ``tail`` planned (runner.kernel.codes). ``every = 0`` records
     no losses. Final weights are left in Wh, Wz.
     A ``FastScratch`` w trains in fastmath.
+
+    ``held_out = (Xv, Yv, val_out, vstats)``: rows that are not trained on, laid out as
+    X and Y; each recorded epoch's loss on them goes to ``val_out`` as the losses go to
+    ``loss_out``, and per run ``vstats[r] = (final_val_loss, min_val_loss,
+    min_val_epoch)``. ``patience > 0`` (with held-out rows, and w made with ``best``)
+    stops a run whose held-out loss has not improved for that many epochs, with the
+    weights of its least one, status STOPPED_EARLY.
     """
     fn = kernel(sigmoid_out, sequential, isinstance(w, FastScratch), activation)
     f = w.a.dtype.type
     c_h, c_o = f(c_h), f(c_o)
-    fn(X, Y, Wh, Wz, s_o, s_h, c_h, c_o, epochs, every, tail, stop_below, diverge_above,
-       float(diverge_factor), loss_out, istats, fstats, w)  # fmt: skip
+    if held_out is None:
+        held_out = no_held_out(X, Y, loss_out.dtype)
+    Xv, Yv, val_out, vstats = held_out
+    if patience > 0 and (Xv.shape[0] == 0 or w.bwh.shape[0] != w.wh.shape[0]):
+        raise ValueError("patience needs held-out rows and a scratch made with best=True")
+    fn(X, Y, Xv, Yv, Wh, Wz, s_o, s_h, c_h, c_o, epochs, every, tail, stop_below,
+       diverge_above, float(diverge_factor), int(patience), loss_out, val_out, istats, fstats,
+       vstats, w)  # fmt: skip
+
+
+def no_held_out(X, Y, loss_dtype=np.float64):
+    """``train_batch``'s ``held_out`` with no rows (arrays of its own, as the kernel's
+    arguments must not overlap)."""
+    return (np.empty((0, X.shape[1]), X.dtype), np.empty((0, Y.shape[1]), Y.dtype),
+            np.empty((1, 1), loss_dtype), np.empty((1, VSTATS)))  # fmt: skip

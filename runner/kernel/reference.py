@@ -208,6 +208,8 @@ class ReferenceResult:
     Wz: np.ndarray
     diverged_epoch: int | None
     converged_epoch: int | None
+    val_loss: np.ndarray | None = None  # each epoch's loss on the held-out rows
+    stopped_epoch: int | None = None  # out of patience
 
     def first_loss(self) -> float:
         """The loss of epoch 1."""
@@ -257,6 +259,8 @@ def train_reference(
     step: str = "notebook",
     alpha_hidden: float | None = None,
     alpha_output: float | None = None,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    patience: int = 0,
 ) -> ReferenceResult:
     """Train one run from the given initial weights (copied, not modified).
 
@@ -271,6 +275,11 @@ def train_reference(
     folded into one number, applied to E: s_o = alpha_output * k * c_o and
     s_h = alpha_hidden * k * c_o * c_h. With the defaults each is alpha, and every
     multiplication by 1 is exact, so the notebook's model keeps its bytes.
+
+    ``validation = (Xv, Yv)``: held-out rows; each epoch's loss on them, of the weights
+    before its update, goes to ``val_loss``. ``patience``: after an epoch's divergence
+    check, a run whose held-out loss has not fallen below its least for that many epochs
+    stops with the weights of its least (``stopped_epoch``).
     """
     f = np.dtype(dtype)
     X = np.asarray(X, dtype=f)
@@ -286,20 +295,36 @@ def train_reference(
     s_h = f.type(f.type(f.type(f.type(a_h) * f.type(k)) * f.type(c_o)) * f.type(c_h))
     c_h, c_o = f.type(c_h), f.type(c_o)
     Xb = with_ones(X, bias)
-    losses = []
-    diverged = converged = None
+    losses, val_losses = [], []
+    diverged = converged = stopped = None
+    best, best_epoch, best_w = np.inf, 0, (Wh, Wz)
+
+    def forward(Xb):
+        A = dot(Xb, Wh) * c_h
+        H = activate(activation, A)  # hidden layer results
+        Hb = with_ones(H, bias)
+        P = dot(Hb, Wz) * c_o
+        Z = P if output == "linear" else sigmoid(P)  # notebook code / notebook prose
+        return A, H, Hb, Z
+
     with np.errstate(all="ignore"):
         for epoch in range(1, epochs + 1):
-            A = dot(Xb, Wh) * c_h
-            H = activate(activation, A)  # hidden layer results
-            Hb = with_ones(H, bias)
-            P = dot(Hb, Wz) * c_o
-            Z = P if output == "linear" else sigmoid(P)  # notebook code / notebook prose
+            A, H, Hb, Z = forward(Xb)
             E = Y - Z  # how much we missed
             loss = mean(E**2)
             losses.append(loss)
+            if validation is not None:
+                Xv, Yv = (np.asarray(v, dtype=f) for v in validation)
+                v_loss = mean((Yv - forward(with_ones(Xv, bias))[3]) ** 2)
+                val_losses.append(v_loss)
+                if v_loss < best:
+                    best, best_epoch, best_w = v_loss, epoch, (Wh.copy(), Wz.copy())
             if diverges(loss, losses[0], diverge_above, diverge_factor):
                 diverged = epoch  # recorded, then stop before this epoch's update
+                break
+            if patience and epoch - best_epoch >= patience:
+                stopped = epoch
+                Wh, Wz = best_w
                 break
             dZo, dZh = E * s_o, E * s_h  # delta Z of each layer's step
             if output != "linear":
@@ -316,4 +341,5 @@ def train_reference(
             if stop_below is not None and loss < stop_below:
                 converged = epoch  # the epoch completes, then the run stops
                 break
-    return ReferenceResult(np.array(losses), Wh, Wz, diverged, converged)
+    val = np.array(val_losses) if validation is not None else None
+    return ReferenceResult(np.array(losses), Wh, Wz, diverged, converged, val, stopped)

@@ -156,13 +156,17 @@ def out_of_memory(chunks: list[int], needed: int | None, how: str) -> str:
     )
 
 
-def train_tile(n: int, ni: int, hidden: int, no: int, dtype: str, epochs: int) -> int:
-    """The tile of ``runner.train``'s one run under the default budget; RunnerError (the
-    sweep's sentence) when even the narrowest does not fit."""
+def train_tile(n: int, ni: int, hidden: int, no: int, dtype: str, epochs: int, runs: int = 1
+               ) -> int:  # fmt: skip
+    """The tile of ``runner.train`` (one run) or ``runner.train_many`` (``runs``) under the
+    default budget: the automatic tile, or narrower where fewer runs fill it (a lane
+    without a run costs as much as one with); RunnerError (the sweep's sentence) when even
+    the narrowest does not fit."""
     budget, source = memory_budget(None)
     shape = (n, ni, no)
     auto = tiles.choose_tile(n, ni, hidden, no, dtype)
-    own = cost.buffer_bytes(1, shape, hidden, epochs, "float64", dtype)
+    auto = min(auto, next((t for t in tiles.TILES if t >= runs), auto))
+    own = cost.buffer_bytes(runs, shape, hidden, epochs, "float64", dtype)
     for t in sorted(tiles.TILES, reverse=True):
         if t <= auto and own + cost.kernel_bytes(shape, hidden, dtype, t) <= budget:
             return t

@@ -28,6 +28,8 @@ class TrainResult:
     Wz: np.ndarray
     diverged_epoch: int | None
     converged_epoch: int | None
+    val_loss: np.ndarray | None = None  # on the held-out rows (``validation``), if any
+    stopped_epoch: int | None = None  # out of ``patience``
 
     @property
     def epochs_run(self) -> int:
@@ -43,6 +45,8 @@ class BatchResult:
     fstats: np.ndarray  # (R, 4) final_loss, min_loss, first_loss, tail_mean
     Wh: np.ndarray  # (inputs [+1], hidden, R)
     Wz: np.ndarray  # (hidden [+1], outputs, R)
+    val_loss: np.ndarray | None = None  # (slots, R) on the held-out rows, if any
+    vstats: np.ndarray | None = None  # (R, 3) final_val_loss, min_val_loss, min_val_epoch
 
 
 # Batches of more runs than this seed compiled (runner.kernel.seeding, the same bytes as
@@ -161,6 +165,8 @@ def run_batch(
     alpha_output: float | np.ndarray | None = None,
     tail: int = 20,
     diverge_factor: float = math.inf,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    patience: int = 0,
 ) -> BatchResult:
     """Train a batch of runs of one shape in one kernel call (Wh, Wz are updated in place).
 
@@ -177,6 +183,11 @@ def run_batch(
     (None: ``alpha``). ``every = 0`` records no losses; ``tail``: the epochs of fstats'
     tail mean (runner.kernel.codes). A run diverges when its loss is not finite, above
     ``diverge_above``, or above ``diverge_factor`` times its first loss.
+
+    ``validation = (Xv, Yv)``: held-out rows, not trained on; each recorded epoch's loss on
+    them (of the weights before the epoch's update, as ``loss``) comes back as
+    ``val_loss``, with ``vstats`` per run. ``patience``: stop a run whose held-out loss has
+    not improved for that many epochs (0: never), keeping its best weights.
     """
     check_mode(dtype, fastmath, tile, output, update)
     check_family(activation, bias, scaling, step)
@@ -195,18 +206,41 @@ def run_batch(
     Xb = np.hstack([X, np.ones((n, 1))]) if bias else X
     c_h, c_o, s_o, s_h = model_numbers(alpha, (n, ni, nh, no), activation, scaling, step,
                                        alpha_hidden, alpha_output, dtype)  # fmt: skip
+    held_out = held_out_arrays(validation, ni, no, bias, f, loss.shape, loss_dtype)
+    if patience and held_out is None:
+        raise RunnerError("needs held-out rows (validation)", key="patience")
     kernels.train_batch(
         np.ascontiguousarray(Xb, dtype=f), np.ascontiguousarray(Y, dtype=f), wh, wz, s_o, s_h,
         c_h, c_o, int(epochs), output == "sigmoid", update == "sequential", int(every),
         -math.inf if stop_below is None else float(stop_below),
         math.inf if diverge_above is None else float(diverge_above), loss, istats, fstats,
-        kernels.scratch(n, ni + bias, nh, no, T, f, bool(fastmath), bool(bias)), activation,
-        int(tail), float(diverge_factor),
+        kernels.scratch(n, ni + bias, nh, no, T, f, bool(fastmath), bool(bias), patience > 0),
+        activation, int(tail), float(diverge_factor), held_out, int(patience),
     )  # fmt: skip
     if wh is not Wh:
         Wh[...] = wh
         Wz[...] = wz
-    return BatchResult(loss, istats, fstats, Wh, Wz)
+    if held_out is None:
+        return BatchResult(loss, istats, fstats, Wh, Wz)
+    return BatchResult(loss, istats, fstats, Wh, Wz, held_out[2], held_out[3])
+
+
+def held_out_arrays(validation, ni: int, no: int, bias: bool, f: np.dtype, slots_shape,
+                    loss_dtype) -> tuple | None:  # fmt: skip
+    """``kernels.train_batch``'s ``held_out`` for ``run_batch``'s ``validation``, or None."""
+    if validation is None:
+        return None
+    Xv, Yv = (np.asarray(a, dtype=np.float64) for a in validation)
+    if Xv.ndim != 2 or Yv.ndim != 2 or Xv.shape[1] != ni or Yv.shape[1] != no:
+        raise RunnerError(f"held-out rows of shapes {Xv.shape}, {Yv.shape} do not fit "
+                          f"{ni} inputs and {no} outputs", key="validation")  # fmt: skip
+    if len(Xv) != len(Yv) or len(Xv) == 0:
+        raise RunnerError(f"needs one or more rows, as many in X as in Y, got {len(Xv)} and "
+                          f"{len(Yv)}", key="validation")  # fmt: skip
+    Xvb = np.hstack([Xv, np.ones((len(Xv), 1))]) if bias else Xv
+    val = np.full(slots_shape, np.nan, dtype=loss_dtype)
+    vstats = np.full((slots_shape[1], kernels.VSTATS), np.nan)
+    return (np.ascontiguousarray(Xvb, dtype=f), np.ascontiguousarray(Yv, dtype=f), val, vstats)
 
 
 def model_numbers(alpha, shape: tuple[int, int, int, int], activation: str, scaling: str,
@@ -299,6 +333,8 @@ def train(
     step: str = "notebook",
     alpha_hidden: float | None = None,
     alpha_output: float | None = None,
+    validation: tuple[object, object] | None = None,
+    patience: int = 0,
 ) -> TrainResult:
     """Train one two-layer network on full-batch data (docs/numerics.md): ``activation``
     (sigmoid, tanh, relu, identity), ``bias``, ``scaling`` (standard, mean-field),
@@ -307,6 +343,10 @@ def train(
     above ``diverge_factor`` times its first loss (``math.inf``: no such rule).
     ``init``: ``(lo, hi)`` uniform, ``{"normal": [mean, std]}``, or ``{"path": "w0.npz"}``
     (arrays Wh and Wz, the path from the current folder), as a spec's ``[train] init``.
+    ``validation = (Xv, Yv)``: held-out rows, not trained on; ``val_loss`` holds each
+    epoch's loss on them, of the weights before its update, as ``loss`` does. ``patience``
+    (epochs, with ``validation``): stop when that loss has not improved for so many epochs,
+    returning the weights of its best epoch.
 
     ``dtype`` ("float64" or "float32") and ``fastmath`` choose the precision mode
     (docs/precision.md); the loss is returned as float64 in every mode.
@@ -317,6 +357,11 @@ def train(
     (100,)
     """
     Xa, Ya = check_data(X, Y)
+    if validation is not None:
+        validation = check_data(*validation, where="validation")
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+        raise RunnerError(f"must be an integer >= 1 (or 0: none), got {patience!r}",
+                          key="patience")  # fmt: skip
     p = check_params(
         alpha=alpha, hidden=hidden, seed=seed, epochs=epochs, output=output, update=update,
         init=init, stop_below=stop_below, diverge_above=diverge_above,
@@ -337,7 +382,7 @@ def train(
         stop_below, diverge_above, dtype=p["dtype"], fastmath=p["fastmath"], tile=tile,
         activation=activation, bias=bias, scaling=scaling, step=step,
         alpha_hidden=p["alpha_hidden"], alpha_output=p["alpha_output"],
-        diverge_factor=p["diverge_factor"],
+        diverge_factor=p["diverge_factor"], validation=validation, patience=patience,
     )  # fmt: skip
     n = int(out.istats[0, kernels.EPOCHS_RUN])
     status = int(out.istats[0, kernels.STATUS])
@@ -347,4 +392,80 @@ def train(
         Wz=out.Wz[:, :, 0].copy(),
         diverged_epoch=n if status == kernels.DIVERGED else None,
         converged_epoch=n if status == kernels.CONVERGED else None,
+        val_loss=None if out.val_loss is None else out.val_loss[:n, 0].copy(),
+        stopped_epoch=n if status == kernels.STOPPED_EARLY else None,
     )
+
+
+def train_many(
+    X: object,
+    Y: object,
+    *,
+    alpha: float | Sequence[float] = 0.1,
+    seeds: int | Sequence[int] = 0,
+    hidden: int = 4,
+    epochs: int = 10000,
+    every: int = 1,
+    output: str = "linear",
+    update: str = "sequential",
+    init: Sequence[float] | dict = (0.0, 1.0),
+    stop_below: float | None = None,
+    diverge_above: float | None = None,
+    diverge_factor: float = P.DIVERGE_FACTOR,
+    dtype: str = "float64",
+    fastmath: bool = False,
+    activation: str = "sigmoid",
+    bias: bool = False,
+    scaling: str = "standard",
+    step: str = "notebook",
+    alpha_hidden: float | Sequence[float] | None = None,
+    alpha_output: float | Sequence[float] | None = None,
+    validation: tuple[object, object] | None = None,
+    patience: int = 0,
+    tail: int = 20,
+) -> BatchResult:
+    """Train R runs of one shape in one kernel call: ``runner.train``'s options, with
+    ``alpha``, ``seeds``, ``alpha_hidden`` and ``alpha_output`` a scalar or one per run
+    (R is the longest). Returns a ``BatchResult``: ``loss[slot, r]`` of each recorded
+    epoch (1 and every ``every``-th; NaN after a run stopped), ``istats[r]`` (epochs_run,
+    min_epoch, status), ``fstats[r]`` (final_loss, min_loss, first_loss, tail_mean),
+    the final weights ``Wh[:, :, r]``, ``Wz[:, :, r]``, and with ``validation``
+    ``val_loss`` and ``vstats`` (runner.kernel.codes names the columns). Run r is the run
+    ``runner.train`` trains with its alpha and seed, bit for bit.
+    """
+    Xa, Ya = check_data(X, Y)
+    if validation is not None:
+        validation = check_data(*validation, where="validation")
+    lengths = {len(v) for v in (alpha, seeds, alpha_hidden, alpha_output)
+               if isinstance(v, Sequence | np.ndarray)}  # fmt: skip
+    if len(lengths) > 1:
+        raise RunnerError(f"per-run values of different lengths {sorted(lengths)}", key="alpha")
+    R = lengths.pop() if lengths else 1
+    seed_list = [int(s) for s in np.broadcast_to(np.asarray(seeds), (R,))]
+    for s in seed_list:
+        check_params(seed=s)
+    p = check_params(
+        hidden=hidden, epochs=epochs, output=output, update=update, init=init,
+        stop_below=stop_below, diverge_above=diverge_above, diverge_factor=diverge_factor,
+        dtype=dtype, fastmath=fastmath, activation=activation, bias=bias, scaling=scaling,
+        step=step,
+    )  # fmt: skip
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        raise RunnerError(f"must be an integer >= 0, got {every!r}", key="every")
+    from runner.run.memory import train_tile
+
+    ni, no, nh = Xa.shape[1], Ya.shape[1], p["hidden"]
+    tile = train_tile(Xa.shape[0], ni + p["bias"], nh, no, p["dtype"], p["epochs"], R)
+    if P.init_kind(p["init"]) == "path":
+        Wh, Wz = one_run_weights(p["init"], 0, ni, nh, no, p["bias"])
+        Wh, Wz = np.repeat(Wh, R, axis=2), np.repeat(Wz, R, axis=2)
+    else:
+        Wh, Wz = init_weights(seed_list, ni, nh, no, p["init"], p["bias"])
+    a = per_run(alpha, R, "alpha")
+    return run_batch(
+        Xa, Ya, Wh, Wz, np.array(a, dtype=np.float64), p["epochs"], output, update, every,
+        p["stop_below"], p["diverge_above"], dtype=p["dtype"], fastmath=p["fastmath"],
+        tile=tile, activation=activation, bias=p["bias"], scaling=scaling, step=step,
+        alpha_hidden=alpha_hidden, alpha_output=alpha_output, tail=tail,
+        diverge_factor=p["diverge_factor"], validation=validation, patience=patience,
+    )  # fmt: skip
