@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -114,6 +114,31 @@ def load_file(
     X = frame[list(features)].to_numpy(dtype=np.float64)
     Y = frame[list(targets)].to_numpy(dtype=np.float64)
     return check_data(X, Y, where)
+
+
+def read_column(path: str | Path, column: str, key: str) -> pd.Series:
+    """One named column of a .csv or .parquet file, its rows in file order (as
+    ``load_file`` reads them); ``key`` names the spec key that asked for it."""
+    path = Path(path)
+    frame = _read_frame(path)
+    if column not in frame.columns:
+        raise RunnerError(
+            f"no column {column!r} (columns: {list(map(str, frame.columns))})",
+            file=str(path),
+            key=key,
+        )
+    return frame[column]
+
+
+def in_spec(step: Callable[[], Any], place: tuple[str, Path, str], key: str) -> Any:
+    """``step()``, a RunnerError of it naming the spec and the key as well as the data
+    file as the spec names it; ``place``: (that name, the file found, the spec)."""
+    rel, found, where = place
+    try:
+        return step()
+    except RunnerError as exc:
+        named = str(rel) + str(exc.file)[len(str(found)) :]
+        raise RunnerError(f"{named}: {exc.reason}", file=where, key=exc.key or key) from None
 
 
 def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:

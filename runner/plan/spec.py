@@ -22,6 +22,7 @@ import numpy as np
 
 from runner.errors import RunnerError
 from runner.plan import data as datasets
+from runner.plan import holdout as H
 from runner.plan import inits
 from runner.plan import params as P
 from runner.plan.chunks import TILE, Factor, Layer, make_layer, slots
@@ -31,7 +32,8 @@ from runner.plan.sample import build_sample
 
 TRAIN_DEFAULTS: dict[str, Any] = dict(P.DEFAULTS)
 TOP_KEYS = ("name", "data", "train", "grid", "sample", "record", "sweep")
-DATA_KEYS = ("builtin", "path", "random", "features", "targets", "standardize")
+DATA_KEYS = ("builtin", "path", "random", "features", "targets", "standardize", "validation",
+             "split_seed")  # fmt: skip
 SWEEP_KEYS = ("chunk_runs",)
 MAX_RUNS = 1_000_000  # larger grids need an explicit yes
 CHUNK_ROWS = 1 << 21  # automatic chunks hold about this many loss rows
@@ -71,6 +73,8 @@ class Spec:
     # [record] weights: "final" (a weights/ table) or "none" (also a sweep begun before)
     weights: str = "none"
     weights_given: bool = False  # [record] names weights
+    # the held-out rows ([data] validation): True where held out, over X's rows; None: none
+    holdout: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def chunk_runs(self) -> int:
@@ -230,20 +234,24 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
     if not isinstance(name, str) or not NAME_RE.fullmatch(name) or len(name) > 200:
         fail("name", f"must match [A-Za-z0-9][A-Za-z0-9._-]*, got {name!r}")
 
-    data_spec, X, Y = _load_data(raw.get("data", {}), where, base, fail)
+    data_spec, X, Y, holdout = _load_data(raw.get("data", {}), where, base, fail)
 
     train = dict(TRAIN_DEFAULTS, diverge_factor=P.DIVERGE_FACTOR)  # a new spec's rule
     for key, value in raw.get("train", {}).items():
-        if key not in TRAIN_DEFAULTS:
-            fail(f"train.{key}", P.suggest(key, P.NAMES))
+        if key not in TRAIN_DEFAULTS and key not in H.TRAIN_KEYS:
+            fail(f"train.{key}", P.suggest(key, (*P.NAMES, *H.TRAIN_KEYS)))
         train[key] = value
     for key, value in train.items():
-        train[key] = P.check(key, value, fail=lambda m, k=key: fail(f"train.{k}", m))
+        if key not in H.TRAIN_KEYS:
+            train[key] = P.check(key, value, fail=lambda m, k=key: fail(f"train.{k}", m))
+    patience = H.patience(train, holdout, fail)
+    if patience is not None:  # absent when not given: a spec without it keeps its hash
+        train["patience"] = patience
 
     grid, sample, layer = plan_layer(train, raw.get("grid", {}), raw.get("sample"), fail)
     weights = inits.resolve(train, lambda k: _values(layer, train, k), X, Y, base, fail)
     if data_spec.get("standardize"):
-        X, Y = standardize(data_spec, X, Y, layer)
+        X, Y = standardize(data_spec, X, Y, layer, holdout)
 
     rec = parse_record(raw.get("record", {}), fail)
 
@@ -264,7 +272,8 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
                 sample=sample, chunk_runs_spec=int(chunk_runs), tail=rec.tail,
                 tail_given=rec.tail_given, weights=rec.weights, weights_given=rec.weights_given,
                 named=frozenset(raw.get("train", {})) | frozenset(raw.get("grid", {}))
-                | frozenset(raw.get("sample") or {}), init_weights=weights)  # fmt: skip
+                | frozenset(raw.get("sample") or {}), init_weights=weights,
+                holdout=holdout)  # fmt: skip
 
 
 def plan_layer(train: dict[str, Any], grid_raw: dict[str, Any], sample_raw: dict | None, fail
@@ -277,6 +286,8 @@ def plan_layer(train: dict[str, Any], grid_raw: dict[str, Any], sample_raw: dict
     for key, value in grid_raw.items():
         if key in grid:
             continue
+        if key in H.TRAIN_KEYS:
+            fail(f"grid.{key}", "is one value for the whole sweep: give it in [train]")
         if key not in TRAIN_DEFAULTS:
             fail(f"grid.{key}", P.suggest(key, (*P.NAMES, *P.HALVES)))
         grid[key], factors[key] = _axis(key, value, lambda m, k=key: fail(f"grid.{k}", m))
@@ -301,7 +312,8 @@ def layer_of(resolved: dict[str, Any], where: str) -> Layer:
         raise RunnerError(f"cannot plan again: {msg}", file=where, key=key)
 
     train = {k: P.check(k, v, fail=lambda m, k=k: fail(f"train.{k}", m))
-             for k, v in {**TRAIN_DEFAULTS, **resolved["train"]}.items()}  # fmt: skip
+             for k, v in {**TRAIN_DEFAULTS, **resolved["train"]}.items()
+             if k not in H.TRAIN_KEYS}  # fmt: skip
     sample_raw = resolved.get("sample")
     if sample_raw is not None:
         sample_raw = {k: v for k, v in sample_raw.items() if k != "sha256"}
@@ -406,16 +418,16 @@ def _spaced(key: str, value: dict, fail) -> tuple[Any, Factor]:
     return form, {key: values}
 
 
-def standardize(data: dict[str, Any], X: np.ndarray, Y: np.ndarray, layer: Layer
-                ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def standardize(data: dict[str, Any], X: np.ndarray, Y: np.ndarray, layer: Layer,
+                holdout: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """``[data] standardize``: X (and Y, when every run's output is linear) by the
-    training rows (for now all rows); the statistics go into ``data["scaling"]``."""
+    training rows (all but ``holdout``'s); the statistics go into ``data["scaling"]``."""
     if "output" in layer.fixed:
         outputs = {int(layer.fixed["output"])}
     else:
         outputs = {int(v) for f in layer.factors if "output" in f for v in f["output"]}
     linear = outputs == {P.OUTPUTS.index("linear")}
-    train = np.ones(len(X), dtype=bool)
+    train = np.ones(len(X), dtype=bool) if holdout is None else ~holdout
     X, Y, data["scaling"] = datasets.standardize(X, Y, train, targets=linear)
     return X, Y
 
@@ -425,10 +437,12 @@ def _load_data(raw: dict, where: str, base: Path | None, fail):
     flag = raw.get("standardize", False)
     if not isinstance(flag, bool):
         fail("data.standardize", f"must be true or false, got {flag!r}")
-    spec, X, Y = _read_data(raw, where, base, fail)
+    form = H.parse(raw, fail)  # the keys first: a bad one is refused before any file is read
+    spec, X, Y, found = _read_data(raw, where, base, fail)
     if flag:  # absent when false: a spec without the key keeps its hash
         spec["standardize"] = True
-    return spec, X, Y
+    holdout = H.resolve(form, spec, len(X), (raw.get("path"), found, where), fail)
+    return spec, X, Y, holdout
 
 
 def _read_data(raw: dict, where: str, base: Path | None, fail):
@@ -437,7 +451,7 @@ def _read_data(raw: dict, where: str, base: Path | None, fail):
         fail("data", f"give one of 'builtin', 'path' or 'random', not {' and '.join(given)}")
     if "random" in raw:
         form = datasets.random_form(raw["random"], fail)
-        return {"random": form}, *datasets.random(**form)
+        return {"random": form}, *datasets.random(**form), None
     if "path" in raw:
         rel = raw["path"]
         if not isinstance(rel, str) or not rel:
@@ -455,20 +469,16 @@ def _read_data(raw: dict, where: str, base: Path | None, fail):
         if found is None:
             tried = " or ".join(str(p) for p in candidates)
             fail("data.path", f"data file not found (tried {tried})")
-        try:
-            X, Y = datasets.load_file(found, raw.get("features"), raw.get("targets"))
-        except RunnerError as exc:
-            # name the spec and the key as well as the data file (as the spec names it)
-            named = str(rel) + str(exc.file)[len(str(found)) :]
-            raise RunnerError(
-                f"{named}: {exc.reason}", file=where, key=exc.key or "data.path"
-            ) from None
+        X, Y = datasets.in_spec(
+            lambda: datasets.load_file(found, raw.get("features"), raw.get("targets")),
+            (rel, found, where), "data.path",
+        )  # fmt: skip
         digest = hashlib.sha256(found.read_bytes()).hexdigest()[:16]
         spec = {"path": str(rel), "features": raw.get("features"), "targets": raw.get("targets")}
         spec["sha256"] = digest
-        return spec, X, Y
+        return spec, X, Y, found
     name = raw.get("builtin", "seed")
     if not isinstance(name, str) or name not in datasets.BUILTINS:
         fail("data.builtin", f"unknown dataset {name!r}; choose one of {sorted(datasets.BUILTINS)}")
     X, Y = datasets.builtin(name)
-    return {"builtin": name}, X, Y
+    return {"builtin": name}, X, Y, None
