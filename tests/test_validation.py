@@ -140,3 +140,63 @@ def test_random_shapes_tiles_and_every(n, ni, no, nv, hidden, tile, every, varia
     X, Y, Xv, Yv = data(n, ni, no, nv, seed)
     alphas = np.geomspace(1e-3, 0.3, 5)
     check_against_reference(X, Y, Xv, Yv, hidden, alphas, 30, variant, tile, every)
+
+
+def _csv(path, X, Y, part):
+    rows = zip(X.tolist(), Y.tolist(), part.tolist(), strict=True)
+    lines = ["x1,x2,y,part"] + [f"{a!r},{b!r},{y!r},{p}" for (a, b), (y,), p in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _sweep(tmp_path, name, csv, validation=True, patience=None):
+    data = {"path": str(csv), "features": ["x1", "x2"], "targets": ["y"]}
+    if validation:
+        data["validation"] = {"column": "part", "value": 3}
+    train = {"epochs": 40, "hidden": 3, "activation": "tanh", "init": [-1.0, 1.0]}
+    if patience:
+        train["patience"] = patience
+    spec = {"name": name, "data": data, "train": train,
+            "grid": {"alpha": [0.01, 0.1, 0.4], "seed": [0, 1]}}  # fmt: skip
+    runner.sweep(spec, out=tmp_path, jobs=1, quiet=True)
+    return runner.load(tmp_path / name)
+
+
+def test_a_sweep_trains_on_the_training_rows_and_records_the_held_out_loss(tmp_path):
+    rng = np.random.default_rng(5)
+    X, Y = rng.uniform(0, 1, (14, 2)), rng.uniform(0, 1, (14, 1))
+    part = np.arange(14) % 4  # rows 3, 7, 11 held out
+    held = part == 3
+    _csv(tmp_path / "d.csv", X, Y, part)
+    _csv(tmp_path / "huge.csv", X, np.where(held[:, None], Y * 1e6, Y), part)
+    _csv(tmp_path / "train.csv", X[~held], Y[~held], part[~held])
+    a = _sweep(tmp_path, "a", tmp_path / "d.csv")
+    b = _sweep(tmp_path, "b", tmp_path / "huge.csv")
+    only = _sweep(tmp_path, "only", tmp_path / "train.csv", validation=False)
+    la, lb, lo = (r.losses().sort_values(["run_id", "epoch"]) for r in (a, b, only))
+    assert la["loss"].to_numpy().tobytes() == lo["loss"].to_numpy().tobytes()
+    assert lb["loss"].to_numpy().tobytes() == lo["loss"].to_numpy().tobytes()
+    assert "val_loss" not in lo and la["val_loss"].dtype == np.float32  # loss_dtype's
+    assert (lb["val_loss"] != la["val_loss"]).all() and lb["val_loss"].min() > 1e10
+    runs = a.runs.sort_values("run_id")
+    for row in runs.itertuples():
+        W0 = init_weights([row.seed], 2, 3, 1, (-1.0, 1.0))
+        ref = train_reference(X[~held], Y[~held], W0[0][:, :, 0], W0[1][:, :, 0], row.alpha, 40,
+                              activation="tanh", diverge_factor=1e6,
+                              validation=(X[held], Y[held]))  # fmt: skip
+        mine = la[la["run_id"] == row.run_id]
+        assert np.array_equal(mine["val_loss"].to_numpy(), ref.val_loss.astype(np.float32))
+        assert row.final_val_loss == ref.val_loss[-1]
+        assert row.min_val_loss == ref.val_loss.min()
+        assert row.min_val_loss_epoch == int(np.argmin(ref.val_loss)) + 1
+    p = _sweep(tmp_path, "p", tmp_path / "d.csv", patience=3)
+    pr = p.runs.sort_values("run_id")
+    stopped = pr["stopped_early_epoch"].notna()
+    assert stopped.any()
+    assert (pr["stopped_early_epoch"][stopped] == pr["epochs_run"][stopped]).all()
+    for row in pr[stopped].itertuples():  # the stored weights: its best held-out epoch's
+        W0 = init_weights([row.seed], 2, 3, 1, (-1.0, 1.0))
+        ref = train_reference(X[~held], Y[~held], W0[0][:, :, 0], W0[1][:, :, 0], row.alpha, 40,
+                              activation="tanh", diverge_factor=1e6,
+                              validation=(X[held], Y[held]), patience=3)  # fmt: skip
+        Wh, Wz = p.weights(row.run_id)
+        assert np.array_equal(Wh, ref.Wh) and np.array_equal(Wz, ref.Wz)

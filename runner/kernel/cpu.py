@@ -46,6 +46,15 @@ from runner.kernel.codes import (  # noqa: F401  (re-exported: the kernel's numb
     VSTATS,
 )
 from runner.kernel.exp import sigmoid4, sigmoid4_cheap
+from runner.kernel.lanes import (
+    _converged,
+    _finish,
+    _losses,
+    _out_of_patience,
+    _start,
+    _val_losses,
+    slot_of,  # noqa: F401  (re-exported)
+)
 from runner.kernel.numba_ext import (
     FASTMATH,
     JIT,
@@ -54,14 +63,6 @@ from runner.kernel.numba_ext import (
     has_cache_index,
 )
 from runner.kernel.sums import hidden_delta, sum_rows, update_wh, update_wz
-
-
-@njit(**JIT)
-def slot_of(epoch, every):
-    """Row of ``loss_out`` for a recorded epoch (epoch 1 and multiples of every)."""
-    if every == 1:
-        return epoch - 1
-    return epoch // every
 
 
 class Scratch(NamedTuple):
@@ -129,12 +130,50 @@ def scratch(
     )  # fmt: skip
 
 
+def _held_out_pass(Xv, Yv, whf, wz2, c_h, c_o, w):
+    """The epoch's sum of squared errors on the held-out rows, per lane, into ``w.vsq``: the
+    training rows' forward pass and error, with no deltas. Cloned with each variant's
+    choices, as ``_train`` (see ``kernel``)."""
+    accw, acc, zs, vsq = w.accw, w.acc, w.zs, w.vsq
+    ni, nh, T = w.wh.shape
+    nb, no = w.wz.shape[0], w.wz.shape[1]
+    q, T4 = nh * T // 4, T // 4
+    nv = Xv.shape[0]
+    Xvf = Xv.reshape(nv * ni)
+    hvf = w.hv.reshape(nb * T)
+    for t in range(T):
+        vsq[t] = vsq.dtype.type(0)
+    for s in range(nv):
+        sum_rows(accw, Xvf, s * ni, 1, whf, 0, 1, ni)  # Xv[s] @ Wh
+        for u in range(q):
+            hvf[u], hvf[q + u], hvf[2 * q + u], hvf[3 * q + u] = act4(
+                accw[u] * c_h, accw[q + u] * c_h, accw[2 * q + u] * c_h, accw[3 * q + u] * c_h,
+            )  # fmt: skip
+        for o in range(no):
+            sum_rows(acc, w.hv, 0, 1, wz2, o, no, nb)  # Hv[s] @ Wz[:, o]
+            y = Yv[s, o]
+            if SIGMOID_OUT:
+                for t in range(T4):
+                    zs[t], zs[T4 + t], zs[2 * T4 + t], zs[3 * T4 + t] = sigmoid4(
+                        acc[t] * c_o, acc[T4 + t] * c_o, acc[2 * T4 + t] * c_o,
+                        acc[3 * T4 + t] * c_o,
+                    )  # fmt: skip
+                for t in range(T):
+                    e = y - zs[t]
+                    vsq[t] += e * e
+            else:
+                for t in range(T):
+                    e = y - acc[t] * c_o
+                    vsq[t] += e * e
+
+
 # A variant's choices: globals of its own copy of ``_train`` (see ``kernel``), so
 # constants when Numba compiles that copy, which holds only its own branches.
 SIGMOID_OUT = False
 SEQUENTIAL = True
 act4 = sigmoid4  # the hidden activation, four at a time
 _hidden_delta = hidden_delta  # with act4's derivative (``_delta``)
+_held_out = _held_out_pass  # with the variant's choices (``_held_out_of``)
 
 
 def _train(
@@ -147,8 +186,7 @@ def _train(
     once, ``u = j * T + t``) with no branch inside, so LLVM vectorises it. A run
     that stops hands its weights back to ``Wh``, ``Wz`` at once and its lane is
     reset to zero weights and zero steps, where it idles, so the updates need no
-    mask; padding lanes (``nt <= t < T``) idle from the start. Held-out rows (Xv, Yv; none
-    when empty) get the forward pass only, with the weights the epoch's loss is of.
+    mask; padding lanes (``nt <= t < T``) idle from the start. Held-out rows: Xv, Yv.
     """
     a, ah, dz, dzh, accw, acc, zs, sq = w.a, w.ah, w.dz, w.dzh, w.accw, w.acc, w.zs, w.sq
     n, ni = X.shape
@@ -163,8 +201,6 @@ def _train(
     wz2 = w.wz.reshape(nb * no, T)  # wz[j, o] = wz2[j * no + o]
     zero, one = a.dtype.type(0), a.dtype.type(1)  # of the training dtype
     nv = Xv.shape[0]
-    Xvf = Xv.reshape(nv * ni)
-    hvf = w.hv.reshape(nb * T)
     for r0 in range(0, R, T):
         nt = min(T, R - r0)
         _start(Wh, Wz, s_o, s_h, r0, nt, w)
@@ -204,31 +240,7 @@ def _train(
                             dz[s, o, t] = e * a[t]
                             dzh[s, o, t] = e * ah[t]
             if nv > 0:  # the held-out rows: the same forward pass and error, no deltas
-                for t in range(T):
-                    w.vsq[t] = zero
-                for s in range(nv):
-                    sum_rows(accw, Xvf, s * ni, 1, whf, 0, 1, ni)  # Xv[s] @ Wh
-                    for u in range(q):
-                        hvf[u], hvf[q + u], hvf[2 * q + u], hvf[3 * q + u] = act4(
-                            accw[u] * c_h, accw[q + u] * c_h, accw[2 * q + u] * c_h,
-                            accw[3 * q + u] * c_h,
-                        )  # fmt: skip
-                    for o in range(no):
-                        sum_rows(acc, w.hv, 0, 1, wz2, o, no, nb)  # Hv[s] @ Wz[:, o]
-                        y = Yv[s, o]
-                        if SIGMOID_OUT:
-                            for t in range(T4):
-                                zs[t], zs[T4 + t], zs[2 * T4 + t], zs[3 * T4 + t] = sigmoid4(
-                                    acc[t] * c_o, acc[T4 + t] * c_o, acc[2 * T4 + t] * c_o,
-                                    acc[3 * T4 + t] * c_o,
-                                )  # fmt: skip
-                            for t in range(T):
-                                e = y - zs[t]
-                                w.vsq[t] += e * e
-                        else:
-                            for t in range(T):
-                                e = y - acc[t] * c_o
-                                w.vsq[t] += e * e
+                _held_out(Xv, Yv, whf, wz2, c_h, c_o, w)
                 _val_losses(epoch, every, patience, val_out, nv, r0, nt, w)
             n_active -= _losses(Wh, Wz, epoch, every, epoch > epochs - tail, diverge_above,
                                 diverge_factor, loss_out, r0, nt, w)  # fmt: skip
@@ -243,200 +255,7 @@ def _train(
             update_wh(X, w)
             if stop_below > -np.inf:  # convergence (the epoch's update is kept)
                 n_active -= _converged(Wh, Wz, stop_below, r0, nt, w)
-        _finish(Wh, Wz, istats, fstats, r0, nt, w)
-        if nv > 0:
-            for t in range(nt):
-                vstats[r0 + t, FINAL_VAL_LOSS] = w.vlast[t]
-                vstats[r0 + t, MIN_VAL_LOSS] = w.vmin[t]
-                vstats[r0 + t, MIN_VAL_EPOCH] = w.vmin_epoch[t]
-
-
-@njit(inline="always", **JIT)
-def _start(Wh, Wz, s_o, s_h, r0, nt, w):
-    """Load runs ``r0 .. r0 + nt`` into the tile's lanes; the others idle from the start.
-    The bias unit of H, if any, is 1."""
-    wh, wz, a = w.wh, w.wz, w.a
-    ni, nh, T = wh.shape
-    nb, no = wz.shape[0], wz.shape[1]
-    zero, one = a.dtype.type(0), a.dtype.type(1)
-    for t in range(T):
-        wt = t < nt
-        w.act[t] = wt
-        a[t] = s_o[r0 + t] if wt else zero
-        w.ah[t] = s_h[r0 + t] if wt else zero
-        w.min_loss[t] = np.inf
-        w.first_loss[t] = np.nan
-        w.tail_sum[t] = 0.0
-        w.tail_n[t] = 0
-        w.last_loss[t] = np.nan
-        w.min_epoch[t] = 0
-        w.last[t] = 0
-        w.status[t] = RAN_ALL
-        w.vlast[t] = np.nan
-        w.vmin[t] = np.inf
-        w.vmin_epoch[t] = 0
-    for s in range(w.h.shape[0]):
-        for j in range(nh, nb):
-            for t in range(T):
-                w.h[s, j, t] = one
-    for j in range(nh, nb):
-        for t in range(T):
-            w.hv[j, t] = one
-    for k in range(ni):
-        for j in range(nh):
-            for t in range(T):
-                wh[k, j, t] = Wh[k, j, r0 + t] if t < nt else zero
-    for j in range(nb):
-        for o in range(no):
-            for t in range(T):
-                wz[j, o, t] = Wz[j, o, r0 + t] if t < nt else zero
-
-
-@njit(inline="always", **JIT)
-def _losses(Wh, Wz, epoch, every, in_tail, diverge_above, diverge_factor, loss_out, r0, nt, w):
-    """The epoch's losses: recorded, first, best and last kept, summed in the tail
-    (``in_tail``: the epoch is one of the tail's); a diverged run (a loss not finite, above
-    diverge_above or above diverge_factor x its first loss, in float64) stops before its
-    update. Returns how many runs stopped."""
-    a, act, sq, status = w.a, w.act, w.sq, w.status
-    min_loss, last_loss, min_epoch, last = w.min_loss, w.last_loss, w.min_epoch, w.last
-    size = a.dtype.type(w.dz.shape[0] * w.dz.shape[1])
-    n_stop = 0
-    no_factor = diverge_factor == np.inf  # (inf x a first loss of 0 is NaN)
-    for t in range(a.shape[0]):
-        on = act[t]
-        loss = sq[t] / size
-        sq[t] = loss
-        last[t] = epoch if on else last[t]
-        last_loss[t] = loss if on else last_loss[t]
-        w.first_loss[t] = loss if on and epoch == 1 else w.first_loss[t]
-        counted = on and in_tail
-        w.tail_sum[t] += loss if counted else 0.0
-        w.tail_n[t] += counted
-        better = on and loss < min_loss[t]
-        min_loss[t] = loss if better else min_loss[t]
-        min_epoch[t] = epoch if better else min_epoch[t]
-        bad = on and not (math.isfinite(loss) and loss <= diverge_above
-                          and (loss <= diverge_factor * w.first_loss[t] or no_factor))  # fmt: skip
-        status[t] = DIVERGED if bad else status[t]
-        n_stop += bad
-    if every > 0 and (epoch == 1 or epoch % every == 0):
-        row = slot_of(epoch, every)
-        for t in range(nt):
-            if act[t]:
-                loss_out[row, r0 + t] = sq[t]
-    if n_stop:
-        for t in range(nt):
-            if act[t] and status[t] == DIVERGED:
-                _retire(Wh, Wz, w, r0, t)
-    return n_stop
-
-
-@njit(inline="always", **JIT)
-def _val_losses(epoch, every, patience, val_out, nv, r0, nt, w):
-    """The epoch's held-out losses: recorded as the losses are, the last and the least kept
-    (with the weights, for ``patience``), for every run that trained this epoch."""
-    act, vsq, vmin = w.act, w.vsq, w.vmin
-    T = vsq.shape[0]
-    size = vsq.dtype.type(nv * w.wz.shape[1])
-    better_any = False
-    for t in range(T):
-        on = act[t]
-        loss = vsq[t] / size
-        vsq[t] = loss
-        w.vlast[t] = loss if on else w.vlast[t]
-        better = on and loss < vmin[t]
-        vmin[t] = loss if better else vmin[t]
-        w.vmin_epoch[t] = epoch if better else w.vmin_epoch[t]
-        better_any |= better
-    if every > 0 and (epoch == 1 or epoch % every == 0):
-        row = slot_of(epoch, every)
-        for t in range(nt):
-            if act[t]:
-                val_out[row, r0 + t] = vsq[t]
-    if patience > 0 and better_any:  # the weights of this epoch's loss: before its update
-        ni, nh, _ = w.wh.shape
-        nb, no = w.wz.shape[0], w.wz.shape[1]
-        for k in range(ni):
-            for j in range(nh):
-                for t in range(T):
-                    keep = w.vmin_epoch[t] == epoch and act[t]
-                    w.bwh[k, j, t] = w.wh[k, j, t] if keep else w.bwh[k, j, t]
-        for j in range(nb):
-            for o in range(no):
-                for t in range(T):
-                    keep = w.vmin_epoch[t] == epoch and act[t]
-                    w.bwz[j, o, t] = w.wz[j, o, t] if keep else w.bwz[j, o, t]
-
-
-@njit(inline="always", **JIT)
-def _out_of_patience(Wh, Wz, epoch, patience, r0, nt, w):
-    """Stop the runs whose held-out loss has not improved for ``patience`` epochs, with
-    the weights of their least one (their current ones if none was finite); returns how
-    many."""
-    n_stop = 0
-    ni, nh, _ = w.wh.shape
-    nb, no = w.wz.shape[0], w.wz.shape[1]
-    for t in range(nt):
-        if w.act[t] and epoch - w.vmin_epoch[t] >= patience:
-            if w.vmin_epoch[t] > 0:
-                for k in range(ni):
-                    for j in range(nh):
-                        w.wh[k, j, t] = w.bwh[k, j, t]
-                for j in range(nb):
-                    for o in range(no):
-                        w.wz[j, o, t] = w.bwz[j, o, t]
-            w.status[t] = STOPPED_EARLY
-            _retire(Wh, Wz, w, r0, t)
-            n_stop += 1
-    return n_stop
-
-
-@njit(inline="always", **JIT)
-def _converged(Wh, Wz, stop_below, r0, nt, w):
-    """Stop the runs whose loss fell below stop_below; returns how many."""
-    n_stop = 0
-    for t in range(nt):
-        if w.act[t] and w.last_loss[t] < stop_below:
-            w.status[t] = CONVERGED
-            _retire(Wh, Wz, w, r0, t)
-            n_stop += 1
-    return n_stop
-
-
-@njit(inline="always", **JIT)
-def _finish(Wh, Wz, istats, fstats, r0, nt, w):
-    """Hand the tile's runs back: weights, then per-run statistics."""
-    for t in range(nt):
-        if w.act[t]:
-            _retire(Wh, Wz, w, r0, t)
-        istats[r0 + t, EPOCHS_RUN] = w.last[t]
-        istats[r0 + t, MIN_EPOCH] = w.min_epoch[t]
-        istats[r0 + t, STATUS] = w.status[t]
-        fstats[r0 + t, FINAL_LOSS] = w.last_loss[t]
-        fstats[r0 + t, MIN_LOSS] = w.min_loss[t]
-        fstats[r0 + t, FIRST_LOSS] = w.first_loss[t]
-        n = w.tail_n[t]
-        fstats[r0 + t, TAIL_MEAN] = w.tail_sum[t] / n if n > 0 else w.last_loss[t]
-
-
-@njit(inline="always", **JIT)
-def _retire(Wh, Wz, w, r0, t):
-    """Stop lane t: hand its weights back to the batch, then let the lane idle."""
-    wh, wz = w.wh, w.wz
-    ni, nh, _ = wh.shape
-    nb, no = wz.shape[0], wz.shape[1]
-    for k in range(ni):
-        for j in range(nh):
-            Wh[k, j, r0 + t] = wh[k, j, t]
-            wh[k, j, t] = 0.0
-    for j in range(nb):
-        for o in range(no):
-            Wz[j, o, r0 + t] = wz[j, o, t]
-            wz[j, o, t] = 0.0
-    w.a[t] = 0.0
-    w.ah[t] = 0.0
-    w.act[t] = False
+        _finish(Wh, Wz, istats, fstats, vstats, nv > 0, r0, nt, w)
 
 
 def variant_name(
@@ -471,10 +290,12 @@ def kernel(sigmoid_out: bool, sequential: bool, fastmath: bool, activation: str 
     fn = _KERNELS.get(key)
     if fn is None:
         exact, fast, _ = HIDDEN[activation]
+        choices = dict(SIGMOID_OUT=key[0], sigmoid4=sigmoid4_cheap if key[2] else sigmoid4,
+                       act4=fast if key[2] else exact)  # fmt: skip
+        held = clone_function(_held_out_pass, variant_name(*key) + "_held_out", **choices)
         py = clone_function(
-            _train, variant_name(*key), SIGMOID_OUT=key[0], SEQUENTIAL=key[1],
-            sigmoid4=sigmoid4_cheap if key[2] else sigmoid4, act4=fast if key[2] else exact,
-            _hidden_delta=_delta(activation),
+            _train, variant_name(*key), SEQUENTIAL=key[1], _hidden_delta=_delta(activation),
+            _held_out=njit(inline="always", **JIT)(held), **choices,
         )  # fmt: skip
         flags = {**JIT, "fastmath": FASTMATH} if key[2] else JIT
         fn = _KERNELS[key] = njit(pipeline_class=NoAliasCompiler, **flags)(py)

@@ -239,6 +239,30 @@ def with_ones(M: np.ndarray, bias: bool) -> np.ndarray:
     return np.hstack([M, np.ones((M.shape[0], 1), M.dtype)]) if bias else M
 
 
+def _update(Wh, Wz, Xb, Hb, dZo, dZh, act, update: str) -> None:
+    """One epoch's update of both layers, in place (act: act'(A))."""
+    hidden = Wh.shape[1]
+    if update == "sequential":
+        Wz += dot(Hb.T, dZo)  # update output layer weights
+        dA = dot(dZh, Wz[:hidden].T) * act  # delta A, with the new Wz
+        Wh += dot(Xb.T, dA)  # update hidden layer weights
+    else:
+        dA = dot(dZh, Wz[:hidden].T) * act  # delta A, with the old Wz
+        Wz += dot(Hb.T, dZo)
+        Wh += dot(Xb.T, dA)
+
+
+def folded(f: np.dtype, scaling: str, activation: str, step: str, x_shape, y_shape,
+           hidden: int, a_h: float, a_o: float):  # fmt: skip
+    """(c_h, c_o, s_o, s_h) in dtype f: the scalings, and each layer's rate with every
+    factor folded in, rounded after each product."""
+    c_h, c_o = scales(scaling, activation, x_shape[1], hidden)
+    k = 1.0 if step == "notebook" else 2.0 / (y_shape[0] * y_shape[1])
+    s_o = f.type(f.type(f.type(a_o) * f.type(k)) * f.type(c_o))
+    s_h = f.type(f.type(f.type(f.type(a_h) * f.type(k)) * f.type(c_o)) * f.type(c_h))
+    return f.type(c_h), f.type(c_o), s_o, s_h
+
+
 def train_reference(
     X: np.ndarray,
     Y: np.ndarray,
@@ -268,36 +292,25 @@ def train_reference(
     every operation in float32 (NumPy keeps float32 with Python scalars); losses and
     weights come back as float32 values (the losses widened to float64).
 
-    The model family (docs/numerics.md): ``activation`` of the hidden units, ``bias``
-    (a last row of Wh and of Wz), ``scaling`` ("standard" or "mean-field"), ``step``
-    ("notebook": k = 1, "gradient": k = 2 / (samples * outputs)) and one learning rate
-    per layer (each defaults to ``alpha``). Every scalar factor of a layer's step is
-    folded into one number, applied to E: s_o = alpha_output * k * c_o and
-    s_h = alpha_hidden * k * c_o * c_h. With the defaults each is alpha, and every
-    multiplication by 1 is exact, so the notebook's model keeps its bytes.
+    The model family (docs/numerics.md): ``activation``, ``bias`` (a last row of Wh and
+    of Wz), ``scaling``, ``step`` and each layer's rate (``alpha`` by default), folded
+    into s_o and s_h (``folded``); with the defaults both are alpha, exactly.
 
-    ``validation = (Xv, Yv)``: held-out rows; each epoch's loss on them, of the weights
-    before its update, goes to ``val_loss``. ``patience``: after an epoch's divergence
-    check, a run whose held-out loss has not fallen below its least for that many epochs
-    stops with the weights of its least (``stopped_epoch``).
+    ``validation = (Xv, Yv)``: held-out rows (``val_loss``, of the weights before each
+    update); ``patience``: stop (``stopped_epoch``), after the divergence check, with the
+    best weights, when the held-out loss has not improved for so many epochs.
     """
     f = np.dtype(dtype)
-    X = np.asarray(X, dtype=f)
-    Y = np.asarray(Y, dtype=f)
-    Wh = np.array(Wh, dtype=f)
-    Wz = np.array(Wz, dtype=f)
+    X, Y = np.asarray(X, dtype=f), np.asarray(Y, dtype=f)
+    Wh, Wz = np.array(Wh, dtype=f), np.array(Wz, dtype=f)  # copies
     hidden = Wz.shape[0] - bias
-    c_h, c_o = scales(scaling, activation, X.shape[1], hidden)
-    k = 1.0 if step == "notebook" else 2.0 / (Y.shape[0] * Y.shape[1])
-    a_h = alpha if alpha_hidden is None else alpha_hidden
-    a_o = alpha if alpha_output is None else alpha_output
-    s_o = f.type(f.type(f.type(a_o) * f.type(k)) * f.type(c_o))
-    s_h = f.type(f.type(f.type(f.type(a_h) * f.type(k)) * f.type(c_o)) * f.type(c_h))
-    c_h, c_o = f.type(c_h), f.type(c_o)
+    c_h, c_o, s_o, s_h = folded(f, scaling, activation, step, X.shape, Y.shape, hidden,
+                                alpha if alpha_hidden is None else alpha_hidden,
+                                alpha if alpha_output is None else alpha_output)  # fmt: skip
     Xb = with_ones(X, bias)
-    losses, val_losses = [], []
+    losses = []
     diverged = converged = stopped = None
-    best, best_epoch, best_w = np.inf, 0, (Wh, Wz)
+    watch = _Watch(validation, f, bias)
 
     def forward(Xb):
         A = dot(Xb, Wh) * c_h
@@ -313,33 +326,41 @@ def train_reference(
             E = Y - Z  # how much we missed
             loss = mean(E**2)
             losses.append(loss)
-            if validation is not None:
-                Xv, Yv = (np.asarray(v, dtype=f) for v in validation)
-                v_loss = mean((Yv - forward(with_ones(Xv, bias))[3]) ** 2)
-                val_losses.append(v_loss)
-                if v_loss < best:
-                    best, best_epoch, best_w = v_loss, epoch, (Wh.copy(), Wz.copy())
+            watch.see(epoch, forward, Wh, Wz)
             if diverges(loss, losses[0], diverge_above, diverge_factor):
                 diverged = epoch  # recorded, then stop before this epoch's update
                 break
-            if patience and epoch - best_epoch >= patience:
+            if patience and epoch - watch.best_epoch >= patience:
                 stopped = epoch
-                Wh, Wz = best_w
+                Wh, Wz = watch.best_w or (Wh, Wz)
                 break
             dZo, dZh = E * s_o, E * s_h  # delta Z of each layer's step
             if output != "linear":
                 dZo, dZh = dZo * sigmoid_derivative(Z), dZh * sigmoid_derivative(Z)
-            act = derivative(activation, A, H)
-            if update == "sequential":
-                Wz += dot(Hb.T, dZo)  # update output layer weights
-                dA = dot(dZh, Wz[:hidden].T) * act  # delta A, with the new Wz
-                Wh += dot(Xb.T, dA)  # update hidden layer weights
-            else:
-                dA = dot(dZh, Wz[:hidden].T) * act  # delta A, with the old Wz
-                Wz += dot(Hb.T, dZo)
-                Wh += dot(Xb.T, dA)
+            _update(Wh, Wz, Xb, Hb, dZo, dZh, derivative(activation, A, H), update)
             if stop_below is not None and loss < stop_below:
                 converged = epoch  # the epoch completes, then the run stops
                 break
-    val = np.array(val_losses) if validation is not None else None
+    val = np.array(watch.losses) if validation is not None else None
     return ReferenceResult(np.array(losses), Wh, Wz, diverged, converged, val, stopped)
+
+
+class _Watch:
+    """The held-out rows' losses, and the best one's epoch and weights (none: no rows)."""
+
+    def __init__(self, validation, f: np.dtype, bias: bool):
+        self.rows = None
+        if validation is not None:
+            Xv, Yv = (np.asarray(v, dtype=f) for v in validation)
+            self.rows = with_ones(Xv, bias), Yv
+        self.losses: list = []
+        self.best, self.best_epoch, self.best_w = np.inf, 0, None
+
+    def see(self, epoch: int, forward, Wh: np.ndarray, Wz: np.ndarray) -> None:
+        if self.rows is None:
+            return
+        Xv, Yv = self.rows
+        loss = mean((Yv - forward(Xv)[3]) ** 2)
+        self.losses.append(loss)
+        if loss < self.best:
+            self.best, self.best_epoch, self.best_w = loss, epoch, (Wh.copy(), Wz.copy())

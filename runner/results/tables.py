@@ -84,15 +84,19 @@ def losses_table(
     istats: np.ndarray,
     fstats: np.ndarray,
     every: int,
+    val_loss: np.ndarray | None = None,
+    vstats: np.ndarray | None = None,
 ) -> pa.Table:
-    """Tidy rows (run_id, axes..., epoch, loss) in run, then epoch, order.
+    """Tidy rows (run_id, axes..., epoch, loss[, val_loss]) in run, then epoch, order.
 
     Kept: epoch 1, every multiple of ``every``, and each run's last epoch; none if
-    ``every`` is 0.
+    ``every`` is 0. ``val_loss`` and ``vstats``: the held-out losses, if any.
     """
     R = len(run_ids)
+    held = val_loss is not None
     if every == 0:
         R, run_ids, loss, istats = 0, run_ids[:0], loss[:, :0], istats[:0]
+        val_loss = val_loss[:, :0] if held else None
     S = loss.shape[0]
     rec = np.arange(S, dtype=np.int64) * every if every > 1 else np.arange(1, S + 1)
     if every > 1:
@@ -102,15 +106,16 @@ def losses_table(
     extra = ~np.isin(last, rec) & (last > 0)  # last epoch not on the record grid
     if keep.all() and not extra.any():
         values = np.ascontiguousarray(loss.T).ravel()
+        val_values = np.ascontiguousarray(val_loss.T).ravel() if held else None
         epochs = np.tile(rec.astype(np.int32), R)
         counts = np.full(R, S)
     else:
-        with np.errstate(over="ignore"):  # a huge float64 loss is inf in float32
-            final = fstats[:, kernels.FINAL_LOSS, None].astype(loss.dtype)
-        vals = np.concatenate([loss.T, final], 1)
         eps = np.concatenate([np.broadcast_to(rec, (R, S)), last[:, None]], 1)
         mask = np.concatenate([keep, extra[:, None]], 1)
-        values = vals[mask]
+        values = _with_last(loss, fstats[:R, kernels.FINAL_LOSS])[mask]
+        val_values = None
+        if held:
+            val_values = _with_last(val_loss, vstats[:R, kernels.FINAL_VAL_LOSS])[mask]
         epochs = eps[mask].astype(np.int32)
         counts = mask.sum(1)
     cols = {"run_id": arrow(np.repeat(run_ids.astype(np.int32), counts))}
@@ -118,7 +123,15 @@ def losses_table(
         cols[key] = col.take(arrow(np.repeat(np.arange(R, dtype=np.int32), counts)))
     cols["epoch"] = arrow(epochs)
     cols["loss"] = arrow(values)
+    if held:
+        cols["val_loss"] = arrow(val_values)
     return pa.table(cols)
+
+
+def _with_last(loss: np.ndarray, final: np.ndarray) -> np.ndarray:
+    """(R, slots + 1): each run's recorded losses, then its final one."""
+    with np.errstate(over="ignore"):  # a huge float64 loss is inf in float32
+        return np.concatenate([loss.T, final[:, None].astype(loss.dtype)], 1)
 
 
 def weights_table(run_ids: np.ndarray, Wh: np.ndarray, Wz: np.ndarray) -> pa.Table:
@@ -144,17 +157,22 @@ def _lists(values: np.ndarray, size: int, R: int) -> pa.Array:
 
 # pandas metadata naming only the nullable epochs, so that pandas reads them back as Int32
 # (written without importing pandas; pandas converts every other column from its Arrow type)
-NULLABLE_INT32 = {
-    b"pandas": json.dumps({
-        "index_columns": [],
-        "column_indexes": [],
-        "columns": [
-            {"name": key, "field_name": key, "pandas_type": "int32", "numpy_type": "Int32",
-             "metadata": None}
-            for key in ("diverged_epoch", "converged_epoch")
-        ],
-    }).encode()
-}  # fmt: skip
+def _nullable(keys: tuple[str, ...]) -> dict[bytes, bytes]:
+    return {
+        b"pandas": json.dumps({
+            "index_columns": [],
+            "column_indexes": [],
+            "columns": [
+                {"name": key, "field_name": key, "pandas_type": "int32", "numpy_type": "Int32",
+                 "metadata": None}
+                for key in keys
+            ],
+        }).encode()
+    }  # fmt: skip
+
+
+NULLABLE_INT32 = _nullable(("diverged_epoch", "converged_epoch"))
+NULLABLE_HELD = _nullable(("diverged_epoch", "converged_epoch", "stopped_early_epoch"))
 
 
 def runs_table(
@@ -163,9 +181,12 @@ def runs_table(
     istats: np.ndarray,
     fstats: np.ndarray,
     tail: bool = True,
+    vstats: np.ndarray | None = None,
 ) -> pa.Table:
     """One row per run: its parameters, then its statistics (``tail``: with first_loss and
-    tail_mean, which sweeps begun before runner kept them lack)."""
+    tail_mean, which sweeps begun before runner kept them lack; ``vstats``: with the
+    held-out loss's final_val_loss, min_val_loss, min_val_loss_epoch, and the epoch a run
+    ran out of patience)."""
     status = istats[:, kernels.STATUS]
     run = istats[:, kernels.EPOCHS_RUN]
     diverged = status == kernels.DIVERGED
@@ -182,4 +203,11 @@ def runs_table(
     cols["diverged"] = arrow(diverged)
     cols["diverged_epoch"] = arrow(run.astype(np.int32), mask=~diverged)
     cols["converged_epoch"] = arrow(run.astype(np.int32), mask=~converged)
-    return pa.table(cols).replace_schema_metadata(NULLABLE_INT32)
+    if vstats is None:
+        return pa.table(cols).replace_schema_metadata(NULLABLE_INT32)
+    cols["final_val_loss"] = arrow(vstats[:, kernels.FINAL_VAL_LOSS])
+    cols["min_val_loss"] = arrow(vstats[:, kernels.MIN_VAL_LOSS])
+    cols["min_val_loss_epoch"] = arrow(vstats[:, kernels.MIN_VAL_EPOCH].astype(np.int32))
+    stopped = status == kernels.STOPPED_EARLY
+    cols["stopped_early_epoch"] = arrow(run.astype(np.int32), mask=~stopped)
+    return pa.table(cols).replace_schema_metadata(NULLABLE_HELD)

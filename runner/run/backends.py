@@ -38,6 +38,8 @@ class Backend:
     cpu_kernels: ClassVar[bool] = True
     # each worker is a process of its own (its memory counts apart from this one's)
     processes: ClassVar[bool] = False
+    # trains with held-out rows ([data] validation) and patience
+    held_out: ClassVar[bool] = True
 
     def __init__(self, scheduler: str | None = None):
         self.scheduler = scheduler
@@ -198,6 +200,7 @@ class Cuda(Backend):
     name = "cuda"
     help = "the visible GPUs (runner[cuda])"
     cpu_kernels = False
+    held_out = False  # not yet in the CUDA kernel
 
     def check(self) -> None:
         from runner.run import cuda

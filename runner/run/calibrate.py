@@ -242,13 +242,14 @@ def _sigint_deferred() -> Iterator[None]:
 def _pilot(spec: Spec, m: Measured, tile: int, runs: int) -> None:
     from runner.results import store
     from runner.run.train import run_batch, start_weights
-    from runner.run.worker import model_keys
+    from runner.run.worker import model_keys, split_rows
 
     cols = spec.layer.columns(_sample(spec.layer, runs))
     per_call = [c for name in P.PER_CALL for c, _ in P.BY_NAME[name].columns]
     keys = np.stack([np.asarray(cols[c], np.float64).view(np.int64) for c in per_call], axis=1)
     _, group = np.unique(keys, axis=0, return_inverse=True)
-    n, ni, no = spec.X.shape[0], spec.X.shape[1], spec.Y.shape[1]
+    X, Y, held = split_rows(spec.X, spec.Y, spec.holdout)
+    n, ni, no = X.shape[0], X.shape[1], Y.shape[1]
     groups = np.unique(group)
     rows = most = epochs_run = epochs_most = 0
     tables, byte_tables, runs_tables, building = [], [], [], 0.0
@@ -263,19 +264,21 @@ def _pilot(spec: Spec, m: Measured, tile: int, runs: int) -> None:
             sub = {c: v[idx] for c, v in cols.items()}
         epochs = int(min(call["epochs"], max(1, lane_epochs / _lanes(len(idx), tile))))
         Wh, Wz = start_weights(sub, ni, call["hidden"], no, call["bias"], spec.init_weights)
-        res = run_batch(spec.X, spec.Y, Wh, Wz, sub["alpha"].copy(), epochs, call["output"],
+        res = run_batch(X, Y, Wh, Wz, sub["alpha"].copy(), epochs, call["output"],
                         call["update"], spec.every, call["stop_below"], call["diverge_above"],
                         np.dtype(spec.loss_dtype).type, dtype=call["dtype"],
                         fastmath=call["fastmath"], tile=tile, tail=spec.tail or 1,
-                        diverge_factor=call["diverge_factor"],
+                        diverge_factor=call["diverge_factor"], validation=held,
+                        patience=int(spec.train.get("patience", 0)),
                         **model_keys(call, sub))  # fmt: skip
         ids, t0 = np.arange(len(idx)), time.perf_counter()
         params = store.param_columns(sub, spec.model_params)
         axes = {k: params[k] for k in store.axis_columns(spec.axis_names) if k in params}
-        table = store.losses_table(ids, axes, res.loss, res.istats, res.fstats, spec.every)
+        table = store.losses_table(ids, axes, res.loss, res.istats, res.fstats, spec.every,
+                                   res.val_loss, res.vstats)  # fmt: skip
         tables.append(table)
         runs_tables.append(store.runs_table(ids, params, res.istats, res.fstats,
-                                            spec.tail is not None))  # fmt: skip
+                                            spec.tail is not None, res.vstats))  # fmt: skip
         building += time.perf_counter() - t0
         full = len(idx) * rows_at_most(call["epochs"], spec.every)
         whole = epochs == call["epochs"]  # else: a cut pilot says nothing of stopping early
@@ -283,8 +286,11 @@ def _pilot(spec: Spec, m: Measured, tile: int, runs: int) -> None:
             byte_tables.append(table)
         else:  # its runs' curves, continued to full length: their files' bytes
             loss, istats = _continued(res.loss, res.istats, epochs, call["epochs"], spec.every)
-            byte_tables.append(store.losses_table(ids[: loss.shape[1]], axes, loss, istats,
-                                                  res.fstats, spec.every))  # fmt: skip
+            val = None if held is None else _continued(res.val_loss, res.istats, epochs,
+                                                       call["epochs"], spec.every)[0]  # fmt: skip
+            part = ids[: loss.shape[1]]
+            byte_tables.append(store.losses_table(part, axes, loss, istats, res.fstats,
+                                                  spec.every, val, res.vstats))  # fmt: skip
         rows += table.num_rows if whole else full
         most += full
         epochs_run += int(res.istats[:, 0].sum()) if whole else len(idx) * call["epochs"]

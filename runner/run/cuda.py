@@ -159,13 +159,19 @@ def run_batch_cuda(
     alpha_output: float | np.ndarray | None = None,
     tail: int = 20,
     diverge_factor: float = math.inf,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    patience: int = 0,
 ) -> BatchResult:
     """``train.run_batch`` on the current CUDA device (Wh, Wz are updated in place).
 
     The same signature and checks as ``run_batch``. Exact modes give the CPU kernel's
     bytes; ``tile`` is a CPU notion: checked, then ignored (a block holds
-    ``runner.kernel.cuda.THREADS`` runs). Every model of the family, as ``run_batch``.
+    ``runner.kernel.cuda.THREADS`` runs). Every model of the family, as ``run_batch``;
+    held-out rows (``validation``, ``patience``) not yet: a RunnerError.
     """
+    if validation is not None or patience:
+        raise RunnerError("held-out rows are not yet trained on GPUs; use run_batch",
+                          key="validation")  # fmt: skip
     check_mode(dtype, fastmath, tile, output, update)
     check_family(activation, bias, scaling, step)
     model = {"activation": activation, "bias": bias, "scaling": scaling, "step": step,

@@ -123,6 +123,18 @@ class Progress:
             self.bar.close()
 
 
+def check_backend(chosen: Backend, spec: Spec) -> None:
+    """Refuse, before anything is written, what the backend cannot run here."""
+    chosen.check()
+    if spec.holdout is not None and not chosen.held_out:
+        raise RunnerError(
+            f"held-out rows are not yet trained by the {chosen.name} backend; use "
+            "the CPU's (--backend process)",
+            file=spec.file,
+            key="data.validation",
+        )
+
+
 def sweep(
     spec: str | Path | dict | Spec,
     *,
@@ -164,7 +176,7 @@ def sweep(
             file=spec.file,
             key="grid",
         )
-    chosen.check()
+    check_backend(chosen, spec)
     shard_ = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
     folder = (Path(out) if out is not None else Path("results")) / spec.name
     with warming():  # its calibration and pilot are the first to use the kernels

@@ -184,10 +184,8 @@ def run_batch(
     tail mean (runner.kernel.codes). A run diverges when its loss is not finite, above
     ``diverge_above``, or above ``diverge_factor`` times its first loss.
 
-    ``validation = (Xv, Yv)``: held-out rows, not trained on; each recorded epoch's loss on
-    them (of the weights before the epoch's update, as ``loss``) comes back as
-    ``val_loss``, with ``vstats`` per run. ``patience``: stop a run whose held-out loss has
-    not improved for that many epochs (0: never), keeping its best weights.
+    ``validation = (Xv, Yv)``, ``patience``: held-out rows and early stopping, as
+    ``runner.train`` has them; ``val_loss`` and ``vstats`` come back.
     """
     check_mode(dtype, fastmath, tile, output, update)
     check_family(activation, bias, scaling, step)
@@ -206,9 +204,7 @@ def run_batch(
     Xb = np.hstack([X, np.ones((n, 1))]) if bias else X
     c_h, c_o, s_o, s_h = model_numbers(alpha, (n, ni, nh, no), activation, scaling, step,
                                        alpha_hidden, alpha_output, dtype)  # fmt: skip
-    held_out = held_out_arrays(validation, ni, no, bias, f, loss.shape, loss_dtype)
-    if patience and held_out is None:
-        raise RunnerError("needs held-out rows (validation)", key="patience")
+    held_out = held_out_arrays(validation, ni, no, bias, f, loss.shape, loss_dtype, patience)
     kernels.train_batch(
         np.ascontiguousarray(Xb, dtype=f), np.ascontiguousarray(Y, dtype=f), wh, wz, s_o, s_h,
         c_h, c_o, int(epochs), output == "sigmoid", update == "sequential", int(every),
@@ -226,9 +222,11 @@ def run_batch(
 
 
 def held_out_arrays(validation, ni: int, no: int, bias: bool, f: np.dtype, slots_shape,
-                    loss_dtype) -> tuple | None:  # fmt: skip
+                    loss_dtype, patience: int = 0) -> tuple | None:  # fmt: skip
     """``kernels.train_batch``'s ``held_out`` for ``run_batch``'s ``validation``, or None."""
     if validation is None:
+        if patience:
+            raise RunnerError("needs held-out rows (validation)", key="patience")
         return None
     Xv, Yv = (np.asarray(a, dtype=np.float64) for a in validation)
     if Xv.ndim != 2 or Yv.ndim != 2 or Xv.shape[1] != ni or Yv.shape[1] != no:
@@ -303,6 +301,14 @@ def check_family(activation: object, bias: object, scaling: object, step: object
         P.check(name, value)
 
 
+def check_held_out(validation, patience: object):
+    """``validation`` as checked arrays (or None), and ``patience``; RunnerError."""
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+        raise RunnerError(f"must be an integer >= 1 (or 0: none), got {patience!r}",
+                          key="patience")  # fmt: skip
+    return None if validation is None else check_data(*validation, where="validation")
+
+
 def check_params(**values: object) -> dict[str, object]:
     """Validate run parameters by the one rule each (runner.plan.params); return them normalised.
 
@@ -343,10 +349,9 @@ def train(
     above ``diverge_factor`` times its first loss (``math.inf``: no such rule).
     ``init``: ``(lo, hi)`` uniform, ``{"normal": [mean, std]}``, or ``{"path": "w0.npz"}``
     (arrays Wh and Wz, the path from the current folder), as a spec's ``[train] init``.
-    ``validation = (Xv, Yv)``: held-out rows, not trained on; ``val_loss`` holds each
-    epoch's loss on them, of the weights before its update, as ``loss`` does. ``patience``
-    (epochs, with ``validation``): stop when that loss has not improved for so many epochs,
-    returning the weights of its best epoch.
+    ``validation = (Xv, Yv)``: held-out rows, not trained on; ``val_loss`` is their loss,
+    as ``loss``. ``patience``: stop when it has not improved for so many epochs, with the
+    weights of its best epoch.
 
     ``dtype`` ("float64" or "float32") and ``fastmath`` choose the precision mode
     (docs/precision.md); the loss is returned as float64 in every mode.
@@ -357,11 +362,7 @@ def train(
     (100,)
     """
     Xa, Ya = check_data(X, Y)
-    if validation is not None:
-        validation = check_data(*validation, where="validation")
-    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-        raise RunnerError(f"must be an integer >= 1 (or 0: none), got {patience!r}",
-                          key="patience")  # fmt: skip
+    validation = check_held_out(validation, patience)
     p = check_params(
         alpha=alpha, hidden=hidden, seed=seed, epochs=epochs, output=output, update=update,
         init=init, stop_below=stop_below, diverge_above=diverge_above,
@@ -434,8 +435,7 @@ def train_many(
     ``runner.train`` trains with its alpha and seed, bit for bit.
     """
     Xa, Ya = check_data(X, Y)
-    if validation is not None:
-        validation = check_data(*validation, where="validation")
+    validation = check_held_out(validation, patience)
     lengths = {len(v) for v in (alpha, seeds, alpha_hidden, alpha_output)
                if isinstance(v, Sequence | np.ndarray)}  # fmt: skip
     if len(lengths) > 1:

@@ -41,6 +41,8 @@ class ChunkTask:
     tail: int | None = None  # epochs of the runs' tail_mean; None: no first_loss, tail_mean
     init_weights: tuple[np.ndarray, np.ndarray] | None = None  # init = {path = ...}: the file's
     weights: bool = False  # store each run's final weights ([record] weights = "final")
+    holdout: np.ndarray | None = None  # rows of X, Y held out ([data] validation), or None
+    patience: int = 0  # [train] patience (0: none)
 
 
 @dataclass
@@ -72,6 +74,8 @@ def tasks_for(spec: Spec, out: Path, chunks: list[int], plan: Plan | None = None
             tail=spec.tail,
             init_weights=spec.init_weights,
             weights=spec.weights != "none",
+            holdout=spec.holdout,
+            patience=int(spec.train.get("patience", 0)),
         )
 
 
@@ -109,9 +113,10 @@ def _train_and_write(task: ChunkTask) -> ChunkDone:
     kern = kernel_keys(task)
     Wh, Wz = start_weights(cols, task.X.shape[1], kern["hidden"], task.Y.shape[1], kern["bias"],
                            task.init_weights)  # fmt: skip
+    X, Y, held = split_rows(task.X, task.Y, task.holdout)
     res = run_batch(
-        task.X,
-        task.Y,
+        X,
+        Y,
         Wh,
         Wz,
         cols["alpha"].copy(),
@@ -127,9 +132,19 @@ def _train_and_write(task: ChunkTask) -> ChunkDone:
         tile=task.tile,
         tail=task.tail or 1,
         diverge_factor=kern["diverge_factor"],
+        validation=held,
+        patience=task.patience,
         **model_keys(kern, cols),
     )
     return write_results(task, res, t0)
+
+
+def split_rows(X: np.ndarray, Y: np.ndarray, holdout: np.ndarray | None):
+    """(X, Y, held-out (Xv, Yv) or None): the training and held-out rows, each in file order."""
+    if holdout is None:
+        return X, Y, None
+    keep = ~holdout
+    return X[keep], Y[keep], (X[holdout], Y[holdout])
 
 
 def model_keys(call: dict[str, Any], cols: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -155,8 +170,10 @@ def write_results(task: ChunkTask, res: BatchResult, t0: float) -> ChunkDone:
     run_ids = np.arange(task.run_start, task.run_stop)
     all_cols = tables.param_columns(cols, task.model_params)
     axis_cols = {k: all_cols[k] for k in tables.axis_columns(task.axis_names) if k in all_cols}
-    losses = tables.losses_table(run_ids, axis_cols, res.loss, res.istats, res.fstats, task.every)
-    runs = tables.runs_table(run_ids, all_cols, res.istats, res.fstats, task.tail is not None)
+    losses = tables.losses_table(run_ids, axis_cols, res.loss, res.istats, res.fstats, task.every,
+                                 res.val_loss, res.vstats)  # fmt: skip
+    runs = tables.runs_table(run_ids, all_cols, res.istats, res.fstats, task.tail is not None,
+                             res.vstats)  # fmt: skip
     weights = tables.weights_table(run_ids, res.Wh, res.Wz) if task.weights else None
     store.write_chunk(Path(task.out), task.index, losses, runs, weights)
     diverged = int(np.count_nonzero(res.istats[:, codes.STATUS] == codes.DIVERGED))
