@@ -45,7 +45,8 @@ def parse(raw: dict[str, Any], fail) -> dict[str, Any]:
     (empty when no rows are held out). ``fail(key, msg)`` raises."""
     if "validation" not in raw:
         if "split_seed" in raw:
-            fail("data.split_seed", "needs held-out rows: set [data] validation to a fraction")
+            fail("data.split_seed", "needs held-out rows: set [data] validation to a "
+                 "fraction, or kfold")  # fmt: skip
         return {}
     v = raw["validation"]
     if isinstance(v, dict):
@@ -78,10 +79,15 @@ def parse(raw: dict[str, Any], fail) -> dict[str, Any]:
     if not P.is_num(v) or not 0 < v < 1:
         fail("data.validation", "must be a fraction strictly between 0 and 1 (e.g. 0.2) or "
              f"a table {{column = \"part\", value = 3}}, got {v!r}")  # fmt: skip
+    return {"validation": float(v), "split_seed": split_seed(raw, fail)}
+
+
+def split_seed(raw: dict[str, Any], fail) -> int:
+    """``[data] split_seed`` (default 0): the seed of the rows' permutation."""
     seed = raw.get("split_seed", 0)
     if not P.is_int(seed) or not 0 <= seed <= P.INT64_MAX:
         fail("data.split_seed", f"must be an integer >= 0, got {seed!r}")
-    return {"validation": float(v), "split_seed": int(seed)}
+    return int(seed)
 
 
 def rows(form: dict[str, Any], n: int, column: pd.Series | None, fail) -> np.ndarray:
@@ -135,5 +141,5 @@ def patience(train_raw: dict[str, Any], holdout: np.ndarray | None, fail) -> int
     if not P.is_int(value) or not 1 <= value <= P.INT32_MAX:
         fail("train.patience", f"must be an integer number of epochs >= 1, got {value!r}")
     if holdout is None:
-        fail("train.patience", "patience needs held-out rows: set [data] validation")
+        fail("train.patience", "patience needs held-out rows: set [data] validation or kfold")
     return int(value)

@@ -213,6 +213,8 @@ PARAMS: tuple[Param, ...] = (
     Param("bias", False, True, (("bias", "bool"),), _boolean),
     Param("scaling", "standard", True, (("scaling", "category"),), _choice(SCALINGS), SCALINGS),
     Param("step", "notebook", True, (("step", "category"),), _choice(STEPS), STEPS),
+    # the held-out fold of [data] kfold: an axis of its own, set from kfold (runner.plan.folds)
+    Param("fold", 0, True, (("fold", "int32"),), _integer(0, INT32_MAX)),
     # per run
     Param("init", [0.0, 1.0], False, INIT_COLUMNS, _init),
     Param("alpha", 0.1, False, (("alpha", "float64"),), _positive),
@@ -228,6 +230,9 @@ PARAMS: tuple[Param, ...] = (
 MODEL: tuple[str, ...] = (
     "diverge_factor", "activation", "bias", "scaling", "step", "alpha_hidden", "alpha_output"
 )  # fmt: skip
+# Columns the tables hold only where a sweep names them: the model family's, and the fold
+# of a k-fold sweep ([data] kfold).
+OPTIONAL: tuple[str, ...] = (*MODEL, "fold")
 DIVERGE_FACTOR = 1e6  # a new spec's diverge_factor, unless it names one
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
 NAMES: tuple[str, ...] = tuple(BY_NAME)

@@ -2,9 +2,9 @@
 
 Runs are the cartesian product of the grid axes and the sampled points
 (``[sample]``), planned by ``runner.plan.chunks``: the per-call axes in the order of
-``params.PARAMS`` (``epochs, output, update, hidden, stop_below, diverge_above,
-dtype, fastmath``), then the sampled points, then the per-run axes (``init, alpha,
-seed``), the last varying fastest. ``run_id`` is the position in that order.
+``params.PARAMS`` (``epochs, output, update, hidden, ..., dtype, fastmath, ...,
+fold``), then the sampled points, then the per-run axes (``init, alpha, seed``), the
+last varying fastest. ``run_id`` is the position in that order.
 Every value is checked by its parameter's one rule (``runner.plan.params``).
 """
 
@@ -22,6 +22,7 @@ import numpy as np
 
 from runner.errors import RunnerError
 from runner.plan import data as datasets
+from runner.plan import folds as K
 from runner.plan import holdout as H
 from runner.plan import inits
 from runner.plan import params as P
@@ -33,7 +34,7 @@ from runner.plan.sample import build_sample
 TRAIN_DEFAULTS: dict[str, Any] = dict(P.DEFAULTS)
 TOP_KEYS = ("name", "data", "train", "grid", "sample", "record", "sweep")
 DATA_KEYS = ("builtin", "path", "random", "features", "targets", "standardize", "validation",
-             "split_seed")  # fmt: skip
+             "split_seed", "kfold")  # fmt: skip
 SWEEP_KEYS = ("chunk_runs",)
 MAX_RUNS = 1_000_000  # larger grids need an explicit yes
 CHUNK_ROWS = 1 << 21  # automatic chunks hold about this many loss rows
@@ -75,6 +76,8 @@ class Spec:
     weights_given: bool = False  # [record] names weights
     # the held-out rows ([data] validation): True where held out, over X's rows; None: none
     holdout: np.ndarray | None = field(default=None, repr=False)
+    # [data] kfold: each row's fold (int64; X, Y raw, runner.plan.folds); None: no folds
+    folds: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def chunk_runs(self) -> int:
@@ -92,7 +95,7 @@ class Spec:
         """The model family's parameters the tables hold columns for: those the spec names,
         by a value other than the default or as an axis (params.MODEL)."""
         named = set(self.axis_names) | {k for k in P.MODEL if self.train[k] != P.DEFAULTS[k]}
-        return [k for k in P.MODEL if k in named]
+        return [k for k in P.OPTIONAL if k in named]
 
     @property
     def n_runs(self) -> int:
@@ -151,7 +154,7 @@ class Spec:
 def named(train: dict[str, Any]) -> dict[str, Any]:
     """[train] as sweep.json holds it: the model family's keys only where not the default
     (so a spec of the notebook's model keeps the hash and sweep.json of older runners)."""
-    return {k: v for k, v in train.items() if k not in P.MODEL or v != P.DEFAULTS[k]}
+    return {k: v for k, v in train.items() if k not in P.OPTIONAL or v != P.DEFAULTS[k]}
 
 
 def _values(layer: Layer, train: dict[str, Any], key: str) -> set:
@@ -234,7 +237,7 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
     if not isinstance(name, str) or not NAME_RE.fullmatch(name) or len(name) > 200:
         fail("name", f"must match [A-Za-z0-9][A-Za-z0-9._-]*, got {name!r}")
 
-    data_spec, X, Y, holdout = _load_data(raw.get("data", {}), where, base, fail)
+    data_spec, X, Y, holdout, folds = _load_data(raw.get("data", {}), where, base, fail)
 
     train = dict(TRAIN_DEFAULTS, diverge_factor=P.DIVERGE_FACTOR)  # a new spec's rule
     for key, value in raw.get("train", {}).items():
@@ -244,14 +247,16 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
     for key, value in train.items():
         if key not in H.TRAIN_KEYS:
             train[key] = P.check(key, value, fail=lambda m, k=key: fail(f"train.{k}", m))
-    patience = H.patience(train, holdout, fail)
+    patience = H.patience(train, holdout if folds is None else folds, fail)
     if patience is not None:  # absent when not given: a spec without it keeps its hash
         train["patience"] = patience
 
-    grid, sample, layer = plan_layer(train, raw.get("grid", {}), raw.get("sample"), fail)
+    grid_raw = K.grid(raw, data_spec, fail)  # with kfold's axis
+    grid, sample, layer = plan_layer(train, grid_raw, raw.get("sample"), fail)
+    K.check_axis(_values(layer, train, "fold"), data_spec, fail)
     weights = inits.resolve(train, lambda k: _values(layer, train, k), X, Y, base, fail)
     if data_spec.get("standardize"):
-        X, Y = standardize(data_spec, X, Y, layer, holdout)
+        X, Y = standardize(data_spec, X, Y, layer, holdout, folds)
 
     rec = parse_record(raw.get("record", {}), fail)
 
@@ -273,7 +278,7 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
                 tail_given=rec.tail_given, weights=rec.weights, weights_given=rec.weights_given,
                 named=frozenset(raw.get("train", {})) | frozenset(raw.get("grid", {}))
                 | frozenset(raw.get("sample") or {}), init_weights=weights,
-                holdout=holdout)  # fmt: skip
+                holdout=holdout, folds=folds)  # fmt: skip
 
 
 def plan_layer(train: dict[str, Any], grid_raw: dict[str, Any], sample_raw: dict | None, fail
@@ -419,14 +424,19 @@ def _spaced(key: str, value: dict, fail) -> tuple[Any, Factor]:
 
 
 def standardize(data: dict[str, Any], X: np.ndarray, Y: np.ndarray, layer: Layer,
-                holdout: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+                holdout: np.ndarray | None = None, folds: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """``[data] standardize``: X (and Y, when every run's output is linear) by the
-    training rows (all but ``holdout``'s); the statistics go into ``data["scaling"]``."""
+    training rows (all but ``holdout``'s); the statistics go into ``data["scaling"]``.
+    Under kfold (``folds``), X and Y stay raw and ``data["scaling"]`` lists each fold's."""
     if "output" in layer.fixed:
         outputs = {int(layer.fixed["output"])}
     else:
         outputs = {int(v) for f in layer.factors if "output" in f for v in f["output"]}
     linear = outputs == {P.OUTPUTS.index("linear")}
+    if folds is not None:  # applied per chunk (runner.plan.folds.rows_of)
+        data["scaling"] = K.scalings(X, Y, folds, targets=linear)
+        return X, Y
     train = np.ones(len(X), dtype=bool) if holdout is None else ~holdout
     X, Y, data["scaling"] = datasets.standardize(X, Y, train, targets=linear)
     return X, Y
@@ -437,12 +447,12 @@ def _load_data(raw: dict, where: str, base: Path | None, fail):
     flag = raw.get("standardize", False)
     if not isinstance(flag, bool):
         fail("data.standardize", f"must be true or false, got {flag!r}")
-    form = H.parse(raw, fail)  # the keys first: a bad one is refused before any file is read
+    form = K.parse(raw, fail)  # the keys first: a bad one is refused before any file is read
     spec, X, Y, found = _read_data(raw, where, base, fail)
     if flag:  # absent when false: a spec without the key keeps its hash
         spec["standardize"] = True
-    holdout = H.resolve(form, spec, len(X), (raw.get("path"), found, where), fail)
-    return spec, X, Y, holdout
+    holdout, folds = K.resolve(form, spec, len(X), (raw.get("path"), found, where), fail)
+    return spec, X, Y, holdout, folds
 
 
 def _read_data(raw: dict, where: str, base: Path | None, fail):

@@ -136,8 +136,8 @@ class Results:
         forward pass is the kernel's, exactly, in the run's dtype (docs/results.md)."""
         Wh, Wz = self.weights(run_id)
         model = stored.run_model(self.folder, self.spec, self._plan, run_id)
-        return stored.predict(X, Wh, Wz, model, self.spec["data"].get("scaling"),
-                              str(self.folder))  # fmt: skip
+        scaling = stored.run_scaling(self.folder, self.spec, self._plan, run_id)
+        return stored.predict(X, Wh, Wz, model, scaling, str(self.folder))
 
     # ----- tables -----
     def _files(self, sub: str) -> list[Path]:

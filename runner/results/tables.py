@@ -22,11 +22,11 @@ def param_columns(
     columns: dict[str, np.ndarray], model: tuple[str, ...] | list[str] = ()
 ) -> dict[str, pa.Array]:
     """Arrow columns of the plan's columns (params.COLUMNS), typed by the parameter table;
-    of the model family's parameters (params.MODEL) only those in ``model``; of ``init``,
+    of those held only where named (params.OPTIONAL) only those in ``model``; of ``init``,
     its form's numbers (none for a file's weights)."""
     out: dict[str, pa.Array] = {}
     for col in params.COLUMNS:
-        if params.OWNER[col].name in params.MODEL and params.OWNER[col].name not in model:
+        if params.OWNER[col].name in params.OPTIONAL and params.OWNER[col].name not in model:
             continue
         values = columns[col]
         if params.OWNER[col].name == "init" and np.isnan(values).all():

@@ -75,6 +75,17 @@ def run_model(folder: Path, spec: dict[str, Any], plan: Plan, run_id: int) -> di
     return {k: row[k] if k in row else spec["train"].get(k, P.DEFAULTS[k]) for k in MODEL_KEYS}
 
 
+def run_scaling(folder: Path, spec: dict[str, Any], plan: Plan, run_id: int
+                ) -> dict[str, Any] | None:  # fmt: skip
+    """The standardisation of run ``run_id``'s rows: sweep.json's ``data.scaling``, or,
+    under kfold (a list, one a fold), that of the run's fold (None: none)."""
+    scaling = spec["data"].get("scaling")
+    if not isinstance(scaling, list):
+        return scaling
+    c = chunk_of_run(plan, int(run_id), str(folder))
+    return scaling[int(plan.chunk(c).columns["fold"][0])]  # a chunk holds one fold
+
+
 def forward(X: np.ndarray, Wh: np.ndarray, Wz: np.ndarray, *, output: str = "linear",
             dtype: str = "float64", activation: str = "sigmoid", bias: bool = False,
             scaling: str = "standard") -> np.ndarray:  # fmt: skip

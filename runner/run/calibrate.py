@@ -34,6 +34,7 @@ from runner.kernel.codes import EPOCHS_RUN
 from runner.plan import params as P
 from runner.plan.chunks import Chunk, Layer, slots
 from runner.plan.cost import Measured, rows_at_most
+from runner.plan.folds import rows_of
 from runner.plan.spec import Spec
 from runner.run.memory import rss
 
@@ -248,8 +249,8 @@ def _pilot(spec: Spec, m: Measured, tile: int, runs: int) -> None:
     per_call = [c for name in P.PER_CALL for c, _ in P.BY_NAME[name].columns]
     keys = np.stack([np.asarray(cols[c], np.float64).view(np.int64) for c in per_call], axis=1)
     _, group = np.unique(keys, axis=0, return_inverse=True)
-    X, Y, held = split_rows(spec.X, spec.Y, spec.holdout)
-    n, ni, no = X.shape[0], X.shape[1], Y.shape[1]
+    ni, no = spec.X.shape[1], spec.Y.shape[1]
+    scaling = spec.data.get("scaling") if spec.folds is not None else None
     groups = np.unique(group)
     rows = most = epochs_run = epochs_most = 0
     tables, byte_tables, runs_tables, building = [], [], [], 0.0
@@ -257,6 +258,9 @@ def _pilot(spec: Spec, m: Measured, tile: int, runs: int) -> None:
         idx = np.flatnonzero(group.ravel() == g)
         sub = {c: v[idx] for c, v in cols.items()}
         call = Chunk(0, 0, len(idx), sub).call()
+        held_rows = rows_of(spec.X, spec.Y, spec.holdout, spec.folds, scaling, call["fold"])
+        X, Y, held = split_rows(*held_rows)  # its fold's rows, under kfold
+        n = X.shape[0]
         ops = tiles.epoch_work(n, ni, call["hidden"], no, call["output"], call["dtype"])
         lane_epochs = PILOT_SECONDS * m.kernel_flops_per_s / len(groups) / ops
         if lane_epochs / _lanes(len(idx), tile) < call["epochs"] and len(idx) > tile:

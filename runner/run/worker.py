@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from runner.kernel import codes
+from runner.plan import folds as K
 from runner.plan.chunks import Chunk, Plan
 from runner.plan.spec import Spec
 from runner.results import claims, store, tables
@@ -43,6 +44,8 @@ class ChunkTask:
     weights: bool = False  # store each run's final weights ([record] weights = "final")
     holdout: np.ndarray | None = None  # rows of X, Y held out ([data] validation), or None
     patience: int = 0  # [train] patience (0: none)
+    folds: np.ndarray | None = None  # [data] kfold: each row's fold (the chunk's held out)
+    fold_scaling: list[dict] | None = None  # kfold and standardize: each fold's statistics
 
 
 @dataclass
@@ -76,6 +79,8 @@ def tasks_for(spec: Spec, out: Path, chunks: list[int], plan: Plan | None = None
             weights=spec.weights != "none",
             holdout=spec.holdout,
             patience=int(spec.train.get("patience", 0)),
+            folds=spec.folds,
+            fold_scaling=spec.data.get("scaling") if spec.folds is not None else None,
         )
 
 
@@ -113,7 +118,8 @@ def _train_and_write(task: ChunkTask) -> ChunkDone:
     kern = kernel_keys(task)
     Wh, Wz = start_weights(cols, task.X.shape[1], kern["hidden"], task.Y.shape[1], kern["bias"],
                            task.init_weights)  # fmt: skip
-    X, Y, held = split_rows(task.X, task.Y, task.holdout)
+    X, Y, held = split_rows(*K.rows_of(task.X, task.Y, task.holdout, task.folds,
+                                       task.fold_scaling, kern["fold"]))  # fmt: skip
     res = run_batch(
         X,
         Y,
