@@ -214,7 +214,7 @@ def test_a_family_sweep_is_the_reference_run_by_run(tmp_path):
     assert report.runs_trained == 10
     res = runner.load(tmp_path / "family")
     runs = res.runs.sort_values("run_id")
-    uniform = [c for c in params.COLUMNS if c not in ("init_mean", "init_std")]
+    uniform = [c for c in params.COLUMNS if c not in ("init_mean", "init_std", "fold")]
     assert [c for c in runs.columns if c in params.COLUMNS] == uniform
     for col, want in (("activation", "tanh"), ("bias", True), ("scaling", "mean-field"),
                       ("step", "gradient"), ("alpha_output", 0.7)):  # fmt: skip

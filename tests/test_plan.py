@@ -197,9 +197,9 @@ def test_store_columns_follow_the_parameter_table(tmp_path):
     runner.sweep(spec, out=tmp_path, progress=False)
     schema = pq.read_schema(tmp_path / "cols" / store.RUNS / store.chunk_name(0))
     names = [n for n in schema.names if n in params.COLUMNS]
-    # the model family's columns only where a sweep names them (params.MODEL); init's of its
-    # form; diverge_factor, which a new spec names (1e6)
-    optional = set(params.MODEL) - {"diverge_factor"}
+    # the model family's columns and fold only where a sweep names them (params.OPTIONAL);
+    # init's of its form; diverge_factor, which a new spec names (1e6)
+    optional = set(params.OPTIONAL) - {"diverge_factor"}
     assert names == [c for c in params.COLUMNS if params.OWNER[c].name not in optional
                      and c not in ("init_mean", "init_std")]  # fmt: skip
     runs = runner.load(tmp_path / "cols").runs
