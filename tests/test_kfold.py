@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 import runner
 from runner.cli import main
 from runner.plan.chunks import Plan
-from runner.plan.folds import fold_of_rows
+from runner.plan.data import random as random_data
+from runner.plan.folds import fold_of_rows, rows_of
 from runner.plan.spec import spec_from_dict
 from runner.results import store
 
@@ -75,6 +76,23 @@ def test_a_spec_without_kfold_has_no_fold():
     spec = spec_from_dict(random_spec(9))
     assert spec.folds is None and "fold" not in spec.grid and "fold" not in spec.axis_names
     assert "fold" not in spec.resolved()["train"] and "fold" not in spec.model_params
+
+
+def test_standardize_per_fold_keeps_raw_rows_and_sigmoid_targets():
+    """Each fold's statistics by its training rows; X stays raw in the spec; a sigmoid
+    output keeps the targets as they are."""
+    spec = spec_from_dict(random_spec(12, kfold=3, standardize=True)
+                          | {"train": {"output": "sigmoid"}})  # fmt: skip
+    X, Y = random_data(12, 2, 1, 0)
+    assert np.array_equal(spec.X, X) and np.array_equal(spec.Y, Y)
+    assert len(spec.data["scaling"]) == 3
+    for f, stats in enumerate(spec.data["scaling"]):
+        t = spec.folds != f
+        assert stats["x_mean"] == X[t].mean(0).tolist() and stats["x_scale"] == X[t].std(0).tolist()
+        assert stats["y_mean"] is None and stats["y_scale"] is None
+        Xf, Yf, held = rows_of(spec.X, spec.Y, None, spec.folds, spec.data["scaling"], f)
+        assert np.array_equal(Xf, (X - X[t].mean(0)) / X[t].std(0)) and np.array_equal(Yf, Y)
+        assert np.array_equal(held, ~t)
 
 
 # ----- sweeps: fold by fold the single split's -----
