@@ -43,6 +43,7 @@ class ChunkTask:
     weights: bool = False  # store each run's final weights ([record] weights = "final")
     holdout: np.ndarray | None = None  # rows of X, Y held out ([data] validation), or None
     patience: int = 0  # [train] patience (0: none)
+    metrics: tuple[str, ...] = ()  # [record] metrics
 
 
 @dataclass
@@ -76,6 +77,7 @@ def tasks_for(spec: Spec, out: Path, chunks: list[int], plan: Plan | None = None
             weights=spec.weights != "none",
             holdout=spec.holdout,
             patience=int(spec.train.get("patience", 0)),
+            metrics=spec.metrics,
         )
 
 
@@ -134,6 +136,7 @@ def _train_and_write(task: ChunkTask) -> ChunkDone:
         diverge_factor=kern["diverge_factor"],
         validation=held,
         patience=task.patience,
+        metrics=task.metrics,
         **model_keys(kern, cols),
     )
     return write_results(task, res, t0)
@@ -171,9 +174,9 @@ def write_results(task: ChunkTask, res: BatchResult, t0: float) -> ChunkDone:
     all_cols = tables.param_columns(cols, task.model_params)
     axis_cols = {k: all_cols[k] for k in tables.axis_columns(task.axis_names) if k in all_cols}
     losses = tables.losses_table(run_ids, axis_cols, res.loss, res.istats, res.fstats, task.every,
-                                 res.val_loss, res.vstats)  # fmt: skip
+                                 res.val_loss, res.vstats, tables.metric_curves(res))  # fmt: skip
     runs = tables.runs_table(run_ids, all_cols, res.istats, res.fstats, task.tail is not None,
-                             res.vstats)  # fmt: skip
+                             res.vstats, res.astats, res.val_loss is not None)  # fmt: skip
     weights = tables.weights_table(run_ids, res.Wh, res.Wz) if task.weights else None
     store.write_chunk(Path(task.out), task.index, losses, runs, weights)
     diverged = int(np.count_nonzero(res.istats[:, codes.STATUS] == codes.DIVERGED))
