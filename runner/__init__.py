@@ -22,9 +22,9 @@ _HOME = {
     "load": "runner.results.analysis",
     "sweep": "runner.run.driver",
     "RunnerError": "runner.errors",
-    "TrainResult": "runner.run.train",
-    "train": "runner.run.train",
-    "train_many": "runner.run.train",
+    "TrainResult": "runner.run.notebook",
+    "train": "runner.run.notebook",
+    "train_many": "runner.run.notebook",
     "BatchResult": "runner.run.train",
 }
 
@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from runner.errors import RunnerError
     from runner.results.analysis import Results, load
     from runner.run.driver import sweep
-    from runner.run.train import BatchResult, TrainResult, train, train_many
+    from runner.run.notebook import TrainResult, train, train_many
+    from runner.run.train import BatchResult
 
 
 def __getattr__(name: str) -> Any:

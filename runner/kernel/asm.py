@@ -38,7 +38,8 @@ def tile_asm(
         np.zeros(R, f), np.zeros(R, f), f.type(1), f.type(1),
         1, 1, 1, -np.inf, np.inf, np.inf, 0,  # epochs, every, tail, stop, diverge, patience
         np.zeros((1, R)), val_out, np.zeros((R, 3), dtype=np.int64), np.zeros((R, cpu.FSTATS)),
-        vstats, cpu.scratch(n, ni, hidden, no, TILE, f, fastmath),
+        vstats, False, (np.empty((1, 1)), np.empty((1, 1)), np.empty((1, 2))),
+        cpu.scratch(n, ni, hidden, no, TILE, f, fastmath),
     )  # fmt: skip
     return "\n".join(fn.inspect_asm().values())
 

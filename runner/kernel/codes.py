@@ -25,6 +25,10 @@ FSTATS = 4  # fstats columns
 # least, and the epoch of the least (0: none was finite)
 FINAL_VAL_LOSS, MIN_VAL_LOSS, MIN_VAL_EPOCH = 0, 1, 2
 VSTATS = 3  # vstats columns
+# astats columns ([record] metrics = ["accuracy"]): the last epoch's accuracy on the
+# training and the held-out rows (NaN without held-out rows)
+FINAL_ACCURACY, FINAL_VAL_ACCURACY = 0, 1
+ASTATS = 2  # astats columns
 # STATUS values; STOPPED_EARLY: its held-out loss did not improve for ``patience`` epochs
 RAN_ALL, DIVERGED, CONVERGED, STOPPED_EARLY = 0, 1, 2, 3
 

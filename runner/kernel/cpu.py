@@ -27,6 +27,7 @@ from numba import njit
 
 from runner.kernel.activations import HIDDEN
 from runner.kernel.codes import (  # noqa: F401  (re-exported: the kernel's numbers)
+    ASTATS,
     CONVERGED,
     DIVERGED,
     EPOCHS_RUN,
@@ -49,6 +50,7 @@ from runner.kernel.exp import sigmoid4, sigmoid4_cheap
 from runner.kernel.lanes import (
     _converged,
     _finish,
+    _hits,
     _losses,
     _out_of_patience,
     _start,
@@ -99,6 +101,8 @@ class Scratch(NamedTuple):
     vmin_epoch: np.ndarray  # (T,) int64, its epoch
     bwh: np.ndarray  # (ni, hidden, T) the weights of the least held-out loss (patience),
     bwz: np.ndarray  # (nb, outputs, T) else (0, 0, T)
+    hit: np.ndarray  # (T,) int64, the epoch's right answers (accuracy) on the training rows
+    vhit: np.ndarray  # (T,) int64, on the held-out rows
 
 
 class FastScratch(Scratch):
@@ -127,13 +131,59 @@ def scratch(
         np.empty(T, f8), np.empty(T, f8), np.empty(T, i8),
         np.empty((nb, T), f), np.empty(T, f), np.empty(T, f8), np.empty(T, f8),
         np.empty(T, i8), np.empty((kb[0], kb[1], T), f), np.empty((kb[2], kb[3], T), f),
+        np.zeros(T, i8), np.zeros(T, i8),
     )  # fmt: skip
 
 
-def _held_out_pass(Xv, Yv, whf, wz2, c_h, c_o, w):
-    """The epoch's sum of squared errors on the held-out rows, per lane, into ``w.vsq``: the
-    training rows' forward pass and error, with no deltas. Cloned with each variant's
-    choices, as ``_train`` (see ``kernel``)."""
+def _train_pass(Xf, Y, whf, hf, h2, wz2, c_h, c_o, count_hits, w):
+    """The epoch's forward pass on the training rows, its sum of squared errors per lane
+    (``w.sq``), the output deltas (dZ is not needed for the loss) and, with ``count_hits``,
+    the right answers (``w.hit``). Cloned with each variant's choices, as ``_train``."""
+    a, ah, dz, dzh, accw, acc, zs, sq = w.a, w.ah, w.dz, w.dzh, w.accw, w.acc, w.zs, w.sq
+    n, no = Y.shape
+    ni, nh, T = w.wh.shape
+    nb = w.wz.shape[0]
+    q, T4 = nh * T // 4, T // 4  # T is a multiple of 4
+    zero, one, half = a.dtype.type(0), a.dtype.type(1), a.dtype.type(0.5)
+    for t in range(T):
+        sq[t] = zero
+        w.hit[t] = 0
+    for s in range(n):
+        sum_rows(accw, Xf, s * ni, 1, whf, 0, 1, ni)  # Xb[s] @ Wh
+        for u in range(q):
+            hf[s, u], hf[s, q + u], hf[s, 2 * q + u], hf[s, 3 * q + u] = act4(
+                accw[u] * c_h, accw[q + u] * c_h, accw[2 * q + u] * c_h, accw[3 * q + u] * c_h,
+            )  # fmt: skip
+        for o in range(no):
+            sum_rows(acc, h2, s * nb, 1, wz2, o, no, nb)  # Hb[s] @ Wz[:, o]
+            y = Y[s, o]
+            if SIGMOID_OUT:
+                for t in range(T4):
+                    zs[t], zs[T4 + t], zs[2 * T4 + t], zs[3 * T4 + t] = sigmoid4(
+                        acc[t] * c_o, acc[T4 + t] * c_o, acc[2 * T4 + t] * c_o,
+                        acc[3 * T4 + t] * c_o,
+                    )  # fmt: skip
+                for t in range(T):
+                    zt = zs[t]
+                    e = y - zt
+                    sq[t] += e * e
+                    dz[s, o, t] = (e * a[t]) * (zt * (one - zt))
+                    dzh[s, o, t] = (e * ah[t]) * (zt * (one - zt))
+                if count_hits:
+                    for t in range(T):
+                        w.hit[t] += (zs[t] > half) == (y > half)
+            else:
+                for t in range(T):
+                    e = y - acc[t] * c_o
+                    sq[t] += e * e
+                    dz[s, o, t] = e * a[t]
+                    dzh[s, o, t] = e * ah[t]
+
+
+def _held_out_pass(Xv, Yv, whf, wz2, c_h, c_o, count_hits, w):
+    """The epoch's sum of squared errors on the held-out rows, per lane, into ``w.vsq`` (and
+    the right answers into ``w.vhit``): the training rows' forward pass and error, with no
+    deltas. Cloned with each variant's choices, as ``_train`` (see ``kernel``)."""
     accw, acc, zs, vsq = w.accw, w.acc, w.zs, w.vsq
     ni, nh, T = w.wh.shape
     nb, no = w.wz.shape[0], w.wz.shape[1]
@@ -141,8 +191,10 @@ def _held_out_pass(Xv, Yv, whf, wz2, c_h, c_o, w):
     nv = Xv.shape[0]
     Xvf = Xv.reshape(nv * ni)
     hvf = w.hv.reshape(nb * T)
+    half = vsq.dtype.type(0.5)
     for t in range(T):
         vsq[t] = vsq.dtype.type(0)
+        w.vhit[t] = 0
     for s in range(nv):
         sum_rows(accw, Xvf, s * ni, 1, whf, 0, 1, ni)  # Xv[s] @ Wh
         for u in range(q):
@@ -161,6 +213,9 @@ def _held_out_pass(Xv, Yv, whf, wz2, c_h, c_o, w):
                 for t in range(T):
                     e = y - zs[t]
                     vsq[t] += e * e
+                if count_hits:
+                    for t in range(T):
+                        w.vhit[t] += (zs[t] > half) == (y > half)
             else:
                 for t in range(T):
                     e = y - acc[t] * c_o
@@ -173,12 +228,14 @@ SIGMOID_OUT = False
 SEQUENTIAL = True
 act4 = sigmoid4  # the hidden activation, four at a time
 _hidden_delta = hidden_delta  # with act4's derivative (``_delta``)
-_held_out = _held_out_pass  # with the variant's choices (``_held_out_of``)
+_held_out = _held_out_pass  # with the variant's choices (see ``kernel``)
+_train_rows = _train_pass  # with the variant's choices
 
 
 def _train(
     X, Y, Xv, Yv, Wh, Wz, s_o, s_h, c_h, c_o, epochs, every, tail, stop_below,
-    diverge_above, diverge_factor, patience, loss_out, val_out, istats, fstats, vstats, w,
+    diverge_above, diverge_factor, patience, loss_out, val_out, istats, fstats, vstats,
+    count_hits, hits, w,
 ):  # fmt: skip
     """Train R runs in place, tile by tile, in the scratch ``w`` of one tile of T lanes.
 
@@ -188,18 +245,15 @@ def _train(
     reset to zero weights and zero steps, where it idles, so the updates need no
     mask; padding lanes (``nt <= t < T``) idle from the start. Held-out rows: Xv, Yv.
     """
-    a, ah, dz, dzh, accw, acc, zs, sq = w.a, w.ah, w.dz, w.dzh, w.accw, w.acc, w.zs, w.sq
     n, ni = X.shape
     no = Y.shape[1]
     nh, nb = w.wh.shape[1], w.wz.shape[0]  # nb = nh + 1 with a bias unit
-    R, T = s_o.shape[0], a.shape[0]
-    q, T4 = nh * T // 4, T // 4  # T is a multiple of 4
+    R, T = s_o.shape[0], w.a.shape[0]
     Xf = X.reshape(n * ni)  # X[s, k] = Xf[s * ni + k]
     whf = w.wh.reshape(ni, nh * T)
     hf = w.h.reshape(n, nb * T)
     h2 = w.h.reshape(n * nb, T)  # h[s, j] = h2[s * nb + j]
     wz2 = w.wz.reshape(nb * no, T)  # wz[j, o] = wz2[j * no + o]
-    zero, one = a.dtype.type(0), a.dtype.type(1)  # of the training dtype
     nv = Xv.shape[0]
     for r0 in range(0, R, T):
         nt = min(T, R - r0)
@@ -208,49 +262,21 @@ def _train(
         for epoch in range(1, epochs + 1):
             if n_active == 0:
                 break
-            # forward pass, error and the output deltas (dZ is not needed for the loss)
-            for t in range(T):
-                sq[t] = zero
-            for s in range(n):
-                sum_rows(accw, Xf, s * ni, 1, whf, 0, 1, ni)  # Xb[s] @ Wh
-                for u in range(q):
-                    hf[s, u], hf[s, q + u], hf[s, 2 * q + u], hf[s, 3 * q + u] = act4(
-                        accw[u] * c_h, accw[q + u] * c_h, accw[2 * q + u] * c_h,
-                        accw[3 * q + u] * c_h,
-                    )  # fmt: skip
-                for o in range(no):
-                    sum_rows(acc, h2, s * nb, 1, wz2, o, no, nb)  # Hb[s] @ Wz[:, o]
-                    y = Y[s, o]
-                    if SIGMOID_OUT:
-                        for t in range(T4):
-                            zs[t], zs[T4 + t], zs[2 * T4 + t], zs[3 * T4 + t] = sigmoid4(
-                                acc[t] * c_o, acc[T4 + t] * c_o, acc[2 * T4 + t] * c_o,
-                                acc[3 * T4 + t] * c_o,
-                            )  # fmt: skip
-                        for t in range(T):
-                            zt = zs[t]
-                            e = y - zt
-                            sq[t] += e * e
-                            dz[s, o, t] = (e * a[t]) * (zt * (one - zt))
-                            dzh[s, o, t] = (e * ah[t]) * (zt * (one - zt))
-                    else:
-                        for t in range(T):
-                            e = y - acc[t] * c_o
-                            sq[t] += e * e
-                            dz[s, o, t] = e * a[t]
-                            dzh[s, o, t] = e * ah[t]
+            _train_rows(Xf, Y, whf, hf, h2, wz2, c_h, c_o, count_hits, w)
             if nv > 0:  # the held-out rows: the same forward pass and error, no deltas
-                _held_out(Xv, Yv, whf, wz2, c_h, c_o, w)
+                _held_out(Xv, Yv, whf, wz2, c_h, c_o, count_hits, w)
                 _val_losses(epoch, every, patience, val_out, nv, r0, nt, w)
+            if count_hits:
+                _hits(epoch, every, hits, nv, r0, nt, w)
             n_active -= _losses(Wh, Wz, epoch, every, epoch > epochs - tail, diverge_above,
                                 diverge_factor, loss_out, r0, nt, w)  # fmt: skip
             if patience > 0:  # no better held-out loss for patience epochs: stop, best kept
                 n_active -= _out_of_patience(Wh, Wz, epoch, patience, r0, nt, w)
             if SEQUENTIAL:  # dA from the updated Wz
                 update_wz(w)
-                _hidden_delta(w.h, dzh, w.wz, w.dh)
+                _hidden_delta(w.h, w.dzh, w.wz, w.dh)
             else:
-                _hidden_delta(w.h, dzh, w.wz, w.dh)
+                _hidden_delta(w.h, w.dzh, w.wz, w.dh)
                 update_wz(w)
             update_wh(X, w)
             if stop_below > -np.inf:  # convergence (the epoch's update is kept)
@@ -292,10 +318,13 @@ def kernel(sigmoid_out: bool, sequential: bool, fastmath: bool, activation: str 
         exact, fast, _ = HIDDEN[activation]
         choices = dict(SIGMOID_OUT=key[0], sigmoid4=sigmoid4_cheap if key[2] else sigmoid4,
                        act4=fast if key[2] else exact)  # fmt: skip
-        held = clone_function(_held_out_pass, variant_name(*key) + "_held_out", **choices)
+        name = variant_name(*key)
+        held, rows = (njit(inline="always", **JIT)(clone_function(f, f"{name}_{f.__name__}",
+                                                                  **choices))
+                      for f in (_held_out_pass, _train_pass))  # fmt: skip
         py = clone_function(
-            _train, variant_name(*key), SEQUENTIAL=key[1], _hidden_delta=_delta(activation),
-            _held_out=njit(inline="always", **JIT)(held), **choices,
+            _train, name, SEQUENTIAL=key[1], _hidden_delta=_delta(activation),
+            _held_out=held, _train_rows=rows, **choices,
         )  # fmt: skip
         flags = {**JIT, "fastmath": FASTMATH} if key[2] else JIT
         fn = _KERNELS[key] = njit(pipeline_class=NoAliasCompiler, **flags)(py)
@@ -319,7 +348,7 @@ def cache_stats() -> dict[str, int]:
 def train_batch(
     X, Y, Wh, Wz, s_o, s_h, c_h, c_o, epochs, sigmoid_out, sequential, every,
     stop_below, diverge_above, loss_out, istats, fstats, w, activation="sigmoid", tail=1,
-    diverge_factor=math.inf, held_out=None, patience=0,
+    diverge_factor=math.inf, held_out=None, patience=0, metrics=None,
 ):  # fmt: skip
     """Train R runs in place, tile by tile, in the scratch ``w`` of one tile.
 
@@ -339,7 +368,10 @@ def train_batch(
     ``loss_out``, and per run ``vstats[r] = (final_val_loss, min_val_loss,
     min_val_epoch)``. ``patience > 0`` (with held-out rows, and w made with ``best``)
     stops a run whose held-out loss has not improved for that many epochs, with the
-    weights of its least one, status STOPPED_EARLY.
+    weights of its least one, status STOPPED_EARLY. ``metrics = (acc_out, val_acc_out,
+    astats)``, float64, with a sigmoid output: each recorded epoch's accuracy (outputs
+    above 1/2 where targets are, over every output of every row) on the training and the
+    held-out rows, and per run ``astats[r] = (final_accuracy, final_val_accuracy)``.
     """
     fn = kernel(sigmoid_out, sequential, isinstance(w, FastScratch), activation)
     f = w.a.dtype.type
@@ -349,9 +381,12 @@ def train_batch(
     Xv, Yv, val_out, vstats = held_out
     if patience > 0 and (Xv.shape[0] == 0 or w.bwh.shape[0] != w.wh.shape[0]):
         raise ValueError("patience needs held-out rows and a scratch made with best=True")
+    count_hits = metrics is not None
+    if not count_hits:
+        metrics = (np.empty((1, 1)), np.empty((1, 1)), np.empty((1, ASTATS)))
     fn(X, Y, Xv, Yv, Wh, Wz, s_o, s_h, c_h, c_o, epochs, every, tail, stop_below,
        diverge_above, float(diverge_factor), int(patience), loss_out, val_out, istats, fstats,
-       vstats, w)  # fmt: skip
+       vstats, count_hits, metrics, w)  # fmt: skip
 
 
 def no_held_out(X, Y, loss_dtype=np.float64):

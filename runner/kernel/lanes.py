@@ -13,7 +13,9 @@ from runner.kernel.codes import (
     CONVERGED,
     DIVERGED,
     EPOCHS_RUN,
+    FINAL_ACCURACY,
     FINAL_LOSS,
+    FINAL_VAL_ACCURACY,
     FINAL_VAL_LOSS,
     FIRST_LOSS,
     MIN_EPOCH,
@@ -152,6 +154,26 @@ def _val_losses(epoch, every, patience, val_out, nv, r0, nt, w):
                 for t in range(T):
                     keep = w.vmin_epoch[t] == epoch and act[t]
                     w.bwz[j, o, t] = w.wz[j, o, t] if keep else w.bwz[j, o, t]
+
+
+@njit(inline="always", **JIT)
+def _hits(epoch, every, hits, nv, r0, nt, w):
+    """The epoch's accuracy on the training and the held-out rows (NaN without), in float64:
+    recorded as the losses are, and the last kept in astats, for every run that trained."""
+    acc_out, val_acc_out, astats = hits
+    size = w.dz.shape[0] * w.dz.shape[1]
+    vsize = nv * w.dz.shape[1]
+    rec = every > 0 and (epoch == 1 or epoch % every == 0)
+    row = slot_of(epoch, every) if rec else 0
+    for t in range(nt):
+        if w.act[t]:
+            a = w.hit[t] / size
+            va = w.vhit[t] / vsize if nv > 0 else np.nan
+            astats[r0 + t, FINAL_ACCURACY] = a
+            astats[r0 + t, FINAL_VAL_ACCURACY] = va
+            if rec:
+                acc_out[row, r0 + t] = a
+                val_acc_out[row, r0 + t] = va
 
 
 @njit(inline="always", **JIT)

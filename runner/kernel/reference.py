@@ -210,6 +210,8 @@ class ReferenceResult:
     converged_epoch: int | None
     val_loss: np.ndarray | None = None  # each epoch's loss on the held-out rows
     stopped_epoch: int | None = None  # out of patience
+    accuracy: np.ndarray | None = None  # each epoch's, with accuracy=True
+    val_accuracy: np.ndarray | None = None  # on the held-out rows
 
     def first_loss(self) -> float:
         """The loss of epoch 1."""
@@ -237,6 +239,16 @@ def diverges(loss, first, diverge_above: float | None, diverge_factor: float) ->
 def with_ones(M: np.ndarray, bias: bool) -> np.ndarray:
     """M with a last column of ones when there is a bias."""
     return np.hstack([M, np.ones((M.shape[0], 1), M.dtype)]) if bias else M
+
+
+def _forward(Xb, Wh, Wz, c_h, c_o, activation: str, bias: bool, output: str):
+    """(A, H, Hb, Z) of one forward pass."""
+    A = dot(Xb, Wh) * c_h
+    H = activate(activation, A)  # hidden layer results
+    Hb = with_ones(H, bias)
+    P = dot(Hb, Wz) * c_o
+    Z = P if output == "linear" else sigmoid(P)  # notebook code / notebook prose
+    return A, H, Hb, Z
 
 
 def _update(Wh, Wz, Xb, Hb, dZo, dZh, act, update: str) -> None:
@@ -285,6 +297,7 @@ def train_reference(
     alpha_output: float | None = None,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     patience: int = 0,
+    accuracy: bool = False,
 ) -> ReferenceResult:
     """Train one run from the given initial weights (copied, not modified).
 
@@ -298,7 +311,8 @@ def train_reference(
 
     ``validation = (Xv, Yv)``: held-out rows (``val_loss``, of the weights before each
     update); ``patience``: stop (``stopped_epoch``), after the divergence check, with the
-    best weights, when the held-out loss has not improved for so many epochs.
+    best weights, when the held-out loss has not improved for so many epochs;
+    ``accuracy``: each epoch's share of outputs above 1/2 exactly where targets are.
     """
     f = np.dtype(dtype)
     X, Y = np.asarray(X, dtype=f), np.asarray(Y, dtype=f)
@@ -310,15 +324,10 @@ def train_reference(
     Xb = with_ones(X, bias)
     losses = []
     diverged = converged = stopped = None
-    watch = _Watch(validation, f, bias)
+    watch, hits = _Watch(validation, f, bias), []
 
-    def forward(Xb):
-        A = dot(Xb, Wh) * c_h
-        H = activate(activation, A)  # hidden layer results
-        Hb = with_ones(H, bias)
-        P = dot(Hb, Wz) * c_o
-        Z = P if output == "linear" else sigmoid(P)  # notebook code / notebook prose
-        return A, H, Hb, Z
+    def forward(Xb):  # Wh and Wz change in place
+        return _forward(Xb, Wh, Wz, c_h, c_o, activation, bias, output)
 
     with np.errstate(all="ignore"):
         for epoch in range(1, epochs + 1):
@@ -326,6 +335,7 @@ def train_reference(
             E = Y - Z  # how much we missed
             loss = mean(E**2)
             losses.append(loss)
+            hits.append(np.count_nonzero((Z > 0.5) == (Y > 0.5)) / Z.size)
             watch.see(epoch, forward, Wh, Wz)
             if diverges(loss, losses[0], diverge_above, diverge_factor):
                 diverged = epoch  # recorded, then stop before this epoch's update
@@ -342,7 +352,9 @@ def train_reference(
                 converged = epoch  # the epoch completes, then the run stops
                 break
     val = np.array(watch.losses) if validation is not None else None
-    return ReferenceResult(np.array(losses), Wh, Wz, diverged, converged, val, stopped)
+    acc = (np.array(hits), None if val is None else np.array(watch.hits)) if accuracy else (
+        None, None)  # fmt: skip
+    return ReferenceResult(np.array(losses), Wh, Wz, diverged, converged, val, stopped, *acc)
 
 
 class _Watch:
@@ -354,13 +366,16 @@ class _Watch:
             Xv, Yv = (np.asarray(v, dtype=f) for v in validation)
             self.rows = with_ones(Xv, bias), Yv
         self.losses: list = []
+        self.hits: list = []
         self.best, self.best_epoch, self.best_w = np.inf, 0, None
 
     def see(self, epoch: int, forward, Wh: np.ndarray, Wz: np.ndarray) -> None:
         if self.rows is None:
             return
         Xv, Yv = self.rows
-        loss = mean((Yv - forward(Xv)[3]) ** 2)
+        Zv = forward(Xv)[3]
+        loss = mean((Yv - Zv) ** 2)
         self.losses.append(loss)
+        self.hits.append(np.count_nonzero((Zv > 0.5) == (Yv > 0.5)) / Zv.size)
         if loss < self.best:
             self.best, self.best_epoch, self.best_w = loss, epoch, (Wh.copy(), Wz.copy())

@@ -7,9 +7,10 @@ from typing import Any
 
 from runner.plan import params as P
 
-RECORD_KEYS = ("every", "loss_dtype", "tail", "weights")
+RECORD_KEYS = ("every", "loss_dtype", "tail", "weights", "metrics")
 TAIL = 20  # [record] tail: the epochs of the runs table's tail_mean
 WEIGHTS = ("final", "none")  # [record] weights: each run's final weights, or none
+METRICS = ("accuracy",)  # [record] metrics: kept beside the loss
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Record:
     weights: str  # "final" or "none"
     tail_given: bool  # [record] names tail
     weights_given: bool  # [record] names weights
+    metrics: tuple[str, ...] = ()
 
 
 def parse_record(record: dict[str, Any], fail) -> Record:
@@ -40,5 +42,22 @@ def parse_record(record: dict[str, Any], fail) -> Record:
     weights = record.get("weights", "final" if every != 0 else "none")
     if weights not in WEIGHTS:
         fail("record.weights", f"must be 'final' or 'none', got {weights!r}")
+    metrics = record.get("metrics", [])
+    if (not isinstance(metrics, list) or any(m not in METRICS for m in metrics)
+            or len(set(metrics)) < len(metrics)):  # fmt: skip
+        fail("record.metrics", f"must be a list of distinct names from {list(METRICS)}, "
+             f"got {metrics!r}")  # fmt: skip
     return Record(int(every), loss_dtype, int(tail), weights, "tail" in record,
-                  "weights" in record)  # fmt: skip
+                  "weights" in record, tuple(metrics))  # fmt: skip
+
+
+def check_metrics(metrics: tuple[str, ...], outputs: set[str], Y, fail) -> None:
+    """accuracy: a sigmoid output in every run, and targets of 0 and 1 only."""
+    if not metrics:
+        return
+    if outputs != {"sigmoid"}:
+        fail("record.metrics", "accuracy needs a sigmoid output in every run (outputs above "
+             f"1/2 count as 1); the runs' outputs are {sorted(outputs)}")  # fmt: skip
+    bad = Y[(Y != 0) & (Y != 1)]
+    if bad.size:
+        fail("record.metrics", f"accuracy needs targets of 0 and 1 only, got {bad[0]:g}")

@@ -28,7 +28,7 @@ from runner.plan import inits
 from runner.plan import params as P
 from runner.plan.chunks import TILE, Factor, Layer, make_layer, slots
 from runner.plan.overrides import NAME_RE, apply_overrides
-from runner.plan.record import TAIL, parse_record
+from runner.plan.record import TAIL, check_metrics, parse_record
 from runner.plan.sample import build_sample
 
 TRAIN_DEFAULTS: dict[str, Any] = dict(P.DEFAULTS)
@@ -74,6 +74,7 @@ class Spec:
     # [record] weights: "final" (a weights/ table) or "none" (also a sweep begun before)
     weights: str = "none"
     weights_given: bool = False  # [record] names weights
+    metrics: tuple[str, ...] = ()  # [record] metrics, e.g. ("accuracy",)
     # the held-out rows ([data] validation): True where held out, over X's rows; None: none
     holdout: np.ndarray | None = field(default=None, repr=False)
     # [data] kfold: each row's fold (int64; X, Y raw, runner.plan.folds); None: no folds
@@ -134,6 +135,8 @@ class Spec:
             out["tail"] = self.tail
         if self.weights != "none":
             out["weights"] = self.weights
+        if self.metrics:
+            out["metrics"] = list(self.metrics)
         return out
 
     @property
@@ -259,6 +262,7 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
         X, Y = standardize(data_spec, X, Y, layer, holdout, folds)
 
     rec = parse_record(raw.get("record", {}), fail)
+    check_metrics(rec.metrics, outputs_of(layer), Y, fail)
 
     sweep = raw.get("sweep", {})
     _check_keys(sweep, SWEEP_KEYS, "sweep.", fail)
@@ -276,6 +280,7 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
                 loss_dtype=rec.loss_dtype, X=X, Y=Y, layer=replace(layer, chunk_runs=effective),
                 sample=sample, chunk_runs_spec=int(chunk_runs), tail=rec.tail,
                 tail_given=rec.tail_given, weights=rec.weights, weights_given=rec.weights_given,
+                metrics=rec.metrics,
                 named=frozenset(raw.get("train", {})) | frozenset(raw.get("grid", {}))
                 | frozenset(raw.get("sample") or {}), init_weights=weights,
                 holdout=holdout, folds=folds)  # fmt: skip
@@ -423,17 +428,20 @@ def _spaced(key: str, value: dict, fail) -> tuple[Any, Factor]:
     return form, {key: values}
 
 
+def outputs_of(layer: Layer) -> set[str]:
+    """The output layers of the runs a layer plans."""
+    if "output" in layer.fixed:
+        return {P.OUTPUTS[int(layer.fixed["output"])]}
+    return {P.OUTPUTS[int(v)] for f in layer.factors if "output" in f for v in f["output"]}
+
+
 def standardize(data: dict[str, Any], X: np.ndarray, Y: np.ndarray, layer: Layer,
                 holdout: np.ndarray | None = None, folds: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """``[data] standardize``: X (and Y, when every run's output is linear) by the
     training rows (all but ``holdout``'s); the statistics go into ``data["scaling"]``.
     Under kfold (``folds``), X and Y stay raw and ``data["scaling"]`` lists each fold's."""
-    if "output" in layer.fixed:
-        outputs = {int(layer.fixed["output"])}
-    else:
-        outputs = {int(v) for f in layer.factors if "output" in f for v in f["output"]}
-    linear = outputs == {P.OUTPUTS.index("linear")}
+    linear = outputs_of(layer) == {"linear"}
     if folds is not None:  # applied per chunk (runner.plan.folds.rows_of)
         data["scaling"] = K.scalings(X, Y, folds, targets=linear)
         return X, Y

@@ -86,17 +86,22 @@ def losses_table(
     every: int,
     val_loss: np.ndarray | None = None,
     vstats: np.ndarray | None = None,
+    metrics: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> pa.Table:
-    """Tidy rows (run_id, axes..., epoch, loss[, val_loss]) in run, then epoch, order.
+    """Tidy rows (run_id, axes..., epoch, loss[, val_loss][, metrics...]) in run, then
+    epoch, order.
 
     Kept: epoch 1, every multiple of ``every``, and each run's last epoch; none if
-    ``every`` is 0. ``val_loss`` and ``vstats``: the held-out losses, if any.
+    ``every`` is 0. ``val_loss`` and ``vstats``: the held-out losses, if any; ``metrics``:
+    name -> (recorded values (slots, R), final values (R,)), stored as the loss is.
     """
+    metrics = metrics or {}
     R = len(run_ids)
     held = val_loss is not None
     if every == 0:
         R, run_ids, loss, istats = 0, run_ids[:0], loss[:, :0], istats[:0]
         val_loss = val_loss[:, :0] if held else None
+        metrics = {k: (v[:, :0], f[:0]) for k, (v, f) in metrics.items()}
     S = loss.shape[0]
     rec = np.arange(S, dtype=np.int64) * every if every > 1 else np.arange(1, S + 1)
     if every > 1:
@@ -107,6 +112,7 @@ def losses_table(
     if keep.all() and not extra.any():
         values = np.ascontiguousarray(loss.T).ravel()
         val_values = np.ascontiguousarray(val_loss.T).ravel() if held else None
+        extras = {k: np.ascontiguousarray(v.T).ravel() for k, (v, _) in metrics.items()}
         epochs = np.tile(rec.astype(np.int32), R)
         counts = np.full(R, S)
     else:
@@ -116,6 +122,7 @@ def losses_table(
         val_values = None
         if held:
             val_values = _with_last(val_loss, vstats[:R, kernels.FINAL_VAL_LOSS])[mask]
+        extras = {k: _with_last(v, f[:R])[mask] for k, (v, f) in metrics.items()}
         epochs = eps[mask].astype(np.int32)
         counts = mask.sum(1)
     cols = {"run_id": arrow(np.repeat(run_ids.astype(np.int32), counts))}
@@ -125,7 +132,20 @@ def losses_table(
     cols["loss"] = arrow(values)
     if held:
         cols["val_loss"] = arrow(val_values)
+    for key, values in extras.items():
+        cols[key] = arrow(values.astype(loss.dtype))
     return pa.table(cols)
+
+
+def metric_curves(res) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """A batch result's metrics for ``losses_table``: accuracy, and val_accuracy with
+    held-out rows; none without metrics."""
+    if res.accuracy is None:
+        return {}
+    out = {"accuracy": (res.accuracy, res.astats[:, kernels.FINAL_ACCURACY])}
+    if res.val_loss is not None:
+        out["val_accuracy"] = (res.val_accuracy, res.astats[:, kernels.FINAL_VAL_ACCURACY])
+    return out
 
 
 def _with_last(loss: np.ndarray, final: np.ndarray) -> np.ndarray:
@@ -182,11 +202,14 @@ def runs_table(
     fstats: np.ndarray,
     tail: bool = True,
     vstats: np.ndarray | None = None,
+    astats: np.ndarray | None = None,
+    held_out: bool = False,
 ) -> pa.Table:
     """One row per run: its parameters, then its statistics (``tail``: with first_loss and
     tail_mean, which sweeps begun before runner kept them lack; ``vstats``: with the
     held-out loss's final_val_loss, min_val_loss, min_val_loss_epoch, and the epoch a run
-    ran out of patience)."""
+    ran out of patience; ``astats``: final_accuracy, and final_val_accuracy if
+    ``held_out``)."""
     status = istats[:, kernels.STATUS]
     run = istats[:, kernels.EPOCHS_RUN]
     diverged = status == kernels.DIVERGED
@@ -203,6 +226,10 @@ def runs_table(
     cols["diverged"] = arrow(diverged)
     cols["diverged_epoch"] = arrow(run.astype(np.int32), mask=~diverged)
     cols["converged_epoch"] = arrow(run.astype(np.int32), mask=~converged)
+    if astats is not None:
+        cols["final_accuracy"] = arrow(astats[:, kernels.FINAL_ACCURACY])
+        if held_out:
+            cols["final_val_accuracy"] = arrow(astats[:, kernels.FINAL_VAL_ACCURACY])
     if vstats is None:
         return pa.table(cols).replace_schema_metadata(NULLABLE_INT32)
     cols["final_val_loss"] = arrow(vstats[:, kernels.FINAL_VAL_LOSS])

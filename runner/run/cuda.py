@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -161,17 +161,18 @@ def run_batch_cuda(
     diverge_factor: float = math.inf,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     patience: int = 0,
+    metrics: Sequence[str] = (),
 ) -> BatchResult:
     """``train.run_batch`` on the current CUDA device (Wh, Wz are updated in place).
 
     The same signature and checks as ``run_batch``. Exact modes give the CPU kernel's
     bytes; ``tile`` is a CPU notion: checked, then ignored (a block holds
     ``runner.kernel.cuda.THREADS`` runs). Every model of the family, as ``run_batch``;
-    held-out rows (``validation``, ``patience``) not yet: a RunnerError.
+    held-out rows (``validation``, ``patience``) and ``metrics`` not yet: a RunnerError.
     """
-    if validation is not None or patience:
-        raise RunnerError("held-out rows are not yet trained on GPUs; use run_batch",
-                          key="validation")  # fmt: skip
+    if validation is not None or patience or len(metrics):
+        key = "metrics" if len(metrics) else "validation"
+        raise RunnerError(f"{key} is not yet computed on GPUs; use run_batch", key=key)
     check_mode(dtype, fastmath, tile, output, update)
     check_family(activation, bias, scaling, step)
     model = {"activation": activation, "bias": bias, "scaling": scaling, "step": step,

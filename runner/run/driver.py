@@ -126,9 +126,10 @@ class Progress:
 def check_backend(chosen: Backend, spec: Spec) -> None:
     """Refuse, before anything is written, what the backend cannot run here."""
     chosen.check()
-    if (spec.holdout is not None or spec.folds is not None) and not chosen.held_out:
+    held = spec.holdout is not None or spec.folds is not None
+    if (held or spec.metrics) and not chosen.held_out:
         raise RunnerError(
-            f"held-out rows are not yet trained by the {chosen.name} backend; use "
+            f"held-out rows and metrics are not yet kept by the {chosen.name} backend; use "
             "the CPU's (--backend process)",
             file=spec.file,
             key="data.validation" if spec.folds is None else "data.kfold",

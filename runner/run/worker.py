@@ -46,6 +46,7 @@ class ChunkTask:
     patience: int = 0  # [train] patience (0: none)
     folds: np.ndarray | None = None  # [data] kfold: each row's fold (the chunk's held out)
     fold_scaling: list[dict] | None = None  # kfold and standardize: each fold's statistics
+    metrics: tuple[str, ...] = ()  # [record] metrics
 
 
 @dataclass
@@ -81,6 +82,7 @@ def tasks_for(spec: Spec, out: Path, chunks: list[int], plan: Plan | None = None
             patience=int(spec.train.get("patience", 0)),
             folds=spec.folds,
             fold_scaling=spec.data.get("scaling") if spec.folds is not None else None,
+            metrics=spec.metrics,
         )
 
 
@@ -140,6 +142,7 @@ def _train_and_write(task: ChunkTask) -> ChunkDone:
         diverge_factor=kern["diverge_factor"],
         validation=held,
         patience=task.patience,
+        metrics=task.metrics,
         **model_keys(kern, cols),
     )
     return write_results(task, res, t0)
@@ -177,9 +180,9 @@ def write_results(task: ChunkTask, res: BatchResult, t0: float) -> ChunkDone:
     all_cols = tables.param_columns(cols, task.model_params)
     axis_cols = {k: all_cols[k] for k in tables.axis_columns(task.axis_names) if k in all_cols}
     losses = tables.losses_table(run_ids, axis_cols, res.loss, res.istats, res.fstats, task.every,
-                                 res.val_loss, res.vstats)  # fmt: skip
+                                 res.val_loss, res.vstats, tables.metric_curves(res))  # fmt: skip
     runs = tables.runs_table(run_ids, all_cols, res.istats, res.fstats, task.tail is not None,
-                             res.vstats)  # fmt: skip
+                             res.vstats, res.astats, res.val_loss is not None)  # fmt: skip
     weights = tables.weights_table(run_ids, res.Wh, res.Wz) if task.weights else None
     store.write_chunk(Path(task.out), task.index, losses, runs, weights)
     diverged = int(np.count_nonzero(res.istats[:, codes.STATUS] == codes.DIVERGED))
