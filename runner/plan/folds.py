@@ -5,7 +5,8 @@ to fold ``j mod k``. The folds are the axis ``fold`` (0..k-1): a per-call parame
 (params.PARAMS), so a chunk holds one fold, the last of the per-call axes, just before
 ``init`` in the run order. A chunk of fold f holds that fold's rows out. The spec keeps
 every row (``Spec.folds``: each row's fold); with ``standardize``, X and Y stay raw and
-each fold's training rows give its statistics, applied per chunk (``rows_of``).
+each fold's training rows give its statistics, applied per chunk (``rows_of``). The
+standardisation of a spec, by the training rows of a split or of each fold, is here too.
 """
 
 from __future__ import annotations
@@ -82,11 +83,21 @@ def check_axis(folds: set, data: dict[str, Any], fail) -> None:
         fail("grid.fold", f"lists fold {max(folds)}; kfold = {k} has folds 0 to {k - 1}")
 
 
-def scalings(X: np.ndarray, Y: np.ndarray, folds: np.ndarray, targets: bool
-             ) -> list[dict[str, Any]]:  # fmt: skip
-    """Each fold's standardisation statistics, by its training rows (the other folds')."""
-    k = int(folds.max()) + 1
-    return [datasets.standardize(X, Y, folds != f, targets=targets)[2] for f in range(k)]
+def standardize(data: dict[str, Any], X: np.ndarray, Y: np.ndarray, targets: bool,
+                holdout: np.ndarray | None = None, folds: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``[data] standardize``: X (and Y if ``targets``: every run's output is linear) by
+    the training rows (all but ``holdout``'s); the statistics go into ``data["scaling"]``.
+    Under kfold (``folds``), X and Y stay raw and ``data["scaling"]`` lists each fold's,
+    by its training rows (the other folds'), applied per chunk (``rows_of``)."""
+    if folds is not None:
+        k = int(folds.max()) + 1
+        data["scaling"] = [datasets.standardize(X, Y, folds != f, targets=targets)[2]
+                           for f in range(k)]  # fmt: skip
+        return X, Y
+    train = np.ones(len(X), dtype=bool) if holdout is None else ~holdout
+    X, Y, data["scaling"] = datasets.standardize(X, Y, train, targets=targets)
+    return X, Y
 
 
 def rescale(X: np.ndarray, Y: np.ndarray, stats: dict[str, Any]

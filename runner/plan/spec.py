@@ -259,7 +259,8 @@ def build_spec(raw: dict[str, Any], where: str, base: Path | None = None) -> Spe
     K.check_axis(_values(layer, train, "fold"), data_spec, fail)
     weights = inits.resolve(train, lambda k: _values(layer, train, k), X, Y, base, fail)
     if data_spec.get("standardize"):
-        X, Y = standardize(data_spec, X, Y, layer, holdout, folds)
+        linear = outputs_of(layer) == {"linear"}  # the targets too
+        X, Y = K.standardize(data_spec, X, Y, linear, holdout, folds)
 
     rec = parse_record(raw.get("record", {}), fail)
     check_metrics(rec.metrics, outputs_of(layer), Y, fail)
@@ -433,21 +434,6 @@ def outputs_of(layer: Layer) -> set[str]:
     if "output" in layer.fixed:
         return {P.OUTPUTS[int(layer.fixed["output"])]}
     return {P.OUTPUTS[int(v)] for f in layer.factors if "output" in f for v in f["output"]}
-
-
-def standardize(data: dict[str, Any], X: np.ndarray, Y: np.ndarray, layer: Layer,
-                holdout: np.ndarray | None = None, folds: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """``[data] standardize``: X (and Y, when every run's output is linear) by the
-    training rows (all but ``holdout``'s); the statistics go into ``data["scaling"]``.
-    Under kfold (``folds``), X and Y stay raw and ``data["scaling"]`` lists each fold's."""
-    linear = outputs_of(layer) == {"linear"}
-    if folds is not None:  # applied per chunk (runner.plan.folds.rows_of)
-        data["scaling"] = K.scalings(X, Y, folds, targets=linear)
-        return X, Y
-    train = np.ones(len(X), dtype=bool) if holdout is None else ~holdout
-    X, Y, data["scaling"] = datasets.standardize(X, Y, train, targets=linear)
-    return X, Y
 
 
 def _load_data(raw: dict, where: str, base: Path | None, fail):
