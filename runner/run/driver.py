@@ -131,7 +131,7 @@ def check_backend(chosen: Backend, spec: Spec) -> None:
             f"held-out rows and metrics are not yet kept by the {chosen.name} backend; use "
             "the CPU's (--backend process)",
             file=spec.file,
-            key="data.validation",
+            key="data.validation" if spec.holdout is not None else "record.metrics",
         )
 
 
