@@ -40,14 +40,14 @@ test-all: $(VENV)/.bench
 # plot and numba_ext tests, slow ones included but for two kinds that cost most of the
 # run and check what the floors cannot change on their own:
 # - test_cpus' four builds for other CPUs (generic and haswell, each dtype): each
-#   compiles every kernel afresh in its own interpreter, 145 s for generic float64 on
-#   the 2-core machine (numba 0.62, busy), so about 10 of the run's minutes. They test
+#   compiles every kernel afresh in its own interpreter: 145 to 261 s each, 744 s for
+#   the four, on the 2-core machine (numba 0.62, cold cache, busy). They test
 #   LLVM's code for other CPUs; the floors' LLVM (llvmlite 0.45: LLVM 20) already
 #   passes every exact check on this CPU below. The cache test stays: numba_ext keys
 #   the cache by target through Numba's internals, and it builds for generic and
-#   compares its bytes with the host's (the host's own builds: 177 s).
+#   compares its bytes with the host's (137 s, after the host's own builds: 177 s).
 # - the assembly check (a packed exp loop, no libm exp): a speed property, 32 s.
-# test_numba_ext (5 s) checks the floors are in the range numba_ext names.
+# test_numba_ext (3 s) checks that the floors are in the range numba_ext names.
 # The exact checks stay, full sizes included: the kernel against the reference at
 # 10,000 epochs, partial tiles, the bitwise exp, sigmoid and ldexp, the sweeps' bytes.
 OLDEST := .venv-oldest
