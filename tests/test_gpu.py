@@ -160,6 +160,7 @@ print("same")
 """
 
 
+@pytest.mark.slow  # make test: test_gpu_family's sample is the reference's bytes
 def test_run_batch_cuda_trains_the_family_as_run_batch():
     r = subprocess.run([sys.executable, "-c", FAMILY_BATCH], capture_output=True, text=True,
                        env=SIM, timeout=600)  # fmt: skip

@@ -238,6 +238,7 @@ def test_kill_during_growth_then_rerun_equals_uninterrupted(tmp_path):
     pd.testing.assert_frame_equal(losses_a, losses_b, check_exact=True)
 
 
+@pytest.mark.slow  # make test: concurrent shards in test_shard, growth in the tests above
 def test_concurrent_shards_of_a_growth_agree(tmp_path):
     out = tmp_path / "out"
     runner.sweep(spec_file(tmp_path), out=out, progress=False)

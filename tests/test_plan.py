@@ -75,6 +75,7 @@ def test_chunks_partition_blocks_tile_aligned(grid, chunk_runs):
     _check_chunks(Plan([spec.layer]), chunk_runs)
 
 
+@pytest.mark.slow  # make test: test_sweep's and test_shard's shards give one run's files
 @given(
     grid=grids,
     chunk_runs=chunk_sizes,

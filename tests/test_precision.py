@@ -207,7 +207,7 @@ def test_float32_ldexp_scaling_is_bitwise_the_two_product_scaling():
 # ----- fastmath -----
 @pytest.mark.parametrize(("dtype", "tol"), [("float64", 1e-8), ("float32", 1e-4)])
 @pytest.mark.parametrize(("output", "update"), COMBOS)
-@pytest.mark.parametrize("alpha", [0.01, 0.02])
+@pytest.mark.parametrize("alpha", [0.01, pytest.param(0.02, marks=pytest.mark.slow)])
 def test_fastmath_stays_close_to_the_reference_on_stable_runs(alpha, output, update, dtype, tol):
     X, Y = builtin("seed")
     res = runner.train(X, Y, alpha=alpha, epochs=3000, output=output, update=update,

@@ -165,6 +165,7 @@ def test_different_spec_same_name_refused_unless_fresh(tmp_path, sequential):
     assert read_results(tmp_path / "small")[1]["epochs_run"].max() == 50
 
 
+@pytest.mark.slow  # make test: test_faults kills at each writing point and resumes
 def test_sigkill_midway_then_resume_equals_uninterrupted(tmp_path):
     spec = write_spec(tmp_path, every=100, chunk_runs=3)
     slow = ["--jobs", "1", "--set", "train.epochs=20000"]  # 12 chunks

@@ -107,6 +107,12 @@ def test_ctrl_c_ends_watch_quietly(tmp_path):
     assert err == ""
 
 
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished small sweep, one for the bad-option cases."""
+    return run_sweep(SPEC, tmp_path_factory.mktemp("w"), *sets([*SMALL, "grid.alpha=0.1"]))
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -114,9 +120,8 @@ def test_ctrl_c_ends_watch_quietly(tmp_path):
         (["--watch", "--interval", "0"], "--interval: must be > 0"),
     ],
 )
-def test_bad_watch_options(tmp_path, capsys, args, message):
-    folder = run_sweep(SPEC, tmp_path, *sets([*SMALL, "grid.alpha=0.1"]))
-    assert main(["status", str(folder), *args]) == 2
+def test_bad_watch_options(finished, capsys, args, message):
+    assert main(["status", str(finished), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
 

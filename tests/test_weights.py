@@ -226,7 +226,8 @@ def test_reading_weights_and_predicting_load_no_numba(tmp_path):
     assert json.loads(r.stdout.strip().splitlines()[-1]) == [2, []]
 
 
-@pytest.mark.parametrize("point", ["weights-tmp", "weights"])
+# make test kills with the weights half-written; in place, they are slow
+@pytest.mark.parametrize("point", ["weights-tmp", pytest.param("weights", marks=pytest.mark.slow)])
 def test_a_sweep_killed_while_writing_weights_resumes(tmp_path, point):
     """SIGKILL with a chunk's weights half-written or in place (its runs file not yet):
     the chunk is not done; the same command finishes the sweep, equal to an uninterrupted

@@ -126,13 +126,14 @@ class Progress:
 def check_backend(chosen: Backend, spec: Spec) -> None:
     """Refuse, before anything is written, what the backend cannot run here."""
     chosen.check()
-    held = spec.holdout is not None or spec.folds is not None
+    held = "data.validation" if spec.holdout is not None else None
+    held = "data.kfold" if spec.folds is not None else held
     if (held or spec.metrics) and not chosen.held_out:
         raise RunnerError(
             f"held-out rows and metrics are not yet kept by the {chosen.name} backend; use "
             "the CPU's (--backend process)",
             file=spec.file,
-            key="data.validation" if spec.folds is None else "data.kfold",
+            key=held or "record.metrics",
         )
 
 
