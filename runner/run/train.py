@@ -184,10 +184,17 @@ def run_batch(
     if wh is not Wh:
         Wh[...] = wh
         Wz[...] = wz
-    acc, val_acc, astats = hits or (None, None, None)
-    val, vstats = held_out[2:] if held_out else (None, None)
-    return BatchResult(loss, istats, fstats, Wh, Wz, val, vstats, acc,
-                       val_acc if held_out else None, astats)  # fmt: skip
+    return with_extras(BatchResult(loss, istats, fstats, Wh, Wz), held_out, hits)
+
+
+def with_extras(res: BatchResult, held_out: tuple | None, hits: tuple | None) -> BatchResult:
+    """``res`` with the held-out losses and the metrics of a kernel call, where it had them."""
+    if held_out:
+        res.val_loss, res.vstats = held_out[2:]
+    if hits:
+        res.accuracy, val_acc, res.astats = hits
+        res.val_accuracy = val_acc if held_out else None
+    return res
 
 
 def metric_arrays(metrics: Sequence[str], output: str, slots_shape) -> tuple | None:
