@@ -222,6 +222,25 @@ def _held_out_pass(Xv, Yv, whf, wz2, c_h, c_o, count_hits, w):
                     vsq[t] += e * e
 
 
+@njit(inline="always", **JIT)
+def _no_held_out_pass(Xv, Yv, whf, wz2, c_h, c_o, count_hits, w):
+    return None
+
+
+@njit(inline="always", **JIT)
+def _no_val_losses(epoch, every, patience, val_out, nv, r0, nt, w):
+    return None
+
+
+@njit(inline="always", **JIT)
+def _no_patience(Wh, Wz, epoch, patience, r0, nt, w):
+    return 0
+
+
+# A variant without held-out rows: its held-out pass, held-out losses and patience
+_NO_HELD_OUT = (_no_held_out_pass, _no_val_losses, _no_patience)
+
+
 # A variant's choices: globals of its own copy of ``_train`` (see ``kernel``), so
 # constants when Numba compiles that copy, which holds only its own branches.
 SIGMOID_OUT = False
@@ -285,15 +304,17 @@ def _train(
 
 
 def variant_name(
-    sigmoid_out: bool, sequential: bool, fastmath: bool, activation: str = "sigmoid"
-) -> str:
+    sigmoid_out: bool, sequential: bool, fastmath: bool, activation: str = "sigmoid",
+    held_out: bool = False,
+) -> str:  # fmt: skip
     """The name of a variant's function (its own Numba cache entry)."""
     output = "sigmoid" if sigmoid_out else "linear"
     update = "sequential" if sequential else "simultaneous"
-    return f"_train_{activation}_{output}_{update}" + ("_fastmath" if fastmath else "")
+    name = f"_train_{activation}_{output}_{update}" + ("_fastmath" if fastmath else "")
+    return name + ("_held_out" if held_out else "")
 
 
-_KERNELS: dict[tuple[bool, bool, bool, str], Any] = {}
+_KERNELS: dict[tuple[bool, bool, bool, str, bool], Any] = {}
 _DELTAS: dict[str, Any] = {}
 
 
@@ -306,13 +327,17 @@ def _delta(activation: str):
     return fn
 
 
-def kernel(sigmoid_out: bool, sequential: bool, fastmath: bool, activation: str = "sigmoid"):
+def kernel(
+    sigmoid_out: bool, sequential: bool, fastmath: bool, activation: str = "sigmoid",
+    held_out: bool = False,
+):  # fmt: skip
     """The batch trainer of one variant: ``_train`` with the variant's choices as
     constants (and fastmath's flags and sigmoid), made on first use; Numba compiles
-    it (or loads it from its cache) on the first call with each dtype."""
+    it (or loads it from its cache) on the first call with each dtype. ``held_out``:
+    with the held-out rows' pass and patience (without, they compile to nothing)."""
     if activation not in HIDDEN:
         raise ValueError(f"activation must be one of {tuple(HIDDEN)}, got {activation!r}")
-    key = (bool(sigmoid_out), bool(sequential), bool(fastmath), activation)
+    key = (bool(sigmoid_out), bool(sequential), bool(fastmath), activation, bool(held_out))
     fn = _KERNELS.get(key)
     if fn is None:
         exact, fast, _ = HIDDEN[activation]
@@ -322,6 +347,8 @@ def kernel(sigmoid_out: bool, sequential: bool, fastmath: bool, activation: str 
         held, rows = (njit(inline="always", **JIT)(clone_function(f, f"{name}_{f.__name__}",
                                                                   **choices))
                       for f in (_held_out_pass, _train_pass))  # fmt: skip
+        if not key[4]:  # no held-out rows: their steps compile to nothing
+            held, choices["_val_losses"], choices["_out_of_patience"] = _NO_HELD_OUT
         py = clone_function(
             _train, name, SEQUENTIAL=key[1], _hidden_delta=_delta(activation),
             _held_out=held, _train_rows=rows, **choices,
@@ -332,10 +359,11 @@ def kernel(sigmoid_out: bool, sequential: bool, fastmath: bool, activation: str 
 
 
 def is_cached(
-    sigmoid_out: bool, sequential: bool, fastmath: bool, activation: str = "sigmoid"
-) -> bool:
+    sigmoid_out: bool, sequential: bool, fastmath: bool, activation: str = "sigmoid",
+    held_out: bool = False,
+) -> bool:  # fmt: skip
     """Whether this variant was compiled before on this machine (Numba's cache has it)."""
-    return has_cache_index(kernel(sigmoid_out, sequential, fastmath, activation))
+    return has_cache_index(kernel(sigmoid_out, sequential, fastmath, activation, held_out))
 
 
 def cache_stats() -> dict[str, int]:
@@ -373,7 +401,8 @@ def train_batch(
     above 1/2 where targets are, over every output of every row) on the training and the
     held-out rows, and per run ``astats[r] = (final_accuracy, final_val_accuracy)``.
     """
-    fn = kernel(sigmoid_out, sequential, isinstance(w, FastScratch), activation)
+    fn = kernel(sigmoid_out, sequential, isinstance(w, FastScratch), activation,
+                held_out is not None)  # fmt: skip
     f = w.a.dtype.type
     c_h, c_o = f(c_h), f(c_o)
     if held_out is None:

@@ -202,7 +202,7 @@ def sweep(
     try:
         if pending:
             chosen = chosen.for_work(jobs, len(pending))
-            chosen.warm_up(spec.loss_dtype, _modes(plan, pending), quiet or not progress)
+            chosen.warm_up(spec.loss_dtype, _modes(plan, pending, spec), quiet or not progress)
             bar = Progress(int(sum(sizes[c] for c in pending)), _mean_epochs(plan), quiet,
                            progress)  # fmt: skip
             results = dispatch(spec, folder, pending, jobs, chosen, plan, stop, sizing)
@@ -265,13 +265,14 @@ def _collect(results: Iterator[ChunkDone | None], report: SweepReport, bar: Prog
         bar.close()
 
 
-def _modes(plan: Plan, chunks: list[int]) -> list[tuple[str, bool, str, str, str]]:
-    """The (dtype, fastmath, output, update, activation) of these chunks: each a kernel
-    variant."""
+def _modes(plan: Plan, chunks: list[int], spec: Spec) -> list[tuple]:
+    """The (dtype, fastmath, output, update, activation, held_out) of these chunks: each a
+    kernel variant."""
     keys = ("dtype", "fastmath", "output", "update", "activation")
     cols = [plan.per_chunk(k)[chunks] for k in keys]
+    held = spec.holdout is not None or spec.folds is not None
     return sorted({(params.DTYPES[int(d)], bool(f), params.OUTPUTS[int(o)], params.UPDATES[int(u)],
-                    params.ACTIVATIONS[int(a)])
+                    params.ACTIVATIONS[int(a)], held)
                    for d, f, o, u, a in zip(*cols, strict=True)})  # fmt: skip
 
 

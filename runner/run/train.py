@@ -260,10 +260,11 @@ COMPILE_SECONDS = 20
 
 def compile_note(
     dtype: str, fastmath: bool, output: str = "linear", update: str = "sequential",
-    activation: str = "sigmoid",
+    activation: str = "sigmoid", held_out: bool = False,
 ) -> str | None:  # fmt: skip
     """The line to show before a variant compiles; None when Numba's cache has it."""
-    if kernels.is_cached(output == "sigmoid", update == "sequential", bool(fastmath), activation):
+    if kernels.is_cached(output == "sigmoid", update == "sequential", bool(fastmath), activation,
+                         held_out):  # fmt: skip
         return None
     return compiling_line(dtype, bool(fastmath), COMPILE_SECONDS)
 

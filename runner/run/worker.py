@@ -192,8 +192,10 @@ def write_results(task: ChunkTask, res: BatchResult, t0: float) -> ChunkDone:
 def warm_up(
     loss_dtype: str, dtype: str = "float64", fastmath: bool = False,
     output: str = "linear", update: str = "sequential", activation: str = "sigmoid",
+    held_out: bool = False,
 ) -> None:  # fmt: skip
-    """Compile (or load from cache) one kernel variant in this process before dispatching."""
+    """Compile (or load from cache) one kernel variant in this process before dispatching
+    (``held_out``: the variant with held-out rows)."""
     from runner.run.train import init_weights, run_batch
 
     X = np.zeros((1, 1))
@@ -201,4 +203,5 @@ def warm_up(
     run_batch(
         X, X, Wh, Wz, np.ones(1), 1, output, update, loss_dtype=np.dtype(loss_dtype).type,
         dtype=dtype, fastmath=fastmath, activation=activation,
+        validation=(X, X) if held_out else None,
     )  # fmt: skip
