@@ -200,3 +200,17 @@ def test_a_sweep_trains_on_the_training_rows_and_records_the_held_out_loss(tmp_p
                               validation=(X[held], Y[held]), patience=3)  # fmt: skip
         Wh, Wz = p.weights(row.run_id)
         assert np.array_equal(Wh, ref.Wh) and np.array_equal(Wz, ref.Wz)
+
+
+def test_held_out_code_compiles_only_into_the_variants_with_held_out_rows():
+    """A variant without held-out rows swaps their pass, losses and patience for steps that
+    compile to nothing (a cold compile of about half the time); one with them keeps all."""
+    from runner.kernel import cpu, lanes
+
+    plain, held = (cpu.kernel(False, True, False, "tanh", held_out=h) for h in (False, True))
+    assert plain is not held and plain.py_func.__name__ != held.py_func.__name__
+    names = ("_held_out", "_val_losses", "_out_of_patience")
+    assert [plain.py_func.__globals__[k] for k in names] == list(cpu._NO_HELD_OUT)
+    assert held.py_func.__globals__["_val_losses"] is lanes._val_losses
+    assert held.py_func.__globals__["_out_of_patience"] is lanes._out_of_patience
+    assert held.py_func.__globals__["_held_out"] not in cpu._NO_HELD_OUT
