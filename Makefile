@@ -30,10 +30,13 @@ test: $(VENV)/.installed
 	$(BIN)/ruff check runner tests benchmarks
 	$(BIN)/python -m pytest -m "not slow" $(ARGS)
 
-# Everything, JAX included: what CI runs.
+# Everything, JAX included: what CI runs. A worker per core (pytest-xdist), each test file
+# on one worker: a file's session fixtures (a SLURM cluster, the sweeps the analysis
+# tests share) start once, and the workers share Numba's cache on disk.
+XDIST := -n auto --dist loadfile
 test-all: $(VENV)/.bench
 	$(BIN)/ruff check runner tests benchmarks
-	$(BIN)/python -m pytest --durations=30 $(ARGS)
+	$(BIN)/python -m pytest $(XDIST) --durations=30 $(ARGS)
 
 # A second environment with exactly the lowest versions pyproject.toml allows
 # (scripts/floor_pins.py derives the pins from it), running the kernel, sweep, data,
@@ -66,8 +69,8 @@ $(OLDEST)/.installed: pyproject.toml scripts/floor_pins.py
 	touch $@
 
 test-oldest: $(OLDEST)/.installed
-	NUMBA_CACHE_DIR=$(OLDEST)/numba-cache $(OLDEST)/bin/python -m pytest $(OLDEST_TESTS) \
-		$(OLDEST_SKIP) $(ARGS)
+	NUMBA_CACHE_DIR=$(OLDEST)/numba-cache $(OLDEST)/bin/python -m pytest $(XDIST) \
+		$(OLDEST_TESTS) $(OLDEST_SKIP) $(ARGS)
 
 # The newest numba, llvmlite and numpy (past pyproject.toml's upper bound on numba),
 # running the kernel tests: a signal that runner.kernel.numba_ext needs a look, not a

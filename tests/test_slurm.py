@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -135,15 +136,20 @@ def test_usr1_outside_slurm_stops_at_a_chunk_boundary(tmp_path, reference, grace
     folder = tmp_path / NAME
     proc = subprocess.Popen(cmd, env={**env(), "RUNNER_TEST_HOLD": str(hold)},
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    lines: list[str] = []  # stderr, read aside: a silent process cannot block the test
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
     try:
         wait_for(lambda: len(claims(folder)) == jobs, "a claimed chunk per worker")
         proc.send_signal(signal.SIGUSR1)
         if written:  # let the held chunk go once the stop is noticed
-            line = proc.stderr.readline()
-            assert "SIGUSR1: stopping: no new chunk" in line, line
+            stop = "SIGUSR1: stopping: no new chunk"
+            wait_for(lambda: any(stop in line for line in lines), f"{stop!r} on stderr")
             hold.unlink()
-        err = proc.stderr.read()
-        assert proc.wait(timeout=120) == 130, err
+        code = proc.wait(timeout=120)
+        reader.join(timeout=30)
+        err = "".join(lines)
+        assert code == 130, err
     finally:
         proc.kill()
     assert "not requeued: not a SLURM job; run the same command to resume" in err
