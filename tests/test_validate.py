@@ -60,6 +60,26 @@ def test_train_and_spec_refuse_alike(key, value):
     assert str(from_train.value).startswith(f"{key}: ")
 
 
+PER_RUN = {
+    "alpha": "alpha",
+    "seed": "seeds",
+    "alpha_hidden": "alpha_hidden",
+    "alpha_output": "alpha_output",
+}  # runner.train's key -> train_many's
+
+
+@pytest.mark.parametrize(("key", "value"), [(k, v) for k, v in BAD if k in PER_RUN])
+def test_train_many_refuses_a_bad_per_run_value_as_train_does(key, value):
+    """Each per-run value is checked as given (not converted first), the second of two."""
+    good = {"alpha": 0.1, "seed": 0, "alpha_hidden": 0.1, "alpha_output": 0.1}[key]
+    with pytest.raises(RunnerError) as from_train:
+        runner.train(X, Y, **{"epochs": 3, key: value})
+    with pytest.raises(RunnerError) as from_many:
+        runner.train_many(X, Y, **{"epochs": 3, PER_RUN[key]: [good, value]})
+    assert from_many.value.key == key
+    assert from_many.value.reason == from_train.value.reason
+
+
 @pytest.mark.parametrize(
     ("key", "value"),
     [("hidden", np.int64(3)), ("seed", np.int32(7)), ("alpha", np.float32(0.25)),

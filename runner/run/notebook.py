@@ -154,6 +154,17 @@ def one_result(out: BatchResult) -> TrainResult:
     )
 
 
+def _each(value: object, R: int, key: str) -> list | None:
+    """A scalar or one value per run, each checked as ``runner.train`` checks it: R values
+    (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray) and value.ndim > 1:
+        raise RunnerError(f"needs a scalar or {R} values, got shape {value.shape}", key=key)
+    many = isinstance(value, Sequence | np.ndarray) and not isinstance(value, str)
+    return [check_params(**{key: v})[key] for v in (list(value) if many else [value] * R)]
+
+
 def train_many(
     X: object,
     Y: object,
@@ -198,9 +209,11 @@ def train_many(
     if len(lengths) > 1:
         raise RunnerError(f"per-run values of different lengths {sorted(lengths)}", key="alpha")
     R = lengths.pop() if lengths else 1
-    seed_list = [int(s) for s in np.broadcast_to(np.asarray(seeds), (R,))]
-    for s in seed_list:
-        check_params(seed=s)
+    seed_list = _each(seeds, R, "seed")
+    alpha, alpha_hidden, alpha_output = (
+        _each(v, R, k) for v, k in ((alpha, "alpha"), (alpha_hidden, "alpha_hidden"),
+                                    (alpha_output, "alpha_output"))
+    )  # fmt: skip
     p = check_params(
         hidden=hidden, epochs=epochs, output=output, update=update, init=init,
         stop_below=stop_below, diverge_above=diverge_above, diverge_factor=diverge_factor,
