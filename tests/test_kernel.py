@@ -150,6 +150,45 @@ def test_exp_within_one_ulp_of_numpy_over_the_whole_range():
     assert edge[3] == np.inf and edge[4] == 0.0
 
 
+FAST_FIRST = """
+import sys
+import numpy as np
+from numba import njit
+from runner.kernel import exp, reference
+from runner.kernel.numba_ext import FASTMATH
+
+@njit(fastmath=FASTMATH)
+def fast(x):  # the first caller of exp's helpers in this process: a fastmath one
+    return exp.fexp(x)
+
+@njit
+def exact(x):
+    out = np.empty_like(x)
+    for i in range(x.size):
+        out[i] = exp.fexp(x[i])
+    return out
+
+fast(1.0)
+x = np.array([709.6871534, 709.59868032, 0.5, -745.08514117])
+with np.errstate(all="ignore"):
+    sys.exit(0 if np.array_equal(exact(x), reference.exp(x)) else 1)
+"""
+
+
+def test_exp_stays_exact_after_a_fastmath_caller_compiled_its_helpers(tmp_path):
+    """Numba hands a caller's fastmath to a callee that sets none: exp's helpers set
+    fastmath=False, so a fastmath kernel compiled first in a process cannot make the exact
+    kernels' exp overflow early (reassociated 2**k scaling gave inf at 709.6, 0 at -745)."""
+    import subprocess
+    import sys
+
+    from helpers import env
+
+    run = subprocess.run([sys.executable, "-c", FAST_FIRST], capture_output=True, text=True,
+                         env=env(NUMBA_CACHE_DIR=str(tmp_path)), timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+
+
 def test_kernel_exp_is_bitwise_the_reference_exp():
     from numba import njit
 

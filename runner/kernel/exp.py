@@ -11,6 +11,7 @@ Fastmath: a shorter polynomial by Horner and 1/d by Newton's iteration
 The small dispatch overloads (constants, the scale, the polynomial) are compiled once
 per float type as functions of their own, which LLVM inlines: inlined into Numba's IR
 instead, every call site would be typed and lowered again (a fifth of a cold compile).
+They are never fastmath (``EXACT_JIT``), whichever kernel compiles them first.
 Horner's polynomial stays inlined in Numba's IR, so that fastmath's flags reach it.
 
 ``tanh`` (the hidden layer's, docs/numerics.md) is ``runner.kernel.reference.tanh``'s
@@ -33,7 +34,7 @@ from numba import njit, types
 from numba.extending import intrinsic, overload
 
 from runner.kernel.codes import EXP32, EXP64, EXP_COEFFS, EXP_COEFFS32, TANH32, TANH64
-from runner.kernel.numba_ext import JIT, compiles_for_avx512, frozen_fptosi
+from runner.kernel.numba_ext import EXACT_JIT, JIT, compiles_for_avx512, frozen_fptosi
 
 
 def _exp_consts(x):
@@ -144,7 +145,7 @@ def uses_ldexp() -> bool:
     return has_avx512() and LDEXP_VECTORISES
 
 
-@overload(_exp_scale, jit_options=JIT)
+@overload(_exp_scale, jit_options=EXACT_JIT)
 def _exp_scale_impl(p, kf):
     f = scale_ldexp if uses_ldexp() else scale_bits
     return lambda p, kf: f(p, kf)
@@ -207,13 +208,13 @@ def _q_neg(s, s2, c):
     """q(-s) for the coefficients c, bit for bit, without negating s."""
 
 
-@overload(_q, jit_options=JIT)
+@overload(_q, jit_options=EXACT_JIT)
 def _q_impl(r, r2, c):
     f = _q9 if len(c) == len(EXP_COEFFS) else _q4
     return lambda r, r2, c: f(r, r2, c)
 
 
-@overload(_q_neg, jit_options=JIT)
+@overload(_q_neg, jit_options=EXACT_JIT)
 def _q_neg_impl(s, s2, c):
     f = _q9_neg if len(c) == len(EXP_COEFFS) else _q4_neg
     return lambda s, s2, c: f(s, s2, c)

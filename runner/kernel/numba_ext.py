@@ -34,6 +34,10 @@ from numba.core.codegen import get_host_cpu_features
 # Every Numba flag in one place. error_model="numpy" drops the division-by-zero
 # branch that would stop LLVM vectorising the loops.
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "boundscheck": False}
+# The exact kernels' helpers that Numba compiles once per signature as functions of their
+# own (exp's scale and polynomials): never fastmath. Numba hands a caller's fastmath flags
+# to a callee that does not set its own, so the first caller in a process would decide.
+EXACT_JIT = {**JIT, "fastmath": False}
 # The fastmath flags LLVM may use: FMA contraction, reassociation, reciprocals,
 # approximate functions, no signed zeros. Not nnan/ninf: divergence is found by
 # testing the loss for NaN and infinity.
