@@ -36,7 +36,7 @@ test: $(VENV)/.installed
 XDIST := -n auto --dist loadfile
 test-all: $(VENV)/.bench
 	$(BIN)/ruff check runner tests benchmarks
-	$(BIN)/python -m pytest $(XDIST) --durations=30 $(ARGS)
+	$(BIN)/python -m pytest $(XDIST) --durations=50 $(ARGS)
 
 # A second environment with exactly the lowest versions pyproject.toml allows
 # (scripts/floor_pins.py derives the pins from it), running the kernel, sweep, data,

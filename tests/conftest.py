@@ -9,12 +9,21 @@ settings.register_profile("dev", max_examples=30, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
+# The files that take longest in `make test-all`, longest first: they start first, so that
+# with a worker per core (pytest-xdist, a file per worker) no long file is left to the end.
+LONGEST = ("test_cpus", "test_gpu", "test_precision", "test_family", "test_validation",
+           "test_metrics", "test_weights", "test_bench", "test_slurm", "test_faults")  # fmt: skip
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
-    """A test that starts a SLURM cluster or Dask workers is slow: `make test` leaves it out."""
+    """A test that starts a SLURM cluster or Dask workers is slow: `make test` leaves it out.
+    The longest files run first (``LONGEST``), the rest in their order."""
     for item in items:
         if item.get_closest_marker("slurm") or item.get_closest_marker("dask"):
             item.add_marker(pytest.mark.slow)
+    rank = {name: i for i, name in enumerate(LONGEST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(LONGEST)))  # stable
 
 
 def need_service(reason: str) -> None:
