@@ -274,8 +274,11 @@ def estimate(spec: Spec, plan: Plan, m: Measured, *, jobs: int, per_process: boo
         parts = (kernel_bytes(shape, h, dtype, tile),
                  buffer_bytes(R, shape, h, rows, spec.loss_dtype, dtype),
                  writer_bytes(R, rows, spec.loss_dtype, weight_values(spec, R, h)))  # fmt: skip
-        if sum(parts) > worst[0]:
-            worst = (sum(parts), *parts)
+        # the tile's scratch is freed before the chunk is written: a worker holds its
+        # buffers with either the scratch or the writer's copies, never both
+        need = parts[1] + max(parts[0], parts[2])
+        if need > worst[0]:
+            worst = (need, *parts)
     worker = worst[0] + (base if per_process else 0)
     rows = int((ch.runs * ch.slots).sum())
     n_files = len(ch.runs)
