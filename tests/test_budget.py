@@ -31,13 +31,14 @@ MEASURE = (  # a sweep in a fresh interpreter; prints its peak resident bytes la
 
 @pytest.fixture(scope="module", autouse=True)
 def own_cache(tmp_path_factory):
-    """Calibrations and rates of this module's own, not the user's; and a Numba cache of
-    its own for the processes it starts: another test process writing the shared cache's
-    index at the same time can drop an entry, and a calibration or a pilot that compiles
-    measures LLVM's memory, not a sweep's."""
+    """Calibrations and rates of this module's own, not the user's; and beside other test
+    workers (pytest-xdist), a Numba cache of its own for the processes it starts: another
+    process writing the shared cache's index at the same time can drop an entry, and a
+    calibration or a pilot that compiles measures LLVM's memory, not a sweep's."""
     keep = {k: os.environ.get(k) for k in ("XDG_CACHE_HOME", "NUMBA_CACHE_DIR")}
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
-    os.environ["NUMBA_CACHE_DIR"] = str(tmp_path_factory.mktemp("numba-cache"))
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # alone, the shared cache is warm and safe
+        os.environ["NUMBA_CACHE_DIR"] = str(tmp_path_factory.mktemp("numba-cache"))
     yield
     for key, old in keep.items():
         if old is None:
