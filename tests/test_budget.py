@@ -42,7 +42,7 @@ def own_cache(tmp_path_factory):
     yield
     for key, old in keep.items():
         if old is None:
-            os.environ.pop(key)
+            os.environ.pop(key, None)
         else:
             os.environ[key] = old
 
