@@ -23,17 +23,19 @@ $(VENV)/.bench: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $@
 
+# A worker per core (pytest-xdist), each test file on one worker: a file's session
+# fixtures (a SLURM cluster, the sweeps the analysis tests share) start once, and the
+# workers share Numba's cache on disk.
+XDIST := -n auto --dist loadfile
+
 # The fast tier: every promise at smaller sizes, in at most 5 minutes on 2 cores with
 # a warm Numba cache. Tests marked `slow` (full sizes, cross-CPU builds, assembly,
 # SLURM, Dask, the CUDA simulator, chromium, the bench) are left to test-all.
 test: $(VENV)/.installed
 	$(BIN)/ruff check runner tests benchmarks
-	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+	$(BIN)/python -m pytest $(XDIST) -m "not slow" $(ARGS)
 
-# Everything, JAX included: what CI runs. A worker per core (pytest-xdist), each test file
-# on one worker: a file's session fixtures (a SLURM cluster, the sweeps the analysis
-# tests share) start once, and the workers share Numba's cache on disk.
-XDIST := -n auto --dist loadfile
+# Everything, JAX included: what CI runs.
 test-all: $(VENV)/.bench
 	$(BIN)/ruff check runner tests benchmarks
 	$(BIN)/python -m pytest $(XDIST) --durations=50 $(ARGS)
