@@ -1,7 +1,7 @@
 """The notebook's algorithm in plain NumPy, line for line: the slow, obvious truth.
 
-Used by tests and benchmarks only. docs/numerics.md and docs/precision.md say what it
-fixes and why.
+Used by tests and benchmarks, and by ``runner.kernel.numpy_batch`` (its activations).
+docs/numerics.md and docs/precision.md say what it fixes and why.
 """
 
 from __future__ import annotations

@@ -162,6 +162,7 @@ def run_batch_cuda(
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     patience: int = 0,
     metrics: Sequence[str] = (),
+    numpy_first: bool = False,
 ) -> BatchResult:
     """``train.run_batch`` on the current CUDA device (Wh, Wz are updated in place).
 
@@ -169,6 +170,7 @@ def run_batch_cuda(
     bytes; ``tile`` is a CPU notion: checked, then ignored (a block holds
     ``runner.kernel.cuda.THREADS`` runs). Every model of the family, as ``run_batch``;
     held-out rows (``validation``, ``patience``) and ``metrics`` not yet: a RunnerError.
+    ``numpy_first`` is a CPU notion (runner.run.first), ignored.
     """
     if validation is not None or patience or len(metrics):
         key = "metrics" if len(metrics) else "validation"

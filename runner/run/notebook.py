@@ -128,7 +128,7 @@ def train(
         activation=activation, bias=bias, scaling=scaling, step=step,
         alpha_hidden=p["alpha_hidden"], alpha_output=p["alpha_output"],
         diverge_factor=p["diverge_factor"], validation=validation, patience=patience,
-        metrics=metrics,
+        metrics=metrics, numpy_first=True,
     )  # fmt: skip
     return one_result(out)
 
@@ -238,5 +238,5 @@ def train_many(
         tile=tile, activation=activation, bias=p["bias"], scaling=scaling, step=step,
         alpha_hidden=alpha_hidden, alpha_output=alpha_output, tail=tail,
         diverge_factor=p["diverge_factor"], validation=validation, patience=patience,
-        metrics=metrics,
+        metrics=metrics, numpy_first=True,
     )  # fmt: skip

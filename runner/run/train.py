@@ -10,9 +10,10 @@ import numpy as np
 
 from runner.errors import RunnerError
 from runner.kernel import cpu as kernels
-from runner.kernel import family, seeding, tiles
+from runner.kernel import family, numpy_batch, seeding, tiles
 from runner.plan import params as P
 from runner.plan.chunks import slots
+from runner.run import first
 from runner.run.units import compiling_line
 
 
@@ -134,6 +135,7 @@ def run_batch(
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     patience: int = 0,
     metrics: Sequence[str] = (),
+    numpy_first: bool = False,
 ) -> BatchResult:
     """Train a batch of runs of one shape in one kernel call (Wh, Wz are updated in place).
 
@@ -153,7 +155,9 @@ def run_batch(
 
     ``validation = (Xv, Yv)``, ``patience``: held-out rows and early stopping, as
     ``runner.train`` has them (``val_loss``, ``vstats``); ``metrics = ("accuracy",)``, with
-    a sigmoid output: accuracy, val_accuracy and astats.
+    a sigmoid output: accuracy, val_accuracy and astats. ``numpy_first``: a small batch in
+    an exact mode whose kernel is not compiled on this machine yet trains in NumPy, with
+    the same numbers, while the kernel compiles in the background (runner.run.first).
     """
     check_mode(dtype, fastmath, tile, output, update)
     check_family(activation, bias, scaling, step)
@@ -173,14 +177,38 @@ def run_batch(
                                        alpha_hidden, alpha_output, dtype)  # fmt: skip
     hits, held_out = metric_arrays(metrics, output, loss.shape), held_out_arrays(
         validation, ni, no, bias, f, loss.shape, loss_dtype, patience)  # fmt: skip
-    kernels.train_batch(
-        np.ascontiguousarray(Xb, dtype=f), np.ascontiguousarray(Y, dtype=f), wh, wz, s_o, s_h,
-        c_h, c_o, int(epochs), output == "sigmoid", update == "sequential", int(every),
+    args = (
+        np.ascontiguousarray(Xb, dtype=f),
+        np.ascontiguousarray(Y, dtype=f),
+        wh,
+        wz,
+        s_o,
+        s_h,
+        c_h,
+        c_o,
+        int(epochs),
+        output == "sigmoid",
+        update == "sequential",
+        int(every),
         -math.inf if stop_below is None else float(stop_below),
-        math.inf if diverge_above is None else float(diverge_above), loss, istats, fstats,
-        kernels.scratch(n, ni + bias, nh, no, T, f, bool(fastmath), bool(bias), patience > 0),
-        activation, int(tail), float(diverge_factor), held_out, int(patience), hits,
-    )  # fmt: skip
+        math.inf if diverge_above is None else float(diverge_above),
+        loss,
+        istats,
+        fstats,
+    )
+    rest = (activation, int(tail), float(diverge_factor), held_out, int(patience), hits)
+    key = (output == "sigmoid", update == "sequential", bool(fastmath), activation,
+           held_out is not None)  # fmt: skip
+    rows = n + (0 if held_out is None else len(held_out[0]))
+    if numpy_first and first.use_numpy(key, fastmath, epochs, rows, (ni + bias, nh, no, R)):
+        numpy_batch.train_batch(*args, *rest)
+        first.compile_later(dict(dtype=dtype, loss_dtype=np.dtype(loss_dtype).name,
+                                 output=output, update=update, activation=activation,
+                                 bias=bool(bias), held_out=held_out is not None,
+                                 metrics=hits is not None))  # fmt: skip
+    else:
+        w = kernels.scratch(n, ni + bias, nh, no, T, f, bool(fastmath), bool(bias), patience > 0)
+        kernels.train_batch(*args, w, *rest)
     if wh is not Wh:
         Wh[...] = wh
         Wz[...] = wz
