@@ -6,6 +6,10 @@ again for a warm one. Beside runner: a plain ``@njit`` port of the notebook, col
 warm, and JAX's first ``jit(vmap(scan))`` call when JAX is importable. Each figure is
 printed with its target and whether it holds; the CPU seconds beside the wall-clock
 ones show how much of the wall a busy machine added.
+
+A cold exact-mode ``runner.train`` trains in NumPy while a background process compiles
+its variant (``runner.run.first``): the warm figure waits for those compiles, and one
+more figure is the kernel's own compile, with that path turned off.
 """
 
 from __future__ import annotations
@@ -164,7 +168,7 @@ def run(log: Callable[[str], None] = lambda m: None, sweep: bool = True) -> dict
         _wait(cache, log)
         fig("warm runner.train, new process, import included", train(), "total", TARGETS["warm"])
         fig(
-            "the kernel's own cold compile and train (RUNNER_NUMPY_FIRST=0)",
+            "kernel compile + train, RUNNER_NUMPY_FIRST=0",
             train(where=root / "kernel-cache", numpy_first=False),
             "call",
             TARGETS["cold"],
