@@ -1,11 +1,13 @@
 """The same bytes on every CPU: the kernel compiled for other targets (NUMBA_CPU_NAME) in
-fresh interpreters gives this host's bytes on chaotic runs, and Numba's cache never hands
+fresh interpreters gives this host's bytes on chaotic runs and the reference's on shapes
+up to 1024 samples x 256 hidden (tests/large_shapes.py), and Numba's cache never hands
 code compiled for one target to another."""
 
 import json
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ TARGETS = {
     "haswell": {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": ""},  # AVX2 and FMA
 }
 DTYPES = ["float64", "float32"]
+LARGE_EXAMPLES = 8  # of tests/large_shapes.py's property (up to 1024 x 256), each build
 
 # Chaotic runs: seed data, alpha 0.1 and 0.03, 3000 epochs, two tiles of 64 runs, each
 # output layer and each update once (two variants a build: every build compiles afresh);
@@ -43,6 +46,10 @@ for output, update in (("linear", "sequential"), ("sigmoid", "simultaneous")):
     for name in ("loss", "Wh", "Wz", "istats", "fstats"):
         arrays[f"{output}-{update}-{name}"] = getattr(res, name)
 np.savez(out, **arrays)
+if len(sys.argv) > 3:  # the large shapes' property (tests/large_shapes.py), this build
+    sys.path.insert(0, sys.argv[3])
+    from large_shapes import run_property
+    run_property(dtype, max_examples=int(sys.argv[4]))
 print(json.dumps({
     "avx512": exp.has_avx512(),
     "ldexp": exp.uses_ldexp(),
@@ -51,13 +58,16 @@ print(json.dumps({
 """
 
 
-def run_target(tmp_path, name: str, cache, dtype: str = "float64") -> tuple[dict, dict]:
+def run_target(tmp_path, name: str, cache, dtype: str = "float64", large: int = 0
+               ) -> tuple[dict, dict]:  # fmt: skip
     """Run SCRIPT compiled for target ``name`` (``host``: no override) with NUMBA_CACHE_DIR
-    ``cache``; (its arrays, what it reports)."""
+    ``cache``, and ``large`` examples of the large shapes' property; (its arrays, what
+    it reports)."""
     out = tmp_path / f"{name}-{len(list(tmp_path.iterdir()))}.npz"
     extra = {"NUMBA_CACHE_DIR": str(cache), **TARGETS.get(name, {})}
+    prop = [str(Path(__file__).parent), str(large)] if large else []
     r = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(out), dtype],
+        [sys.executable, "-c", SCRIPT, str(out), dtype, *prop],
         env={k: v for k, v in env(**extra).items() if name != "host" or "NUMBA_CPU" not in k},
         capture_output=True,
         text=True,
@@ -94,7 +104,7 @@ def targets() -> list:
 def test_other_targets_give_the_hosts_bytes(tmp_path, host, target, dtype):
     want, _, _ = host[dtype]
     assert np.isfinite(want["linear-sequential-loss"]).any()
-    got, info = run_target(tmp_path, target, tmp_path / "cache", dtype)
+    got, info = run_target(tmp_path, target, tmp_path / "cache", dtype, large=LARGE_EXAMPLES)
     assert info["misses"] >= 1 and info["hits"] == 0  # compiled here, for this target
     assert not info["avx512"] and not info["ldexp"]  # no AVX-512 on either target
     assert_same_bytes(got, want, target)

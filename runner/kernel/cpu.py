@@ -64,7 +64,7 @@ from runner.kernel.numba_ext import (
     clone_function,
     has_cache_index,
 )
-from runner.kernel.sums import hidden_delta, sum_rows, update_wh, update_wz
+from runner.kernel.sums import delta_update_wh, sample_delta, sum_rows, update_wz
 
 
 class Scratch(NamedTuple):
@@ -78,7 +78,7 @@ class Scratch(NamedTuple):
     ah: np.ndarray  # (T,) s_h, the hidden layer's step; 0 on idle lanes
     act: np.ndarray  # (T,) bool, lane is training
     h: np.ndarray  # (n, nb, T) the bias unit, if any, is 1
-    dh: np.ndarray  # (n, hidden, T)
+    dh: np.ndarray  # (2, hidden, T) two samples' dA (``sums.delta_update_wh``)
     dz: np.ndarray  # (n, outputs, T) dZ of the output layer's step
     dzh: np.ndarray  # (n, outputs, T) dZ of the hidden layer's step
     accw: np.ndarray  # (hidden * T,)
@@ -123,7 +123,7 @@ def scratch(
     kb = (ni, nh, nb, no) if best else (0, 0, 0, 0)
     return (FastScratch if fast else Scratch)(
         np.empty((ni, nh, T), f), np.empty((nb, no, T), f), np.empty(T, f), np.empty(T, f),
-        np.empty(T, np.bool_), np.empty((n, nb, T), f), np.empty((n, nh, T), f),
+        np.empty(T, np.bool_), np.empty((n, nb, T), f), np.empty((2, nh, T), f),
         np.empty((n, no, T), f), np.empty((n, no, T), f), np.empty(nh * T, f),
         np.empty((ni, nh * T), f), np.empty(T, f), np.empty(T, f),
         np.empty(T, f), np.empty(T, f8), np.empty(T, f8),
@@ -246,7 +246,7 @@ _NO_HELD_OUT = (_no_held_out_pass, _no_val_losses, _no_patience)
 SIGMOID_OUT = False
 SEQUENTIAL = True
 act4 = sigmoid4  # the hidden activation, four at a time
-_hidden_delta = hidden_delta  # with act4's derivative (``_delta``)
+_delta_update_wh = delta_update_wh  # with act4's derivative (``_delta``)
 _held_out = _held_out_pass  # with the variant's choices (see ``kernel``)
 _train_rows = _train_pass  # with the variant's choices
 
@@ -293,11 +293,10 @@ def _train(
                 n_active -= _out_of_patience(Wh, Wz, epoch, patience, r0, nt, w)
             if SEQUENTIAL:  # dA from the updated Wz
                 update_wz(w)
-                _hidden_delta(w.h, w.dzh, w.wz, w.dh)
-            else:
-                _hidden_delta(w.h, w.dzh, w.wz, w.dh)
+                _delta_update_wh(X, w)
+            else:  # Wz's update needs H and dZ only
+                _delta_update_wh(X, w)
                 update_wz(w)
-            update_wh(X, w)
             if stop_below > -np.inf:  # convergence (the epoch's update is kept)
                 n_active -= _converged(Wh, Wz, stop_below, r0, nt, w)
         _finish(Wh, Wz, istats, fstats, vstats, nv > 0, r0, nt, w)
@@ -319,10 +318,13 @@ _DELTAS: dict[str, Any] = {}
 
 
 def _delta(activation: str):
-    """``sums.hidden_delta`` with the activation's derivative as a constant."""
+    """``sums.delta_update_wh`` with the activation's derivative as a constant."""
     fn = _DELTAS.get(activation)
     if fn is None:
-        py = clone_function(hidden_delta, f"hidden_delta_{activation}", dact=HIDDEN[activation][2])
+        one = clone_function(sample_delta, f"sample_delta_{activation}",
+                             dact=HIDDEN[activation][2])  # fmt: skip
+        py = clone_function(delta_update_wh, f"delta_update_wh_{activation}",
+                            _sample_delta=njit(inline="always", **JIT)(one))  # fmt: skip
         fn = _DELTAS[activation] = njit(inline="always", **JIT)(py)
     return fn
 
@@ -350,7 +352,7 @@ def kernel(
         if not key[4]:  # no held-out rows: their steps compile to nothing
             held, choices["_val_losses"], choices["_out_of_patience"] = _NO_HELD_OUT
         py = clone_function(
-            _train, name, SEQUENTIAL=key[1], _hidden_delta=_delta(activation),
+            _train, name, SEQUENTIAL=key[1], _delta_update_wh=_delta(activation),
             _held_out=held, _train_rows=rows, **choices,
         )  # fmt: skip
         flags = {**JIT, "fastmath": FASTMATH} if key[2] else JIT

@@ -160,8 +160,8 @@ def _hits(Z, Y) -> np.ndarray:
 
 
 def _update(L: _Lanes, Xb, H, dz, dzh, activation: str, sequential: bool) -> None:
-    """The epoch's update of both layers (``sums.update_wz``, ``hidden_delta``,
-    ``update_wh``), in place."""
+    """The epoch's update of both layers (``sums.update_wz``, ``sums.delta_update_wh``),
+    in place."""
     nh = L.wh.shape[1]
 
     def delta():

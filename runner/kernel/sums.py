@@ -1,9 +1,9 @@
 """The tile kernel's sums: matrix products summed left to right, and the two updates.
 
 Every sum starts from 0 and adds one product at a time, in the order of the reference's
-``dot`` (docs/numerics.md, "Sums"), two terms a pass over the lanes. ``hidden_delta`` is
+``dot`` (docs/numerics.md, "Sums"), two terms a pass over the lanes. ``sample_delta`` is
 one source for every activation: ``runner.kernel.cpu.kernel`` clones it with its
-activation's derivative ``dact`` as a constant.
+activation's derivative ``dact`` as a constant (and ``delta_update_wh`` with that clone).
 """
 
 from __future__ import annotations
@@ -44,37 +44,6 @@ def sum_rows(acc, C, c0, cs, M, m0, ms, count):
             acc[u] += _at(C, ca, u) * M[ma, u]
 
 
-@njit(inline="always", **JIT)
-def sum_outer(acc, X, D, n):
-    """acc[k, u] = sum over s < n of X[s, k] * D[s, u]: the same sums, in the same
-    order, as ``sum_rows`` for each k, but sample by sample for all k at once, so
-    that D (samples x hidden x lanes, often past the cache) is read once, not once
-    per input."""
-    ni, L = acc.shape
-    zero = acc.dtype.type(0)
-    for k in range(ni):
-        x0 = X[0, k]
-        if n == 1:
-            for u in range(L):
-                acc[k, u] = zero + x0 * D[0, u]
-        else:
-            x1 = X[1, k]
-            for u in range(L):
-                acc[k, u] = (zero + x0 * D[0, u]) + x1 * D[1, u]
-    s = 2
-    while s + 1 < n:
-        for k in range(ni):
-            x0, x1 = X[s, k], X[s + 1, k]
-            for u in range(L):
-                acc[k, u] = (acc[k, u] + x0 * D[s, u]) + x1 * D[s + 1, u]
-        s += 2
-    if s < n:
-        for k in range(ni):
-            x0 = X[s, k]
-            for u in range(L):
-                acc[k, u] += x0 * D[s, u]
-
-
 def _at(C, i, u):
     """C[i] for a 1-D C (a coefficient shared by every u), C[i, u] for a 2-D C."""
 
@@ -101,42 +70,78 @@ def update_wz(w):
                 wz[j, o, t] += acc[t]
 
 
-@njit(inline="always", **JIT)
-def update_wh(X, w):
-    """Wh += Xb.T @ dA, across hidden units and lanes at once (Xb: X and, with a bias,
-    a column of ones)."""
-    n, nh, T = w.dh.shape
-    ni, m = X.shape[1], nh * T
-    whf = w.wh.reshape(ni, m)
-    sum_outer(w.accwh, X, w.dh.reshape(n, m), n)
-    for k in range(ni):
-        for u in range(m):
-            whf[k, u] += w.accwh[k, u]
-
-
-# The derivative of a clone's activation (a global of its own copy of ``hidden_delta``).
+# The derivative of a clone's activation (a global of its own copy of ``sample_delta``).
 dact = d_sigmoid
 
 
-def hidden_delta(h, dz, wz, dh):
-    """dA = (dZ @ Wz[:h].T) * act'(A, H), for the hidden units only (a bias unit's row of
-    Wz feeds none)."""
-    n, nh, T = dh.shape
+def sample_delta(h, dz, wz, buf, s, i):
+    """buf[i] = sample s's dA = (dZ[s] @ Wz[:h].T) * act'(A, H), for the hidden units only
+    (a bias unit's row of Wz feeds none): from 0, one output at a time, then the
+    derivative."""
+    _, nh, T = buf.shape
     no = dz.shape[1]
     zero, one = h.dtype.type(0), h.dtype.type(1)
-    if no == 1:  # the common case in one pass
-        for s in range(n):
-            for j in range(nh):
-                for t in range(T):
-                    d = dact(h[s, j, t], one, zero)
-                    dh[s, j, t] = (zero + dz[s, 0, t] * wz[j, 0, t]) * d
-        return
-    for s in range(n):
+    if no == 1:
         for j in range(nh):
             for t in range(T):
-                dh[s, j, t] = zero
-            for o in range(no):
-                for t in range(T):
-                    dh[s, j, t] += dz[s, o, t] * wz[j, o, t]
+                d = dact(h[s, j, t], one, zero)
+                buf[i, j, t] = (zero + dz[s, 0, t] * wz[j, 0, t]) * d
+        return
+    for j in range(nh):
+        for t in range(T):
+            buf[i, j, t] = zero
+        for o in range(no):
             for t in range(T):
-                dh[s, j, t] *= dact(h[s, j, t], one, zero)
+                buf[i, j, t] += dz[s, o, t] * wz[j, o, t]
+        for t in range(T):
+            buf[i, j, t] *= dact(h[s, j, t], one, zero)
+
+
+# The clone's ``sample_delta`` (with its ``dact``), a global of ``delta_update_wh``'s clone.
+_sample_delta = sample_delta
+
+
+def delta_update_wh(X, w):
+    """Wh += Xb.T @ dA, across hidden units and lanes at once, two samples at a time: each
+    sample's dA (``sample_delta``) is made in a buffer of two samples' hidden units and
+    lanes (``w.dh``, 2 x hidden x T) and added to the sums at once, so that dA is never
+    stored for every sample (a samples x hidden x T array less in the tile's working
+    set). acc[k, u] sums X[s, k] * dA[s, u] over the samples from 0, in their order, as
+    ``sum_rows`` does, but sample by sample for all k at once."""
+    h, dz, wz, buf, acc = w.h, w.dzh, w.wz, w.dh, w.accwh
+    n = h.shape[0]
+    _, nh, T = buf.shape
+    ni, m = X.shape[1], nh * T
+    b = buf.reshape(2, m)
+    zero = acc.dtype.type(0)
+    _sample_delta(h, dz, wz, buf, 0, 0)
+    if n == 1:
+        for k in range(ni):
+            x0 = X[0, k]
+            for u in range(m):
+                acc[k, u] = zero + x0 * b[0, u]
+    else:
+        _sample_delta(h, dz, wz, buf, 1, 1)
+        for k in range(ni):
+            x0, x1 = X[0, k], X[1, k]
+            for u in range(m):
+                acc[k, u] = (zero + x0 * b[0, u]) + x1 * b[1, u]
+    s = 2
+    while s + 1 < n:
+        _sample_delta(h, dz, wz, buf, s, 0)
+        _sample_delta(h, dz, wz, buf, s + 1, 1)
+        for k in range(ni):
+            x0, x1 = X[s, k], X[s + 1, k]
+            for u in range(m):
+                acc[k, u] = (acc[k, u] + x0 * b[0, u]) + x1 * b[1, u]
+        s += 2
+    if s < n:
+        _sample_delta(h, dz, wz, buf, s, 0)
+        for k in range(ni):
+            x0 = X[s, k]
+            for u in range(m):
+                acc[k, u] += x0 * b[0, u]
+    whf = w.wh.reshape(ni, m)
+    for k in range(ni):
+        for u in range(m):
+            whf[k, u] += acc[k, u]
