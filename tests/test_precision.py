@@ -259,3 +259,50 @@ def test_exact_kernels_have_no_fma_and_fastmath_kernels_do(dtype):
     assert exact["fma"] == 0
     assert fast["fma"] > 0
     assert not exact["exp_call"] and not fast["exp_call"]
+
+
+@pytest.mark.parametrize("cpu", ["znver3", "znver4", "haswell", "skylake-avx512", "generic"])
+def test_fastmath_divides_on_zen_only(monkeypatch, cpu):
+    """The division where AMD's Zen divider beats Newton's steps; Newton elsewhere."""
+    monkeypatch.setattr(exp, "compile_target", lambda: f"{cpu}-0123abcd")
+    assert exp.divides_fast() == cpu.startswith("znver")
+
+
+NEWTON = """
+import json, sys
+import numpy as np
+import runner
+from runner.kernel import exp, reference
+from runner.plan.data import builtin
+X, Y = builtin("seed")
+out = {"divides": exp.divides_fast()}
+for dtype in ("float64", "float32"):
+    res = runner.train(X, Y, alpha=0.01, epochs=3000, dtype=dtype, fastmath=True)
+    Wh, Wz = reference.init_weights(0, 2, 4, 1)
+    ref = reference.train_reference(X, Y, Wh, Wz, 0.01, 3000, dtype=dtype)
+    out[dtype] = float(np.max(np.abs(res.loss - ref.loss) / ref.loss))
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow  # a fastmath build for another CPU: make test-all
+def test_fastmath_by_newtons_reciprocal_stays_close_too(tmp_path):
+    """Newton's reciprocal, as a haswell build has it (this host may divide): as close
+    to the reference as the division, in both dtypes."""
+    import json
+    import platform
+    import subprocess
+    import sys
+
+    from helpers import env
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip(f"haswell is an x86 CPU; this is {platform.machine()}")
+    extra = {"NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_CPU_NAME": "haswell",
+             "NUMBA_CPU_FEATURES": ""}  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", NEWTON], env=env(**extra), capture_output=True,
+                       text=True, timeout=900)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["divides"] is False
+    assert got["float64"] <= 1e-8 and got["float32"] <= 1e-4

@@ -19,7 +19,9 @@ factors ``c_h``, ``c_o`` and the per-run steps ``s_o``, ``s_h`` (docs/numerics.m
 
 from __future__ import annotations
 
+import hashlib
 import math
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -317,6 +319,22 @@ _KERNELS: dict[tuple[bool, bool, bool, str, bool], Any] = {}
 _DELTAS: dict[str, Any] = {}
 
 
+def source_tag() -> str:
+    """A hash of the kernel's sources (``runner/kernel/*.py``), in every variant's name:
+    Numba's cache checks only the file that defines a function (this one), so without it
+    an edit of ``sums.py`` or ``exp.py`` would load the kernel compiled before."""
+    global _SOURCE_TAG
+    if _SOURCE_TAG is None:
+        h = hashlib.sha1()
+        for path in sorted(Path(__file__).parent.glob("*.py")):
+            h.update(path.read_bytes())
+        _SOURCE_TAG = h.hexdigest()[:10]
+    return _SOURCE_TAG
+
+
+_SOURCE_TAG: str | None = None
+
+
 def _delta(activation: str):
     """``sums.delta_update_wh`` with the activation's derivative as a constant."""
     fn = _DELTAS.get(activation)
@@ -345,7 +363,7 @@ def kernel(
         exact, fast, _ = HIDDEN[activation]
         choices = dict(SIGMOID_OUT=key[0], sigmoid4=sigmoid4_cheap if key[2] else sigmoid4,
                        act4=fast if key[2] else exact)  # fmt: skip
-        name = variant_name(*key)
+        name = f"{variant_name(*key)}_{source_tag()}"
         held, rows = (njit(inline="always", **JIT)(clone_function(f, f"{name}_{f.__name__}",
                                                                   **choices))
                       for f in (_held_out_pass, _train_pass))  # fmt: skip

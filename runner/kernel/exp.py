@@ -5,8 +5,9 @@ in float64, 4 in float32, ``runner.kernel.codes``' constants) and scaling by 2**
 either by two bit-built powers of two or, where AVX-512 vectorises it, by one
 ``llvm.ldexp`` (the same number); ``runner.kernel.reference`` does the same steps in
 NumPy. ``sigmoid4`` is four sigmoids side by side, computed without negations.
-Fastmath: a shorter polynomial by Horner and 1/d by Newton's iteration
-(``sigmoid4_cheap``). The float type of the argument picks constants at compile time.
+Fastmath: a shorter polynomial by Horner and 1/d by Newton's iteration, or a
+division on CPUs whose divider is quicker (``divides_fast``; ``sigmoid4_cheap``). The
+float type of the argument picks constants at compile time.
 
 The small dispatch overloads (constants, the scale, the polynomial) are compiled once
 per float type as functions of their own, which LLVM inlines: inlined into Numba's IR
@@ -34,7 +35,13 @@ from numba import njit, types
 from numba.extending import intrinsic, overload
 
 from runner.kernel.codes import EXP32, EXP64, EXP_COEFFS, EXP_COEFFS32, TANH32, TANH64
-from runner.kernel.numba_ext import EXACT_JIT, JIT, compiles_for_avx512, frozen_fptosi
+from runner.kernel.numba_ext import (
+    EXACT_JIT,
+    JIT,
+    compile_target,
+    compiles_for_avx512,
+    frozen_fptosi,
+)
 
 
 def _exp_consts(x):
@@ -357,6 +364,26 @@ def _horner_impl(r, c):
     return lambda r, c: f(r, c)
 
 
+def divides_fast() -> bool:
+    """Whether fastmath's sigmoid divides rather than using Newton's reciprocal: on AMD's
+    Zen cores (CPU names ``znver*``), whose divider is quicker than four dependent
+    Newton steps, and not elsewhere (Intel's 512-bit division is the slowest
+    instruction of an epoch). Decided when the kernel is compiled, for the CPU Numba
+    compiles for: its cache keys entries by CPU name."""
+    return compile_target().startswith("znver")
+
+
+def _inverse(d):
+    """1 / d in fastmath's sigmoid: a division or ``_recip`` (``divides_fast``)."""
+
+
+@overload(_inverse, inline="always", jit_options=JIT)
+def _inverse_impl(d):
+    if divides_fast():
+        return lambda d: _exp_consts(d)[1][-1] / d
+    return lambda d: _recip(d)
+
+
 @njit(inline="always", **JIT)
 def _sigmoid_cheap(x):
     """1 / (1 + exp(-x)), fastmath's way."""
@@ -364,7 +391,7 @@ def _sigmoid_cheap(x):
     z = -x
     z = clamp if z > clamp else z  # a NaN stays NaN
     r, kf = _exp_reduce(z)
-    return _recip(c[-1] + _exp_scale(_horner(r, c), kf))
+    return _inverse(c[-1] + _exp_scale(_horner(r, c), kf))
 
 
 @njit(inline="always", **JIT)
