@@ -148,21 +148,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(json.dumps(found, indent=2) if args.json else trainability.table(found))
         return 0
     if args.against:
-        from runner.bench import against
-
         try:
-            versus = against.run(args.against, quick=args.quick, log=log)
+            result = bench.run_against(args.against, args.shapes, quick=args.quick, log=log)
         except RuntimeError as exc:
             raise RunnerError(str(exc), key="--against") from None
-        print(json.dumps(versus, indent=2, default=str) if args.json else against.table(versus))
-        return 0
-    result = (bench.run_shapes if args.shapes else bench.run)(quick=args.quick, log=log)
+    else:
+        result = (bench.run_shapes if args.shapes else bench.run)(quick=args.quick, log=log)
     if args.json:
-        print(json.dumps(result, indent=2))
-    elif args.markdown:
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+    if args.markdown:
         print(bench.markdown(result, shapes=args.shapes))
     else:
         print(bench.shapes_table(result) if args.shapes else bench.table(result))
+    if args.against:
+        from runner.bench import against
+
+        print("\n" + against.table(result["against"]))
     return 0
 
 

@@ -124,8 +124,9 @@ def _bench_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     b.add_argument("--shapes", action="store_true", help="the kernel table over problem shapes")
-    b.add_argument("--against", metavar="REV", help="this checkout's kernel against commit "
-                   "REV's (a git worktree), every shape and mode, one core")  # fmt: skip
+    b.add_argument("--against", metavar="REV", help="commit REV's kernel (a git worktree) "
+                   "timed beside this one's at every (shape, mode) of the run, and REV's "
+                   "sweep end to end: every figure, old against new")  # fmt: skip
     b.add_argument(
         "--compile", action="store_true",
         help="time to the first result: cold and warm Numba cache in fresh processes",

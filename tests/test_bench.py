@@ -258,3 +258,31 @@ def test_the_trainability_workload_agrees_with_jax_and_prints_the_ratio(capsys):
     assert found["ratio"] == found["jax_s"] / found["runner_s"]
     text = trainability.table(found)
     assert "speed ratio" in text and "target >= 3x" in text and "needs >= 95%: ok" in text
+
+
+def test_figures_old_against_new_scale_each_runner_row_by_revs_time():
+    """`--against REV`: each figure gets REV's value, from this run's rows with each
+    runner time scaled by REV's over this one's at that (shape, mode); a (shape, mode)
+    REV was not timed at has no old value; the table prints both."""
+    from runner.bench.tables import _figure_lines, old_figures, shape_figures, with_old
+
+    rows = {"JAX float64": {"ns_per_epoch_run": 300.0, "dtype": "float64"},
+            "runner float64 exact": {"ns_per_epoch_run": 100.0, "dtype": "float64",
+                                     "x_jax": 3.0, "peak_fraction": 0.3},
+            "runner float32 exact": {"ns_per_epoch_run": 50.0, "dtype": "float32",
+                                     "x_jax": 4.0, "peak_fraction": 0.2}}  # fmt: skip
+    result = {"shapes": {"256x8x64": {"shape": [256, 8, 64], "rows": rows}},
+              "against": {"rows": {"256x8x64 float64 exact": {"ratio": 0.5}}}}  # fmt: skip
+    new = shape_figures(result)
+    figs = with_old(new, old_figures(result, shapes=True))
+    by = {f["figure"]: f for f in figs}
+    f64 = by["256x8x64: runner float64 exact vs JAX float64"]
+    assert f64["value"] == 3.0 and f64["old"] == 1.5 and f64["holds"] and not f64["old_holds"]
+    peak = by["256x8x64: runner float64 exact, share of peak"]
+    assert peak["value"] == 30.0 and peak["old"] == 15.0 and peak["target"] == ">= 25%"
+    f32 = by["256x8x64: runner float32 exact vs JAX float32"]
+    assert f32["old"] is None and f32["old_holds"] is None  # REV not timed there
+    assert rows["runner float64 exact"]["ns_per_epoch_run"] == 100.0  # this run untouched
+    text = "\n".join(_figure_lines(figs))
+    assert "| figure | target | old | holds | new | holds |" in text
+    assert "| 1.50x | **no** | 3.00x | yes |" in text

@@ -60,3 +60,25 @@ def test_has_cache_index_sees_numba_writing_its_cache(tmp_path, monkeypatch):
     assert not numba_ext.has_cache_index(cached_mod.f)
     assert cached_mod.f(1) == 2
     assert numba_ext.has_cache_index(cached_mod.f)
+
+
+def test_the_kernels_sources_are_closed_under_import():
+    """Every runner.kernel module that a CPU kernel source imports is itself one of
+    ``KERNEL_SOURCES``, whose hash is in each variant's name (so that Numba's cache, which
+    checks only cpu.py, never loads a kernel built from other sources)."""
+    import ast
+
+    from runner.kernel import cpu
+
+    imported = set()
+    for name in cpu.KERNEL_SOURCES:
+        tree = ast.parse((ROOT / "runner" / "kernel" / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "runner.kernel":
+                imported |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "runner.kernel."
+            ):
+                imported.add(node.module.split(".")[2])
+    assert imported <= set(cpu.KERNEL_SOURCES), imported - set(cpu.KERNEL_SOURCES)
+    assert cpu.source_tag() in cpu.kernel(False, True, False).py_func.__name__

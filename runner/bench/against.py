@@ -9,13 +9,14 @@ data, weights and rate; in exact modes the two must give the same losses, bit fo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,31 +84,43 @@ def _time(tree: Path, args: dict[str, Any]) -> dict[str, Any]:
             "check": np.array(out["check"])}  # fmt: skip
 
 
-def run(rev: str, quick: bool = False, log: Callable[[str], None] | None = None,
-        shapes: tuple | None = None, modes: tuple | None = None) -> dict:  # fmt: skip
-    """Every (shape, mode): ns per epoch-run of REV's kernel and this one's, their ratio,
-    whether this one is not slower, and (exact modes) whether their losses are equal."""
-    say = log or (lambda msg: None)
-    rows: dict[str, Any] = {}
+@contextlib.contextmanager
+def checked_out(rev: str) -> Iterator[Path]:
+    """REV in a temporary git worktree for the block; RuntimeError if git cannot."""
     with tempfile.TemporaryDirectory() as tmp:
         old = worktree(rev, Path(tmp) / "old")
         try:
-            for shape in shapes or (QUICK_SHAPES if quick else SHAPES):
-                X, Y = peers.data(shape)
-                data = Path(tmp) / f"{shape_key(shape)}.npz"
-                np.savez(data, X=X, Y=Y)
-                for dtype, fastmath in modes or MODES:
-                    key = f"{shape_key(shape)} {mode_name(dtype, fastmath)}"
-                    say(f"against {rev}: {key}")
-                    args = {"data": str(data), "dtype": dtype, "fastmath": fastmath,
-                            "hidden": shape[2], "alpha": peers.alpha(shape),
-                            "runs": _runs("runner", shape, quick, False),
-                            "epochs": _epochs(shape, quick, False),
-                            "budget": BUDGET_S[quick], "repeats": 3 if quick else 5}  # fmt: skip
-                    rows[key] = _row(_time(old, args), _time(ROOT, args), fastmath)
+            yield old
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)],
                            capture_output=True)  # fmt: skip
+
+
+def run(rev: str, quick: bool = False, log: Callable[[str], None] | None = None,
+        shapes: tuple | None = None, modes: tuple | None = None,
+        old: Path | None = None) -> dict:  # fmt: skip
+    """Every (shape, mode): ns per epoch-run of REV's kernel and this one's, their ratio,
+    whether this one is not slower, and (exact modes) whether their losses are equal.
+    ``old``: REV already checked out there (``checked_out``)."""
+    if old is None:
+        with checked_out(rev) as tree:
+            return run(rev, quick, log, shapes, modes, tree)
+    say = log or (lambda msg: None)
+    rows: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for shape in shapes or (QUICK_SHAPES if quick else SHAPES):
+            X, Y = peers.data(shape)
+            data = Path(tmp) / f"{shape_key(shape)}.npz"
+            np.savez(data, X=X, Y=Y)
+            for dtype, fastmath in modes or MODES:
+                key = f"{shape_key(shape)} {mode_name(dtype, fastmath)}"
+                say(f"against {rev}: {key}")
+                args = {"data": str(data), "dtype": dtype, "fastmath": fastmath,
+                        "hidden": shape[2], "alpha": peers.alpha(shape),
+                        "runs": _runs("runner", shape, quick, False),
+                        "epochs": _epochs(shape, quick, False),
+                        "budget": BUDGET_S[quick], "repeats": 3 if quick else 5}  # fmt: skip
+                rows[key] = _row(_time(old, args), _time(ROOT, args), fastmath)
     timed = [r for r in rows.values() if "ratio" in r]
     return {"rev": rev, "quick": quick, "rows": rows,
             "holds": bool(timed) and all(r["not_slower"] for r in timed) and

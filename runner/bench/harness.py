@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -160,12 +161,16 @@ def _one(argv: list[str], quick: bool) -> dict[str, Any]:
     return out
 
 
-def _spawn(args: list[str], quick: bool) -> dict[str, Any]:
+def _spawn(args: list[str], quick: bool, tree: Path | None = None) -> dict[str, Any]:
+    """A measurement in a fresh process; ``tree``: another checkout's (its runner and
+    its own Numba cache)."""
     cmd = [sys.executable, "-m", "runner.bench.harness", *args] + (["--quick"] if quick else [])
     env = dict(os.environ)
     if args[0] == "kernel":  # one core: XLA's intra-op threads would use the others
         env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if tree is not None:
+        env.update(PYTHONPATH=str(tree), NUMBA_CACHE_DIR=str(tree / ".numba"))
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tree)
     if r.returncode != 0:
         lines = (r.stderr or r.stdout).strip().splitlines()
         return {"error": lines[-1] if lines else f"exit {r.returncode}"}
@@ -255,6 +260,26 @@ def run(quick: bool = False, log=None) -> dict[str, Any]:
         say(f"memory: {runs:,} runs x 1,000 epochs")
         result["memory"][str(runs)] = _spawn(["memory", str(runs)], quick)
     result["figures"] = figures(result)
+    return result
+
+
+def run_against(rev: str, shapes: bool = False, quick: bool = False, log=None) -> dict[str, Any]:
+    """``run`` (``run_shapes`` with ``shapes``) with REV's kernel timed beside this one's
+    at each of its (shape, mode) pairs, in a worktree, and (``run``) REV's own ``runner
+    sweep`` end to end; each figure then has REV's value beside this checkout's."""
+    from runner.bench import against
+    from runner.bench.tables import old_figures, with_old
+
+    say = log or (lambda msg: None)
+    result = (run_shapes if shapes else run)(quick=quick, log=log)
+    grid = tuple(tuple(e["shape"]) for e in result["shapes"].values()) if shapes else tuple(
+        PROBLEMS[p] for p in result["kernel"])  # fmt: skip
+    with against.checked_out(rev) as tree:
+        result["against"] = against.run(rev, quick, log, shapes=grid, old=tree)
+        if not shapes:
+            say(f"end to end: runner at {rev}")
+            result["e2e_old"] = _spawn(["e2e", "runner"], quick, tree)
+    result["figures"] = with_old(result["figures"], old_figures(result, shapes))
     return result
 
 

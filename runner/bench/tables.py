@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from typing import Any
@@ -61,12 +62,14 @@ def figures(result: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-LARGE = 1024  # samples x hidden from which a shape counts as large (issue 15: >= 30% peak)
+# samples x hidden from which a shape counts as large: 256 x 8 x 64 and larger (issue 23)
+LARGE = 256 * 64
+PEAK_SHARE = 25  # float64 exact's share of the core's peak there, in percent (issue 23)
 
 
 def shape_figures(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue 15's figures: runner >= 2x JAX (same dtype) at every shape; float64 exact at
-    >= 30% of the core's peak on the large shapes."""
+    """Issues 15 and 23's figures: runner >= 2x JAX (same dtype) at every shape and mode;
+    float64 exact at >= 25% of the core's peak on the large shapes."""
     out = []
     for key, entry in result["shapes"].items():
         n, _, nh = entry["shape"]
@@ -81,12 +84,54 @@ def shape_figures(result: dict[str, Any]) -> list[dict[str, Any]]:
             out.append(
                 _figure(
                     f"{key}: runner float64 exact, share of peak",
-                    30,
+                    PEAK_SHARE,
                     frac * 100 if frac is not None else None,
                     "%",
                 )
             )
     return out
+
+
+def old_figures(result: dict[str, Any], shapes: bool = False) -> list[dict[str, Any]]:
+    """The same figures for REV's kernel (``result["against"]``, ``runner bench --against``):
+    each runner row on one core with its time scaled by REV's over this one's, measured
+    side by side at that (shape, mode); the end-to-end row from REV's own ``runner sweep``
+    (``result["e2e_old"]``). A figure REV was not timed for has no value."""
+    versus = result["against"]["rows"]
+    old = copy.deepcopy(result)
+
+    def scale(row: dict[str, Any], key: str) -> None:
+        ratio = versus.get(key, {}).get("ratio")  # new / old
+        if "ns_per_epoch_run" not in row:
+            return
+        if ratio is None:
+            row.clear()
+            return
+        row["ns_per_epoch_run"] /= ratio
+        for name in ("x_jax", "peak_fraction"):
+            if name in row:
+                row[name] *= ratio
+
+    if shapes:
+        for key, entry in old["shapes"].items():
+            for name, row in entry["rows"].items():
+                if name.startswith("runner"):
+                    scale(row, f"{key} {name.removeprefix('runner ')}")
+        return shape_figures(old)
+    for problem, rows in old["kernel"].items():
+        key = "x".join(map(str, PROBLEMS[problem]))
+        for name, row in rows.items():
+            if name.startswith("runner") and name.endswith(", 1 core"):
+                scale(row, f"{key} {name.removeprefix('runner ').removesuffix(', 1 core')}")
+    old["e2e"] = {**old["e2e"], "runner": result.get("e2e_old", {})}
+    return figures(old)
+
+
+def with_old(figs: list[dict[str, Any]], old: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``figs`` with REV's value and whether it held beside each (the same order)."""
+    return [
+        {**f, "old": o["value"], "old_holds": o["holds"]} for f, o in zip(figs, old, strict=True)
+    ]
 
 
 # ----- tables -----
@@ -103,12 +148,17 @@ def _machine_line(result: dict[str, Any]) -> str:
 
 
 def _figure_lines(figs: list[dict[str, Any]]) -> list[str]:
-    lines = ["| figure | target | measured | holds |", "|---|---:|---:|---|"]
+    words = {True: "yes", False: "**no**", None: "not measured"}
+    if figs and "old" in figs[0]:
+        lines = ["| figure | target | old | holds | new | holds |", "|---|---:|---:|---|---:|---|"]
+    else:
+        lines = ["| figure | target | measured | holds |", "|---|---:|---:|---|"]
     for fig in figs:
-        unit = fig["unit"]
-        value = _f(fig["value"], ",.2f", unit if unit != "%" else "%")
-        holds = {True: "yes", False: "**no**", None: "not measured"}[fig["holds"]]
-        lines.append(f"| {fig['figure']} | {fig['target']} | {value} | {holds} |")
+        unit = fig["unit"] if fig["unit"] != "%" else "%"
+        value = f"{_f(fig['value'], ',.2f', unit)} | {words[fig['holds']]}"
+        if "old" in fig:
+            value = f"{_f(fig['old'], ',.2f', unit)} | {words[fig['old_holds']]} | {value}"
+        lines.append(f"| {fig['figure']} | {fig['target']} | {value} |")
     return lines
 
 

@@ -319,15 +319,20 @@ _KERNELS: dict[tuple[bool, bool, bool, str, bool], Any] = {}
 _DELTAS: dict[str, Any] = {}
 
 
+# The modules the CPU kernel is compiled from (tests/test_numba_ext.py checks that they
+# import no other module of runner.kernel).
+KERNEL_SOURCES = ("activations", "codes", "cpu", "exp", "family", "lanes", "numba_ext", "sums")
+
+
 def source_tag() -> str:
-    """A hash of the kernel's sources (``runner/kernel/*.py``), in every variant's name:
+    """A hash of the kernel's sources (``KERNEL_SOURCES``), in every variant's name:
     Numba's cache checks only the file that defines a function (this one), so without it
     an edit of ``sums.py`` or ``exp.py`` would load the kernel compiled before."""
     global _SOURCE_TAG
     if _SOURCE_TAG is None:
         h = hashlib.sha1()
-        for path in sorted(Path(__file__).parent.glob("*.py")):
-            h.update(path.read_bytes())
+        for name in KERNEL_SOURCES:
+            h.update((Path(__file__).parent / f"{name}.py").read_bytes())
         _SOURCE_TAG = h.hexdigest()[:10]
     return _SOURCE_TAG
 

@@ -17,25 +17,8 @@ import math
 
 import numpy as np
 
+from runner.kernel import codes as k
 from runner.kernel import reference as ref
-from runner.kernel.codes import (
-    CONVERGED,
-    DIVERGED,
-    EPOCHS_RUN,
-    FINAL_ACCURACY,
-    FINAL_LOSS,
-    FINAL_VAL_ACCURACY,
-    FINAL_VAL_LOSS,
-    FIRST_LOSS,
-    MIN_EPOCH,
-    MIN_LOSS,
-    MIN_VAL_EPOCH,
-    MIN_VAL_LOSS,
-    RAN_ALL,
-    STATUS,
-    STOPPED_EARLY,
-    TAIL_MEAN,
-)
 
 
 def _sum(P: np.ndarray) -> np.ndarray:
@@ -66,7 +49,7 @@ class _Lanes:
         self.min_loss, self.first_loss = np.full(R, np.inf), np.full(R, np.nan)
         self.tail_sum, self.tail_n = np.zeros(R), np.zeros(R, np.int64)
         self.last_loss, self.min_epoch = np.full(R, np.nan), np.zeros(R, np.int64)
-        self.last, self.status = np.zeros(R, np.int64), np.full(R, RAN_ALL, np.int64)
+        self.last, self.status = np.zeros(R, np.int64), np.full(R, k.RAN_ALL, np.int64)
         self.vlast, self.vmin = np.full(R, np.nan), np.full(R, np.inf)
         self.vmin_epoch = np.zeros(R, np.int64)
         self.bwh, self.bwz = self.wh.copy(), self.wz.copy()
@@ -131,7 +114,7 @@ def _losses(L: _Lanes, Wh, Wz, loss, epoch, row, in_tail, diverge_above, diverge
         else:
             loss_out[row, on] = loss[on]
     if bad.any():
-        L.status[bad] = DIVERGED
+        L.status[bad] = k.DIVERGED
         L.retire(Wh, Wz, bad)
 
 
@@ -225,7 +208,7 @@ def train_batch(
             _update(L, X, H, dz, dzh, activation, sequential)
             if stop_below > -np.inf:
                 stop = L.act & (L.last_loss < stop_below)
-                L.status[stop] = CONVERGED
+                L.status[stop] = k.CONVERGED
                 if stop.any():
                     L.retire(Wh, Wz, stop)
     _finish(L, Wh, Wz, istats, fstats, vstats if nv else None)
@@ -236,8 +219,8 @@ def _record_hits(L: _Lanes, Z, Y, Zv, Yv, epoch, row, acc_out, val_acc_out, asta
     on = L.act
     a = _hits(Z, Y) / Y.size
     va = _hits(Zv, Yv) / Yv.size if Zv is not None else np.full(a.shape, np.nan)
-    astats[on, FINAL_ACCURACY] = a[on]
-    astats[on, FINAL_VAL_ACCURACY] = va[on]
+    astats[on, k.FINAL_ACCURACY] = a[on]
+    astats[on, k.FINAL_VAL_ACCURACY] = va[on]
     if row is not None:
         acc_out[row, on] = a[on]
         val_acc_out[row, on] = va[on]
@@ -249,7 +232,7 @@ def _out_of_patience(L: _Lanes, Wh, Wz, epoch: int, patience: int) -> None:
     best = stop & (L.vmin_epoch > 0)
     L.wh[..., best] = L.bwh[..., best]
     L.wz[..., best] = L.bwz[..., best]
-    L.status[stop] = STOPPED_EARLY
+    L.status[stop] = k.STOPPED_EARLY
     if stop.any():
         L.retire(Wh, Wz, stop)
 
@@ -257,13 +240,13 @@ def _out_of_patience(L: _Lanes, Wh, Wz, epoch: int, patience: int) -> None:
 def _finish(L: _Lanes, Wh, Wz, istats, fstats, vstats) -> None:
     """``lanes._finish``: the runs still training hand their weights back; statistics."""
     L.retire(Wh, Wz, L.act.copy())
-    istats[:, EPOCHS_RUN], istats[:, MIN_EPOCH], istats[:, STATUS] = (
+    istats[:, k.EPOCHS_RUN], istats[:, k.MIN_EPOCH], istats[:, k.STATUS] = (
         L.last, L.min_epoch, L.status)  # fmt: skip
-    fstats[:, FINAL_LOSS], fstats[:, MIN_LOSS] = L.last_loss, L.min_loss
-    fstats[:, FIRST_LOSS] = L.first_loss
+    fstats[:, k.FINAL_LOSS], fstats[:, k.MIN_LOSS] = L.last_loss, L.min_loss
+    fstats[:, k.FIRST_LOSS] = L.first_loss
     with np.errstate(invalid="ignore", divide="ignore"):
-        fstats[:, TAIL_MEAN] = np.where(L.tail_n > 0, L.tail_sum / np.maximum(L.tail_n, 1),
+        fstats[:, k.TAIL_MEAN] = np.where(L.tail_n > 0, L.tail_sum / np.maximum(L.tail_n, 1),
                                         L.last_loss)  # fmt: skip
     if vstats is not None:
-        vstats[:, FINAL_VAL_LOSS], vstats[:, MIN_VAL_LOSS] = L.vlast, L.vmin
-        vstats[:, MIN_VAL_EPOCH] = L.vmin_epoch
+        vstats[:, k.FINAL_VAL_LOSS], vstats[:, k.MIN_VAL_LOSS] = L.vlast, L.vmin
+        vstats[:, k.MIN_VAL_EPOCH] = L.vmin_epoch
