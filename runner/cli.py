@@ -148,8 +148,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(json.dumps(found, indent=2) if args.json else trainability.table(found))
         return 0
     if args.against:
+        from runner.bench import against
+
         try:
-            result = bench.run_against(args.against, args.shapes, quick=args.quick, log=log)
+            result = against.run_against(args.against, args.shapes, quick=args.quick, log=log)
         except RuntimeError as exc:
             raise RunnerError(str(exc), key="--against") from None
     else:
@@ -162,8 +164,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         print(bench.shapes_table(result) if args.shapes else bench.table(result))
     if args.against:
-        from runner.bench import against
-
         print("\n" + against.table(result["against"]))
     return 0
 

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from runner.bench import peers
+from runner.bench import harness, peers
 from runner.bench.harness import BUDGET_S, QUICK_SHAPES, SHAPES, _epochs, _runs, shape_key
 from runner.bench.peers import MODES, mode_name
+from runner.bench.tables import old_figures, with_old
 
 ROOT = Path(__file__).resolve().parents[2]
 SLOWER = 1.05  # new / old above this is "slower": medians on a shared machine move ~5%
@@ -125,6 +126,23 @@ def run(rev: str, quick: bool = False, log: Callable[[str], None] | None = None,
     return {"rev": rev, "quick": quick, "rows": rows,
             "holds": bool(timed) and all(r["not_slower"] for r in timed) and
             all(r.get("same_losses", True) for r in timed)}  # fmt: skip
+
+
+def run_against(rev: str, shapes: bool = False, quick: bool = False, log=None) -> dict[str, Any]:
+    """``run`` (``run_shapes`` with ``shapes``) with REV's kernel timed beside this one's
+    at each of its (shape, mode) pairs, in a worktree, and (``run``) REV's own ``runner
+    sweep`` end to end; each figure then has REV's value beside this checkout's."""
+    say = log or (lambda msg: None)
+    result = (harness.run_shapes if shapes else harness.run)(quick=quick, log=log)
+    grid = tuple(tuple(e["shape"]) for e in result["shapes"].values()) if shapes else tuple(
+        peers.PROBLEMS[p] for p in result["kernel"])  # fmt: skip
+    with checked_out(rev) as tree:
+        result["against"] = run(rev, quick, log, shapes=grid, old=tree)
+        if not shapes:
+            say(f"end to end: runner at {rev}")
+            result["e2e_old"] = harness.spawn(["e2e", "runner"], quick, tree)
+    result["figures"] = with_old(result["figures"], old_figures(result, shapes))
+    return result
 
 
 def _row(old: dict, new: dict, fastmath: bool) -> dict[str, Any]:

@@ -161,7 +161,7 @@ def _one(argv: list[str], quick: bool) -> dict[str, Any]:
     return out
 
 
-def _spawn(args: list[str], quick: bool, tree: Path | None = None) -> dict[str, Any]:
+def spawn(args: list[str], quick: bool, tree: Path | None = None) -> dict[str, Any]:
     """A measurement in a fresh process; ``tree``: another checkout's (its runner and
     its own Numba cache)."""
     cmd = [sys.executable, "-m", "runner.bench.harness", *args] + (["--quick"] if quick else [])
@@ -200,7 +200,7 @@ def _kernel_row(
         threads,
         "problem" if problem else "shape",
     ]
-    row = _spawn(args, quick)
+    row = spawn(args, quick)
     row.update(peer=peer, dtype=dtype, fastmath=fastmath)
     return row
 
@@ -249,7 +249,7 @@ def run(quick: bool = False, log=None) -> dict[str, Any]:
             result["e2e"][name] = {"error": "precision modes not in this build"}
             continue
         say(f"end to end: {name}")
-        result["e2e"][name] = _spawn(["e2e", name], quick)
+        result["e2e"][name] = spawn(["e2e", name], quick)
     jax_rate = result["e2e"]["JAX + pyarrow"].get("rows_per_s")
     for name in ("runner", "runner, fastest mode", "JAX + pyarrow"):  # the same table
         row = result["e2e"][name]
@@ -258,28 +258,8 @@ def run(quick: bool = False, log=None) -> dict[str, Any]:
     result["memory"] = {}
     for runs in (2_000, 20_000) if quick else (10_000, 100_000):
         say(f"memory: {runs:,} runs x 1,000 epochs")
-        result["memory"][str(runs)] = _spawn(["memory", str(runs)], quick)
+        result["memory"][str(runs)] = spawn(["memory", str(runs)], quick)
     result["figures"] = figures(result)
-    return result
-
-
-def run_against(rev: str, shapes: bool = False, quick: bool = False, log=None) -> dict[str, Any]:
-    """``run`` (``run_shapes`` with ``shapes``) with REV's kernel timed beside this one's
-    at each of its (shape, mode) pairs, in a worktree, and (``run``) REV's own ``runner
-    sweep`` end to end; each figure then has REV's value beside this checkout's."""
-    from runner.bench import against
-    from runner.bench.tables import old_figures, with_old
-
-    say = log or (lambda msg: None)
-    result = (run_shapes if shapes else run)(quick=quick, log=log)
-    grid = tuple(tuple(e["shape"]) for e in result["shapes"].values()) if shapes else tuple(
-        PROBLEMS[p] for p in result["kernel"])  # fmt: skip
-    with against.checked_out(rev) as tree:
-        result["against"] = against.run(rev, quick, log, shapes=grid, old=tree)
-        if not shapes:
-            say(f"end to end: runner at {rev}")
-            result["e2e_old"] = _spawn(["e2e", "runner"], quick, tree)
-    result["figures"] = with_old(result["figures"], old_figures(result, shapes))
     return result
 
 

@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from runner.kernel import cpu as kernels
+from runner.run import shared_cache
 
 # The most seconds the NumPy path may take, by ``numpy_seconds``' estimate; above it, the
 # kernel compiles at once (a compile is about 20 s, the target is a result in 5).
@@ -66,31 +67,29 @@ def compile_later(variant: dict) -> None:
     _started.add(key)
     env = {**os.environ, "RUNNER_NUMPY_FIRST": "0"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runner.run.first", json.dumps(variant)], env=env,
+        [sys.executable, "-m", "runner.run.warm", json.dumps(variant)], env=env,
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
     with contextlib.suppress(OSError):  # a marker only: ``pending`` then misses it
-        _folder().mkdir(parents=True, exist_ok=True)
-        _marker(_folder(), proc.pid).touch()
+        folder().mkdir(parents=True, exist_ok=True)
+        marker(folder(), proc.pid).touch()
 
 
-def _folder() -> Path:
+def folder() -> Path:
     """Where the compile lock and the markers of background compiles are."""
-    from runner.run import shared_cache
-
     return shared_cache.cache_dir() or Path(tempfile.gettempdir())
 
 
-def _marker(folder: Path, pid: int) -> Path:
-    return folder / f"{MARKER}{pid}"
+def marker(where: Path, pid: int) -> Path:
+    return where / f"{MARKER}{pid}"
 
 
-def pending(folder: Path | None = None) -> list[int]:
-    """The background compiles still running (their pids), by their markers in ``folder``
-    (that of ``NUMBA_CACHE_DIR``, else the temporary folder)."""
+def pending(where: Path | None = None) -> list[int]:
+    """The background compiles still running (their pids), by their markers in ``where``
+    (by default ``folder()``: that of ``NUMBA_CACHE_DIR``, else the temporary folder)."""
     live = []
-    for path in (folder or _folder()).glob(f"{MARKER}*"):
+    for path in (where or folder()).glob(f"{MARKER}*"):
         pid = int(path.name[len(MARKER) :])
         try:
             os.kill(pid, 0)
@@ -101,31 +100,3 @@ def pending(folder: Path | None = None) -> list[int]:
             pass
         live.append(pid)
     return live
-
-
-def compile_variant(variant: dict) -> None:
-    """Compile (or load) ``variant``'s kernel by training one tiny run with it, under the
-    shared compile lock where ``NUMBA_CACHE_DIR`` is set."""
-    import numpy as np
-
-    from runner.kernel.numba_ext import compile_target
-    from runner.run import shared_cache
-    from runner.run.train import run_batch
-
-    v = dict(variant)
-    held_out, metrics = v.pop("held_out"), v.pop("metrics")
-    bias = v.get("bias", False)
-    X, Y = np.zeros((2, 1)), np.zeros((2, 1))
-    Wh, Wz = np.zeros((1 + bias, 1, 1)), np.zeros((1 + bias, 1, 1))
-    folder = _folder()
-    with shared_cache.compile_lock(folder, compile_target(), say=lambda m: None):
-        run_batch(X, Y, Wh, Wz, np.array([0.1]), 2, validation=(X, Y) if held_out else None,
-                  metrics=("accuracy",) if metrics else (), numpy_first=False,
-                  loss_dtype=np.dtype(v.pop("loss_dtype")).type, **v)  # fmt: skip
-
-
-if __name__ == "__main__":
-    try:
-        compile_variant(json.loads(sys.argv[1]))
-    finally:
-        _marker(_folder(), os.getpid()).unlink(missing_ok=True)

@@ -141,10 +141,9 @@ def run_batch(
 
     ``dtype``: the training precision; for "float32", X, Y, the weights and alpha are
     rounded to float32 once here, and the final weights written back widened (exactly).
-    ``fastmath``: FMA, reassociation and a cheaper exp and reciprocal (see
-    docs/precision.md). ``tile``: runs per kernel tile, a power of two from 4 to 64;
-    None chooses it from the shape (runner.kernel.tiles). Losses are computed in ``dtype``
-    and stored as ``loss_dtype``; ``fstats`` is float64 in every mode.
+    ``fastmath``: FMA, reassociation, a cheaper exp and reciprocal (docs/precision.md).
+    ``tile``: runs per kernel tile, a power of two from 4 to 64 (None: runner.kernel.tiles
+    chooses). Losses: computed in ``dtype``, stored as ``loss_dtype``; fstats: float64.
 
     The model (docs/numerics.md): ``activation`` of the hidden units, ``bias`` (Wh and
     Wz then have a last row: (inputs + 1, hidden, R), (hidden + 1, outputs, R)),
@@ -155,9 +154,8 @@ def run_batch(
 
     ``validation = (Xv, Yv)``, ``patience``: held-out rows and early stopping, as
     ``runner.train`` has them (``val_loss``, ``vstats``); ``metrics = ("accuracy",)``, with
-    a sigmoid output: accuracy, val_accuracy and astats. ``numpy_first``: a small batch in
-    an exact mode whose kernel is not compiled on this machine yet trains in NumPy, with
-    the same numbers, while the kernel compiles in the background (runner.run.first).
+    a sigmoid output: accuracy, val_accuracy and astats. ``numpy_first``: NumPy while the
+    kernel compiles, where that pays (runner.run.first).
     """
     check_mode(dtype, fastmath, tile, output, update)
     check_family(activation, bias, scaling, step)
@@ -177,42 +175,38 @@ def run_batch(
                                        alpha_hidden, alpha_output, dtype)  # fmt: skip
     hits, held_out = metric_arrays(metrics, output, loss.shape), held_out_arrays(
         validation, ni, no, bias, f, loss.shape, loss_dtype, patience)  # fmt: skip
-    args = (
-        np.ascontiguousarray(Xb, dtype=f),
-        np.ascontiguousarray(Y, dtype=f),
-        wh,
-        wz,
-        s_o,
-        s_h,
-        c_h,
-        c_o,
-        int(epochs),
-        output == "sigmoid",
-        update == "sequential",
-        int(every),
-        -math.inf if stop_below is None else float(stop_below),
-        math.inf if diverge_above is None else float(diverge_above),
-        loss,
-        istats,
-        fstats,
-    )
+    args = (np.ascontiguousarray(Xb, dtype=f), np.ascontiguousarray(Y, dtype=f), wh, wz, s_o,
+            s_h, c_h, c_o, int(epochs), output == "sigmoid", update == "sequential", int(every),
+            -math.inf if stop_below is None else float(stop_below),
+            math.inf if diverge_above is None else float(diverge_above), loss, istats,
+            fstats)  # fmt: skip
     rest = (activation, int(tail), float(diverge_factor), held_out, int(patience), hits)
-    key = (output == "sigmoid", update == "sequential", bool(fastmath), activation,
-           held_out is not None)  # fmt: skip
-    rows = n + (0 if held_out is None else len(held_out[0]))
-    if numpy_first and first.use_numpy(key, fastmath, epochs, rows, (ni + bias, nh, no, R)):
-        numpy_batch.train_batch(*args, *rest)
-        first.compile_later(dict(dtype=dtype, loss_dtype=np.dtype(loss_dtype).name,
-                                 output=output, update=update, activation=activation,
-                                 bias=bool(bias), held_out=held_out is not None,
-                                 metrics=hits is not None))  # fmt: skip
-    else:
+    if not (numpy_first and _numpy_first(args, rest, bool(fastmath), bool(bias), (nh, R))):
         w = kernels.scratch(n, ni + bias, nh, no, T, f, bool(fastmath), bool(bias), patience > 0)
         kernels.train_batch(*args, w, *rest)
     if wh is not Wh:
-        Wh[...] = wh
-        Wz[...] = wz
+        Wh[...], Wz[...] = wh, wz
     return with_extras(BatchResult(loss, istats, fstats, Wh, Wz), held_out, hits)
+
+
+def _numpy_first(args: tuple, rest: tuple, fastmath: bool, bias: bool, shape: tuple) -> bool:
+    """Train in NumPy if ``runner.run.first`` says so (then compile the variant in the
+    background); whether it did. ``args``, ``rest``: ``train_batch``'s; ``shape``:
+    (hidden, runs)."""
+    X, Y, epochs, sigmoid_out, sequential, loss = (args[i] for i in (0, 1, 8, 9, 10, 14))
+    activation, held_out, hits = rest[0], rest[3], rest[5]
+    key = (sigmoid_out, sequential, fastmath, activation, held_out is not None)
+    rows = len(X) + (0 if held_out is None else len(held_out[0]))
+    if not first.use_numpy(key, fastmath, epochs, rows, (X.shape[1], shape[0], Y.shape[1],
+                                                           shape[1])):  # fmt: skip
+        return False
+    variant = dict(dtype=X.dtype.name, loss_dtype=loss.dtype.name,
+                   output="sigmoid" if sigmoid_out else "linear",
+                   update="sequential" if sequential else "simultaneous", activation=activation,
+                   bias=bias, held_out=held_out is not None, metrics=hits is not None)  # fmt: skip
+    numpy_batch.train_batch(*args, *rest)
+    first.compile_later(variant)
+    return True
 
 
 def with_extras(res: BatchResult, held_out: tuple | None, hits: tuple | None) -> BatchResult:
