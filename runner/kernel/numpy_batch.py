@@ -19,23 +19,13 @@ import numpy as np
 
 from runner.kernel import codes as k
 from runner.kernel import reference as ref
+from runner.kernel.lanes import slot_of
 
 
 def _sum(P: np.ndarray) -> np.ndarray:
     """The sum over axis 0 from 0, one term at a time: ((0 + P[0]) + P[1]) + ..."""
     P[0] += P.dtype.type(0)  # 0 + (-0.0) is +0.0, as the kernel's first step
     return np.add.accumulate(P, axis=0)[-1]
-
-
-def _derivative(activation: str, H: np.ndarray) -> np.ndarray:
-    one, zero = H.dtype.type(1), H.dtype.type(0)
-    if activation == "sigmoid":
-        return H * (one - H)
-    if activation == "tanh":
-        return one - H * H
-    if activation == "relu":
-        return np.where(H > zero, one, zero)
-    return np.ones_like(H)
 
 
 class _Lanes:
@@ -66,14 +56,14 @@ class _Lanes:
 
 
 def _forward(Xb, L: _Lanes, c_h, c_o, activation: str, sigmoid_out: bool):
-    """(H with its bias unit, Z): the kernel's ``_train_pass`` forward, every run at once."""
+    """(A, H with its bias unit, Z): the kernel's ``_train_pass`` forward, every run at once."""
     A = _sum(Xb.T[:, :, None, None] * L.wh[:, None, :, :]) * c_h  # (n, hidden, R)
     H = ref.activate(activation, A)
     nh, nb = L.wh.shape[1], L.wz.shape[0]
     if nb > nh:  # the bias unit
         H = np.concatenate([H, np.ones((H.shape[0], 1, H.shape[2]), H.dtype)], axis=1)
     P = _sum(H.transpose(1, 0, 2)[:, :, None, :] * L.wz[:, None, :, :]) * c_o  # (n, o, R)
-    return H, (ref.sigmoid(P) if sigmoid_out else P)
+    return A, H, (ref.sigmoid(P) if sigmoid_out else P)
 
 
 def _squares(E: np.ndarray) -> np.ndarray:
@@ -83,9 +73,9 @@ def _squares(E: np.ndarray) -> np.ndarray:
 
 
 def _recorded(epoch: int, every: int) -> int | None:
-    """The row of a recorded epoch (``lanes.slot_of``), or None."""
+    """The row of a recorded epoch (``lanes.slot_of``, run as Python), or None."""
     if every > 0 and (epoch == 1 or epoch % every == 0):
-        return epoch - 1 if every == 1 else epoch // every
+        return slot_of.py_func(epoch, every)
     return None
 
 
@@ -121,7 +111,7 @@ def _losses(L: _Lanes, Wh, Wz, loss, epoch, row, in_tail, diverge_above, diverge
 def _val_losses(L: _Lanes, Xvb, Yv, vsize, epoch, row, patience, val_out, fwd) -> np.ndarray:
     """``lanes._val_losses``: the held-out losses, recorded, the least kept (with its
     weights for ``patience``); returns the held-out outputs Z."""
-    Zv = fwd(Xvb)[1]
+    Zv = fwd(Xvb)[2]
     vloss = _squares(Yv[:, :, None] - Zv) / vsize
     on = L.act
     L.vlast[on] = vloss[on]
@@ -142,7 +132,7 @@ def _hits(Z, Y) -> np.ndarray:
     return np.count_nonzero((Z > half) == (Y[:, :, None] > half), axis=(0, 1))
 
 
-def _update(L: _Lanes, Xb, H, dz, dzh, activation: str, sequential: bool) -> None:
+def _update(L: _Lanes, Xb, A, H, dz, dzh, activation: str, sequential: bool) -> None:
     """The epoch's update of both layers (``sums.update_wz``, ``sums.delta_update_wh``),
     in place."""
     nh = L.wh.shape[1]
@@ -152,7 +142,7 @@ def _update(L: _Lanes, Xb, H, dz, dzh, activation: str, sequential: bool) -> Non
         d = L.wz.dtype.type(0) + dzh[:, 0, None, :] * L.wz[None, :nh, 0, :]
         for o in range(1, no):
             d = d + dzh[:, o, None, :] * L.wz[None, :nh, o, :]
-        return d * _derivative(activation, H[:, :nh, :])
+        return d * ref.derivative(activation, A, H[:, :nh, :])
 
     if sequential:  # dA from the updated Wz
         L.wz += _sum(H[:, :, None, :] * dz[:, None, :, :])
@@ -191,7 +181,7 @@ def train_batch(
             if not L.act.any():
                 break
             row = _recorded(epoch, every)
-            H, Z = fwd(X)
+            A, H, Z = fwd(X)
             E = Y[:, :, None] - Z
             loss = _squares(E) / size
             Zv = _val_losses(L, Xv, Yv, vsize, epoch, row, patience, val_out, fwd) if nv else None
@@ -201,11 +191,11 @@ def train_batch(
                     diverge_factor, loss_out)  # fmt: skip
             if patience > 0:
                 _out_of_patience(L, Wh, Wz, epoch, patience)
-            g = Z * (one - Z) if sigmoid_out else None
             dz, dzh = E * L.a, E * L.ah
             if sigmoid_out:
+                g = Z * (one - Z)
                 dz, dzh = dz * g, dzh * g
-            _update(L, X, H, dz, dzh, activation, sequential)
+            _update(L, X, A, H, dz, dzh, activation, sequential)
             if stop_below > -np.inf:
                 stop = L.act & (L.last_loss < stop_below)
                 L.status[stop] = k.CONVERGED
