@@ -332,15 +332,26 @@ def _newton(y, d, one):
 
 
 @njit(inline="always", **JIT)
-def _recip(d):
-    """1 / d for a finite d >= 1: a guess within 5% by subtracting the bits from a magic
-    constant, then Newton steps y += y * (1 - d * y), each squaring the error (three
-    for float32, four for float64)."""
-    _, _, magic, steps = _fast_consts(d)
+def _recip_guess(d):
+    """A guess of 1 / d within 5% for a finite d >= 1: the bits subtracted from a magic
+    constant."""
+    return _bits_as_float(_fast_consts(d)[2] - _float_as_bits(d), d)
+
+
+@njit(inline="always", **JIT)
+def _recip3(d):
+    """1 / d by the guess and three Newton steps y += y * (1 - d * y), each squaring the
+    error (float32)."""
     one = _exp_consts(d)[1][-1]
-    y = _bits_as_float(magic - _float_as_bits(d), d)
-    y = _newton(_newton(_newton(y, d, one), d, one), d, one)
-    return _newton(y, d, one) if steps == 4 else y
+    return _newton(_newton(_newton(_recip_guess(d), d, one), d, one), d, one)
+
+
+@njit(inline="always", **JIT)
+def _recip4(d):
+    """1 / d by the guess and four Newton steps (float64). No branch on the count: a
+    conditional inside the inlined overload trips Numba's SSA check (a warning)."""
+    one = _exp_consts(d)[1][-1]
+    return _newton(_recip3(d), d, one)
 
 
 @njit(inline="always", **JIT)
@@ -374,14 +385,16 @@ def divides_fast() -> bool:
 
 
 def _inverse(d):
-    """1 / d in fastmath's sigmoid: a division or ``_recip`` (``divides_fast``)."""
+    """1 / d in fastmath's sigmoid: a division (``divides_fast``) or Newton's steps."""
 
 
 @overload(_inverse, inline="always", jit_options=JIT)
 def _inverse_impl(d):
     if divides_fast():
         return lambda d: _exp_consts(d)[1][-1] / d
-    return lambda d: _recip(d)
+    if (FAST32 if d == types.float32 else FAST64)[3] == 3:
+        return lambda d: _recip3(d)
+    return lambda d: _recip4(d)
 
 
 @njit(inline="always", **JIT)
