@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from numba import njit
 
 import runner
-from runner.kernel import asm, exp, reference
+from runner.kernel import asm, exp, numba_ext, reference
 from runner.kernel import cpu as kernels
 from runner.plan.data import builtin
 from runner.run.train import init_weights, run_batch
@@ -256,9 +256,35 @@ def test_exact_kernels_have_no_fma_and_fastmath_kernels_do(dtype):
     exact = asm.vector_report(dtype)
     fast = asm.vector_report(dtype, fastmath=True)
     assert exact["packed"] > 0 and fast["packed"] > 0
+    assert exact["zmm"] == 0 and fast["zmm"] == 0  # LLVM's 256 bits unless asked
     assert exact["fma"] == 0
     assert fast["fma"] > 0
     assert not exact["exp_call"] and not fast["exp_call"]
+
+
+def test_vector_width_is_512_bits_only_when_asked_on_avx512(monkeypatch):
+    """512-bit vectors where Numba compiles for AVX-512 and RUNNER_VECTOR_WIDTH=512 asks;
+    else LLVM's choice (256 bits there). Each width is a kernel (a cache entry) of its own."""
+    for avx512, told, width in [(True, None, 256), (True, "512", 512), (True, "256", 256),
+                                (False, "512", 256)]:  # fmt: skip
+        monkeypatch.setattr(numba_ext, "compiles_for_avx512", lambda v=avx512: v)
+        if told is None:
+            monkeypatch.delenv("RUNNER_VECTOR_WIDTH", raising=False)
+        else:
+            monkeypatch.setenv("RUNNER_VECTOR_WIDTH", told)
+        assert numba_ext.vector_width() == width
+        assert numba_ext.compiler_for(width) is (
+            numba_ext.WideCompiler if width == 512 else numba_ext.NoAliasCompiler
+        )
+
+
+@pytest.mark.slow  # assembly, compiled afresh: make test-all
+def test_asked_for_512_bits_the_kernel_uses_zmm_registers(monkeypatch):
+    if not numba_ext.compiles_for_avx512():
+        pytest.skip("this CPU has no AVX-512: no 512-bit registers to ask for")
+    monkeypatch.setenv("RUNNER_VECTOR_WIDTH", "512")
+    wide = asm.vector_report("float64")
+    assert wide["zmm"] > wide["ymm"] > 0 and wide["fma"] == 0
 
 
 @pytest.mark.parametrize("cpu", ["znver3", "znver4", "haswell", "skylake-avx512", "generic"])

@@ -9,7 +9,7 @@ from numba import njit
 
 from runner.kernel import cpu
 from runner.kernel.codes import TILE
-from runner.kernel.numba_ext import FASTMATH, JIT, NoAliasCompiler
+from runner.kernel.numba_ext import FASTMATH, JIT, compiler_for, vector_width
 
 _VECTOR_OP = re.compile(r"\bv(mul|add|sub|div)p[sd]\b.*\b([yz]mm)")
 _SCALAR_OP = re.compile(r"\bv(mul|add|sub|div)s[sd]\b")
@@ -28,7 +28,7 @@ def tile_asm(
     inspected)."""
     py = cpu.kernel(sigmoid_out, sequential, fastmath).py_func
     flags = {**JIT, "cache": False} | ({"fastmath": FASTMATH} if fastmath else {})
-    fn = njit(pipeline_class=NoAliasCompiler, **flags)(py)
+    fn = njit(pipeline_class=compiler_for(vector_width()), **flags)(py)
     f = np.dtype(dtype)
     n, ni, no, R = 4, 2, 1, TILE
     X, Y = np.ones((n, ni), f), np.ones((n, no), f)

@@ -62,9 +62,10 @@ from runner.kernel.lanes import (
 from runner.kernel.numba_ext import (
     FASTMATH,
     JIT,
-    NoAliasCompiler,
     clone_function,
+    compiler_for,
     has_cache_index,
+    vector_width,
 )
 from runner.kernel.sums import delta_update_wh, sample_delta, sum_rows, update_wz
 
@@ -368,7 +369,8 @@ def kernel(
         exact, fast, _ = HIDDEN[activation]
         choices = dict(SIGMOID_OUT=key[0], sigmoid4=sigmoid4_cheap if key[2] else sigmoid4,
                        act4=fast if key[2] else exact)  # fmt: skip
-        name = f"{variant_name(*key)}_{source_tag()}"
+        width = vector_width()  # 512 bits: a cache entry of its own
+        name = f"{variant_name(*key)}_{source_tag()}" + ("_zmm" if width == 512 else "")
         held, rows = (njit(inline="always", **JIT)(clone_function(f, f"{name}_{f.__name__}",
                                                                   **choices))
                       for f in (_held_out_pass, _train_pass))  # fmt: skip
@@ -379,7 +381,7 @@ def kernel(
             _held_out=held, _train_rows=rows, **choices,
         )  # fmt: skip
         flags = {**JIT, "fastmath": FASTMATH} if key[2] else JIT
-        fn = _KERNELS[key] = njit(pipeline_class=NoAliasCompiler, **flags)(py)
+        fn = _KERNELS[key] = njit(pipeline_class=compiler_for(width), **flags)(py)
     return fn
 
 

@@ -10,6 +10,10 @@ What each use relies on:
 
 - ``NoAliasCompiler``: ``numba.core.compiler.Compiler`` and the ``state.flags.noalias``
   flag (marks every array argument's data pointer ``noalias``, as parfors does);
+- ``WideCompiler``: ``numba.core.typed_passes.NativeLowering`` replaced in the nopython
+  pipeline by a subclass whose ``lowering_class`` (a ``numba.core.lowering.Lower``) adds
+  an LLVM string attribute to the function it lowers, past llvmlite's list of known
+  attributes (``FunctionAttributes`` is a ``set``);
 - ``frozen_fptosi``: ``IRBuilder._insert`` with a hand-built ``freeze`` instruction
   (llvmlite has no ``builder.freeze``);
 - ``compiles_for_avx512``: ``numba.core.config.CPU_NAME``/``CPU_FEATURES`` and
@@ -25,11 +29,13 @@ What each use relies on:
 
 from __future__ import annotations
 
+import os
 import types as types_mod
 
 from llvmlite import ir
-from numba.core import compiler, config
+from numba.core import compiler, config, lowering, typed_passes
 from numba.core.codegen import get_host_cpu_features
+from numba.core.compiler_machinery import register_pass
 
 # Every Numba flag in one place. error_model="numpy" drops the division-by-zero
 # branch that would stop LLVM vectorising the loops.
@@ -57,6 +63,50 @@ class NoAliasCompiler(compiler.Compiler):
     def define_pipelines(self):
         self.state.flags.noalias = True
         return super().define_pipelines()
+
+
+class _WideLower(lowering.Lower):
+    """Numba's lowering, with ``"prefer-vector-width"="512"`` on the function: LLVM's
+    vectoriser then uses 512-bit registers where the CPU has them (on AVX-512 CPUs LLVM
+    prefers 256 bits by default)."""
+
+    def pre_lower(self):
+        super().pre_lower()
+        set.add(self.builder.function.attributes, '"prefer-vector-width"="512"')
+
+
+@register_pass(mutates_CFG=True, analysis_only=False)
+class _WideLowering(typed_passes.NativeLowering):
+    _name = "runner_wide_lowering"
+
+    @property
+    def lowering_class(self):
+        return _WideLower
+
+
+class WideCompiler(NoAliasCompiler):
+    """``NoAliasCompiler`` whose function prefers 512-bit vectors (``vector_width``)."""
+
+    def define_pipelines(self):
+        pipelines = super().define_pipelines()
+        for pm in pipelines:
+            pm.passes = [(_WideLowering if p is typed_passes.NativeLowering else p, text)
+                         for p, text in pm.passes]  # fmt: skip
+        return pipelines
+
+
+def vector_width() -> int:
+    """The vector width the kernels are compiled for: 512 bits where Numba compiles for
+    AVX-512 (``compiles_for_avx512``) and ``RUNNER_VECTOR_WIDTH=512`` asks for it; else
+    LLVM's own choice, 256 bits on AVX-512 CPUs (measured faster on a Xeon: see
+    docs/performance.md)."""
+    wide = os.environ.get("RUNNER_VECTOR_WIDTH", "") == "512"
+    return 512 if wide and compiles_for_avx512() else 256
+
+
+def compiler_for(width: int):
+    """The kernels' Numba compiler for a ``vector_width()``."""
+    return WideCompiler if width == 512 else NoAliasCompiler
 
 
 def frozen_fptosi(builder: ir.IRBuilder, x: ir.Value, ty: ir.IntType) -> ir.Instruction:
