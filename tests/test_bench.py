@@ -286,3 +286,31 @@ def test_figures_old_against_new_scale_each_runner_row_by_revs_time():
     text = "\n".join(_figure_lines(figs))
     assert "| figure | target | old | holds | new | holds |" in text
     assert "| 1.50x | **no** | 3.00x | yes |" in text
+
+
+def test_against_takes_turns_and_reports_the_median_of_the_rounds_ratios(monkeypatch):
+    """`--against`: the trees alternate which goes first; new / old is the median of the
+    rounds' ratios (a slow moment in one round does not decide); any round's error, or
+    any round's exact losses differing, shows."""
+    from pathlib import Path
+
+    from runner.bench import against
+
+    old, calls = Path("/old"), []
+    times = {old: iter([100.0, 300.0, 100.0]), against.ROOT: iter([90.0, 100.0, 95.0])}
+
+    def fake(tree, args):
+        calls.append(tree)
+        return {"ns_per_epoch_run": next(times[tree]), "check": np.zeros(2)}
+
+    monkeypatch.setattr(against, "_time", fake)
+    olds, news = against._turns(old, {}, 3)
+    assert calls == [old, against.ROOT, against.ROOT, old, old, against.ROOT]
+    row = against._row(olds, news, fastmath=False)
+    assert row["ratio"] == 0.9  # ratios 0.9, 1/3, 0.95: their median
+    assert row["old_ns"] == 100.0 and row["new_ns"] == 95.0 and row["rounds"] == 3
+    assert row["not_slower"] and row["same_losses"]
+    news[1] = {**news[1], "check": np.ones(2)}
+    assert against._row(olds, news, fastmath=False)["same_losses"] is False
+    assert "same_losses" not in against._row(olds, news, fastmath=True)
+    assert against._row(olds, [*news[:2], {"error": "boom"}], False) == {"error": "boom"}

@@ -5,6 +5,9 @@ REV is checked out into a temporary ``git worktree``; each (shape, mode) is time
 fresh process per tree, pinned to one core, by the same script (``TIMING``), which
 imports ``run_batch`` from whichever layout the tree has. Both trees train the same
 data, weights and rate; in exact modes the two must give the same losses, bit for bit.
+The two trees take turns for ``ROUNDS`` rounds, each starting with the other tree, and
+the ratio is the median of the rounds' ratios: on a shared machine one process's median
+can move by half (measured), a drift that alternation cancels.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from runner.bench.tables import old_figures, with_old
 
 ROOT = Path(__file__).resolve().parents[2]
 SLOWER = 1.05  # new / old above this is "slower": medians on a shared machine move ~5%
+ROUNDS = {False: 3, True: 2}  # turns of old and new per (shape, mode): full, quick
 
 TIMING = """
 import json, os, sys, time
@@ -121,7 +125,7 @@ def run(rev: str, quick: bool = False, log: Callable[[str], None] | None = None,
                         "runs": _runs("runner", shape, quick, False),
                         "epochs": _epochs(shape, quick, False),
                         "budget": BUDGET_S[quick], "repeats": 3 if quick else 5}  # fmt: skip
-                rows[key] = _row(_time(old, args), _time(ROOT, args), fastmath)
+                rows[key] = _row(*_turns(old, args, ROUNDS[quick]), fastmath)
     timed = [r for r in rows.values() if "ratio" in r]
     return {"rev": rev, "quick": quick, "rows": rows,
             "holds": bool(timed) and all(r["not_slower"] for r in timed) and
@@ -145,20 +149,40 @@ def run_against(rev: str, shapes: bool = False, quick: bool = False, log=None) -
     return result
 
 
-def _row(old: dict, new: dict, fastmath: bool) -> dict[str, Any]:
-    if "error" in old or "error" in new:
-        return {"error": old.get("error") or new.get("error")}
-    ratio = new["ns_per_epoch_run"] / old["ns_per_epoch_run"]
-    row = {"old_ns": old["ns_per_epoch_run"], "new_ns": new["ns_per_epoch_run"],
-           "ratio": ratio, "not_slower": ratio <= SLOWER}  # fmt: skip
+def _turns(old: Path, args: dict[str, Any], rounds: int) -> tuple[list, list]:
+    """REV's and this tree's timings, ``rounds`` of each, the trees taking turns to go
+    first."""
+    olds, news = [], []
+    for i in range(rounds):
+        order = (old, ROOT) if i % 2 == 0 else (ROOT, old)
+        got = [_time(tree, args) for tree in order]
+        olds.append(got[order.index(old)])
+        news.append(got[order.index(ROOT)])
+    return olds, news
+
+
+def _row(olds: list[dict], news: list[dict], fastmath: bool) -> dict[str, Any]:
+    """One (shape, mode): the median time of each tree and the median of the rounds'
+    ratios (new over old); with exact modes, whether every round's losses agree."""
+    for t in olds + news:
+        if "error" in t:
+            return {"error": t["error"]}
+    pairs = list(zip(olds, news, strict=True))
+    ratios = [n["ns_per_epoch_run"] / o["ns_per_epoch_run"] for o, n in pairs]
+    ratio = statistics.median(ratios)
+    row = {"old_ns": statistics.median(o["ns_per_epoch_run"] for o in olds),
+           "new_ns": statistics.median(n["ns_per_epoch_run"] for n in news),
+           "ratio": ratio, "not_slower": ratio <= SLOWER, "rounds": len(ratios)}  # fmt: skip
     if not fastmath:
-        row["same_losses"] = bool(np.array_equal(old["check"], new["check"], equal_nan=True))
+        row["same_losses"] = all(np.array_equal(o["check"], n["check"], equal_nan=True)
+                                 for o, n in pairs)  # fmt: skip
     return row
 
 
 def table(result: dict[str, Any]) -> str:
     lines = [f"This checkout's kernel against {result['rev']}'s, one core, ns per epoch-run "
-             "(median; 'not slower' is new / old <= 1.05):", "",
+             "(median of each tree's times; new / old: the median of the rounds' ratios, the "
+             "trees taking turns; 'not slower' is new / old <= 1.05):", "",
              "| shape, mode | old | new | new / old | not slower | same losses |",
              "|---|---:|---:|---:|---|---|"]  # fmt: skip
     for key, r in result["rows"].items():
