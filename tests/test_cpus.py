@@ -21,7 +21,7 @@ TARGETS = {
     "haswell": {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": ""},  # AVX2 and FMA
 }
 DTYPES = ["float64", "float32"]
-LARGE_EXAMPLES = 8  # of tests/large_shapes.py's property (up to 1024 x 256), each build
+LARGE_EXAMPLES = 4  # of tests/large_shapes.py's property (up to 1024 x 256), each build
 
 # Chaotic runs: seed data, alpha 0.1 and 0.03, 3000 epochs, two tiles of 64 runs, each
 # output layer and each update once (two variants a build: every build compiles afresh);
