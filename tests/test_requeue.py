@@ -1,5 +1,9 @@
 """runner.run.requeue without a cluster: the grace budget and when chunks in flight are given up."""
 
+import signal
+import subprocess
+import sys
+import textwrap
 import time
 
 import pytest
@@ -32,6 +36,52 @@ def test_chunks_in_flight_are_given_up_only_when_they_cannot_fit():
     assert not stop.give_up(5000.0)  # nothing in flight
     stop.deadline = time.monotonic() - 1
     assert stop.give_up(None)
+
+
+# drain() under signals, in a child: a busy thread keeps the GIL for 0.5 s at a time, so
+# that a wait the signal interrupts ends after its timeout (as on a loaded CI machine)
+DRAIN_UNDER_SIGNALS = textwrap.dedent("""
+    import signal, sys, threading
+    from runner.run import requeue
+
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # once the sweep's handler is gone
+    stop = requeue.Graceful(grace=4.0)  # 3 s for the chunks in flight, then give up
+    sys.setswitchinterval(0.5)
+
+    def busy():
+        while True:
+            pass
+
+    def results():
+        threading.Event().wait()  # a chunk that never finishes
+        yield
+
+    with requeue.handling(stop):
+        threading.Thread(target=busy, daemon=True).start()
+        print("ready", flush=True)
+        try:
+            list(requeue.drain(results(), stop))
+        except KeyboardInterrupt:
+            print("gave up", stop.abandoned, flush=True)
+""")
+
+
+def test_drain_gives_up_at_the_deadline_however_often_signals_interrupt_its_wait():
+    """A signal landing in drain's wait must not make it wait for ever (CPython 3.11's
+    SimpleQueue.get did: CI hung in test_slurm's USR1 test)."""
+    child = subprocess.Popen([sys.executable, "-c", DRAIN_UNDER_SIGNALS],
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert child.stdout.readline() == "ready\n"
+        t0 = time.monotonic()
+        while child.poll() is None and time.monotonic() < t0 + 5:
+            child.send_signal(signal.SIGUSR1)
+            time.sleep(0.02)
+        out = child.communicate(timeout=30)[0]
+    finally:
+        child.kill()
+    assert (child.returncode, out) == (0, "gave up True\n")
+    assert time.monotonic() - t0 < 10  # the 3 s budget, and the busy thread's turns
 
 
 @pytest.mark.parametrize(

@@ -87,15 +87,16 @@ def test_bad_requeue_and_then_options_are_one_line_errors(tmp_path, capsys, args
     assert not (tmp_path / NAME).exists()
 
 
-def wait_for(check, what: str, timeout: float = 120.0):
-    """Poll ``check()`` until it returns something true; that value."""
+def wait_for(check, what: str, timeout: float = 120.0, said=lambda: ""):
+    """Poll ``check()`` until it returns something true; that value. Failing, the message
+    ends with ``said()`` (what the process printed)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         found = check()
         if found:
             return found
         time.sleep(0.1)
-    pytest.fail(f"{what}: not within {timeout} s")
+    pytest.fail(f"{what}: not within {timeout} s; it printed:\n{said()}")
 
 
 def claims(folder: Path, shard: int = 0, shards: int = 1) -> list[tuple[int, int]]:
@@ -144,7 +145,8 @@ def test_usr1_outside_slurm_stops_at_a_chunk_boundary(tmp_path, reference, grace
         proc.send_signal(signal.SIGUSR1)
         if written:  # let the held chunk go once the stop is noticed
             stop = "SIGUSR1: stopping: no new chunk"
-            wait_for(lambda: any(stop in line for line in lines), f"{stop!r} on stderr")
+            wait_for(lambda: any(stop in line for line in lines), f"{stop!r} on stderr",
+                     said=lambda: "".join(lines))  # fmt: skip
             hold.unlink()
         code = proc.wait(timeout=120)
         reader.join(timeout=30)

@@ -99,7 +99,9 @@ def drain(
     and give up the work in flight once it no longer fits in the grace: then (and when
     the workers die after a stop, with an error not in ``fatal``) KeyboardInterrupt is
     raised with ``stop.abandoned`` set. Items with ``.seconds`` time the estimate."""
-    box: queue.SimpleQueue = queue.SimpleQueue()
+    # not SimpleQueue: its get(timeout) on 3.11 and 3.12, interrupted by a signal once its
+    # timeout has passed, waits with no timeout at all (no stop is ever seen; CI hung so)
+    box: queue.Queue = queue.Queue()
     end = object()
 
     def pump() -> None:
