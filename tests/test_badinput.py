@@ -201,6 +201,23 @@ def test_toml_error_names_the_line(tmp_path):
         load_spec(spec)
 
 
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("RUNNER_TILE", "12", "RUNNER_TILE: must be one of (4, 8, 16, 32, 64), got '12'"),
+    ("RUNNER_VECTOR_WIDTH", "521", "RUNNER_VECTOR_WIDTH: must be 256 or 512, got '521'"),
+    ("RUNNER_VECTOR_WIDTH", "wide", "RUNNER_VECTOR_WIDTH: must be 256 or 512, got 'wide'"),
+])  # fmt: skip
+def test_bad_kernel_settings_in_the_environment_exit_2(tmp_path, capsys, monkeypatch, key,
+                                                       value, message):  # fmt: skip
+    monkeypatch.setenv(key, value)
+    spec = tmp_path / "s.toml"
+    spec.write_text(GOOD)
+    out = tmp_path / "out"
+    assert main(["sweep", str(spec), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"runner: error: {message}\n"
+    assert not out.exists()
+
+
 def test_missing_spec_and_status_of_missing_folder(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "none.toml")]) == 2
     assert main(["status", str(tmp_path / "none")]) == 2

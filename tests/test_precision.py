@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from numba import njit
 
 import runner
+from runner.errors import RunnerError
 from runner.kernel import asm, exp, numba_ext, reference
 from runner.kernel import cpu as kernels
 from runner.plan.data import builtin
@@ -276,6 +277,11 @@ def test_vector_width_is_512_bits_only_when_asked_on_avx512(monkeypatch):
         assert numba_ext.compiler_for(width) is (
             numba_ext.WideCompiler if width == 512 else numba_ext.NoAliasCompiler
         )
+    for told in ["521", "wide", "0"]:  # a typo is refused, not taken for the default
+        monkeypatch.setenv("RUNNER_VECTOR_WIDTH", told)
+        said = f"RUNNER_VECTOR_WIDTH: must be 256 or 512, got '{told}'"
+        with pytest.raises(RunnerError, match=said):
+            numba_ext.vector_width()
 
 
 @pytest.mark.slow  # assembly, compiled afresh: make test-all

@@ -37,6 +37,8 @@ from numba.core import compiler, config, lowering, typed_passes
 from numba.core.codegen import get_host_cpu_features
 from numba.core.compiler_machinery import register_pass
 
+from runner.errors import RunnerError
+
 # Every Numba flag in one place. error_model="numpy" drops the division-by-zero
 # branch that would stop LLVM vectorising the loops.
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "boundscheck": False}
@@ -99,9 +101,11 @@ def vector_width() -> int:
     """The vector width the kernels are compiled for: 512 bits where Numba compiles for
     AVX-512 (``compiles_for_avx512``) and ``RUNNER_VECTOR_WIDTH=512`` asks for it; else
     LLVM's own choice, 256 bits on AVX-512 CPUs (measured faster on a Xeon: see
-    docs/performance.md)."""
-    wide = os.environ.get("RUNNER_VECTOR_WIDTH", "") == "512"
-    return 512 if wide and compiles_for_avx512() else 256
+    docs/performance.md). Any other value than 256 or 512 is a RunnerError."""
+    told = os.environ.get("RUNNER_VECTOR_WIDTH", "").strip()
+    if told not in ("", "256", "512"):
+        raise RunnerError(f"must be 256 or 512, got {told!r}", key="RUNNER_VECTOR_WIDTH")
+    return 512 if told == "512" and compiles_for_avx512() else 256
 
 
 def compiler_for(width: int):

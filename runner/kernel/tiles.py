@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from runner.errors import RunnerError
+
 TILES = (4, 8, 16, 32, 64)  # powers of two: a chunk of a multiple of 64 runs is whole tiles
 MIN_AUTO = 16  # narrower tiles lose more to loop overheads than they gain in cache
 DEFAULT_CACHES = {"L1d": 32 << 10, "L2": 1 << 20, "L3": 8 << 20}  # when /sys says nothing
@@ -68,9 +70,9 @@ def choose_tile(
 ) -> int:
     """Runs per tile for this shape: the largest tile whose working set fits the L2
     cache, at least ``MIN_AUTO``. ``RUNNER_TILE`` in the environment overrides it."""
-    env = os.environ.get("RUNNER_TILE", "")
-    if env:
-        return _env_tile(env)
+    told = env_tile()
+    if told is not None:
+        return told
     budget = (caches or cache_sizes())["L2"]
     for tile in sorted(TILES, reverse=True):
         if (
@@ -81,13 +83,19 @@ def choose_tile(
     return MIN_AUTO
 
 
+def env_tile() -> int | None:
+    """``RUNNER_TILE``, checked (a RunnerError names it); None when unset."""
+    text = os.environ.get("RUNNER_TILE", "").strip()
+    return _env_tile(text) if text else None
+
+
 def _env_tile(text: str) -> int:
     try:
         tile = int(text)
     except ValueError:
         tile = -1
     if tile not in TILES:
-        raise ValueError(f"RUNNER_TILE must be one of {TILES}, got {text!r}")
+        raise RunnerError(f"must be one of {TILES}, got {text!r}", key="RUNNER_TILE")
     return tile
 
 

@@ -181,6 +181,11 @@ def sweep(
     check_backend(chosen, spec)
     shard_ = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
     folder = (Path(out) if out is not None else Path("results")) / spec.name
+    if chosen.cpu_kernels:  # the kernels' settings from the environment (Numba loads here)
+        from runner.kernel import numba_ext, tiles
+
+        tiles.env_tile()
+        numba_ext.vector_width()
     with warming():  # its calibration and pilot are the first to use the kernels
         sizing = budget.before_sweep(spec, folder, fresh=fresh, jobs=jobs, backend=chosen.name,
                                      shard=shard_, max_memory=max_memory, quiet=quiet)  # fmt: skip
