@@ -86,10 +86,8 @@ def choose_tile(
 def env_tile() -> int | None:
     """``RUNNER_TILE``, checked (a RunnerError names it); None when unset."""
     text = os.environ.get("RUNNER_TILE", "").strip()
-    return _env_tile(text) if text else None
-
-
-def _env_tile(text: str) -> int:
+    if not text:
+        return None
     try:
         tile = int(text)
     except ValueError:
